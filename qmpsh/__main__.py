@@ -1,0 +1,5 @@
+import sys
+
+from qmpsh.cli import main
+
+sys.exit(main())

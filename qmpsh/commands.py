@@ -1,0 +1,71 @@
+"""The shell's own built-in commands, written ``/name`` so they never clash with QMP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from qmpsh.events import event_filter
+from qmpsh.syntax import Builtin
+
+if TYPE_CHECKING:
+    from qmpsh.session import Session
+
+DEFAULT_WAIT_TIMEOUT = 60.0
+
+Handler = Callable[["Session", Builtin], Awaitable[bool]]
+
+
+async def wait(session: Session, cmd: Builtin) -> bool:
+    """/wait EVENT [key=value ...] [timeout=SECONDS]"""
+    if len(cmd.words) != 1:
+        session.renderer.error("usage: /wait EVENT [key=value ...] [timeout=SECONDS]")
+        return False
+    name = cmd.words[0]
+    wanted = dict(cmd.args)
+    timeout = wanted.pop("timeout", DEFAULT_WAIT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, str)):
+        session.renderer.error(f"/wait: timeout must be a number of seconds, not {timeout!r}")
+        return False
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        session.renderer.error(f"/wait: timeout must be a number of seconds, not {timeout!r}")
+        return False
+    started = time.monotonic()
+    try:
+        await session.events.wait(event_filter(name, wanted), seconds if seconds > 0 else None)
+    except TimeoutError:
+        what = " ".join([name, *(f"{k}={v}" for k, v in wanted.items())])
+        session.renderer.error(f"/wait: no {what} within {seconds:g} s")
+        return False
+    if session.options.interactive:
+        session.renderer.note(f"/wait: {name} after {time.monotonic() - started:.1f} s")
+    return True
+
+
+async def quit_shell(session: Session, cmd: Builtin) -> bool:
+    """/quit: leave qmpsh (QEMU keeps running; the QMP command quit stops QEMU)."""
+    session.finished = True
+    return True
+
+
+async def show_help(session: Session, cmd: Builtin) -> bool:
+    """/help: the built-ins and the input syntax."""
+    lines = ["Built-ins:"]
+    for name, handler in BUILTINS.items():
+        doc = (handler.__doc__ or "").strip().splitlines()[0]
+        lines.append(f"  {doc}" if doc.startswith("/") else f"  /{name}  {doc}")
+    lines += [
+        "Input:",
+        "  command key=value ...      dotted keys nest (file.driver=file), values may be JSON",
+        '  {"execute": "command", "arguments": {...}}   raw QMP, over several lines if needed',
+        "  transaction( ... )         one action per line, then )",
+        "  pasted '(QEMU) ', '-> ' and '<- ' doc lines work as they are",
+    ]
+    session.renderer.err("\n".join(lines))
+    return True
+
+
+BUILTINS: dict[str, Handler] = {"wait": wait, "help": show_help, "quit": quit_shell}

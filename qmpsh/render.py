@@ -1,0 +1,137 @@
+"""Replies, events and notes -> text.
+
+JSON out is always valid JSON (``jq`` reads scripted output). Colour is a
+cheap regex pass over ``json.dumps`` output, so megabyte replies stay fast and
+no highlighting library is imported on the scripted path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from typing import TextIO
+
+from qmpsh.syntax import ParseError
+
+_RESET = "\x1b[0m"
+_KEY = "\x1b[34;1m"
+_STRING = "\x1b[32m"
+_NUMBER = "\x1b[36m"
+_LITERAL = "\x1b[35m"
+_ERROR = "\x1b[31;1m"
+_NOTE = "\x1b[2m"
+_EVENT = "\x1b[33;1m"
+
+_JSON_TOKEN = re.compile(
+    r'("(?:[^"\\]|\\.)*")(\s*:)?'  # string, maybe a key
+    r"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"  # number
+    r"|\b(true|false|null)\b"
+)
+
+
+def _paint(match: re.Match[str]) -> str:
+    string, colon, number, literal = match.groups()
+    if string is not None:
+        return f"{_KEY if colon else _STRING}{string}{_RESET}{colon or ''}"
+    if number is not None:
+        return f"{_NUMBER}{number}{_RESET}"
+    return f"{_LITERAL}{literal}{_RESET}"
+
+
+def colour_json(text: str) -> str:
+    """ANSI-colour a JSON text (keys, strings, numbers, literals)."""
+    return _JSON_TOKEN.sub(_paint, text)
+
+
+def want_colour(choice: str, stream: TextIO) -> bool:
+    """Decide colour once: ``always``/``never``, or ``auto`` (a tty and no NO_COLOR)."""
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+class Renderer:
+    """Writes JSON documents to stdout and notes and errors to stderr.
+
+    Streams are looked up at write time, so prompt_toolkit's patch_stdout
+    (which swaps sys.stdout) routes interactive output above the prompt.
+    In scripted mode writes are flushed once per event-loop turn.
+    """
+
+    def __init__(self, *, pretty: bool = False, colour: bool = False, interactive: bool = False) -> None:
+        self.pretty = pretty
+        self.colour = colour
+        self.interactive = interactive
+        self._flush_pending = False
+
+    # -- low level ---------------------------------------------------------
+
+    def dumps(self, obj: object) -> str:
+        text = json.dumps(obj, indent=4 if self.pretty else None, ensure_ascii=False)
+        return colour_json(text) if self.colour else text
+
+    def out(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+        self._schedule_flush()
+
+    def err(self, text: str) -> None:
+        sys.stdout.flush()
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            sys.stdout.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        self._flush()
+
+    # -- documents -----------------------------------------------------------
+
+    def document(self, obj: object) -> None:
+        self.out(self.dumps(obj))
+
+    def event(self, msg: dict[str, object]) -> None:
+        text = self.dumps(msg)
+        if self.colour and self.interactive:
+            text = f"{_EVENT}event{_RESET} {text}"
+        self.out(text)
+
+    def hmp_text(self, text: str) -> None:
+        text = text.replace("\r\n", "\n")
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        self._schedule_flush()
+
+    # -- notes and errors ----------------------------------------------------
+
+    def note(self, text: str) -> None:
+        self.err(f"{_NOTE}{text}{_RESET}" if self.colour else text)
+
+    def error(self, text: str) -> None:
+        prefix = f"{_ERROR}error:{_RESET}" if self.colour else "error:"
+        self.err(f"{prefix} {text}")
+
+    def parse_error(self, error: ParseError, with_line: bool) -> None:
+        """One line saying what and where, then the source line with a caret."""
+        line = f"line {error.lineno}, " if with_line else ""
+        self.error(f"{line}column {error.column + 1}: {error.message}")
+        self.err("  " + error.caret().replace("\n", "\n  "))

@@ -1,0 +1,143 @@
+"""The interactive loop: prompt, history, multi-line input, events above the prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import get_app
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.keys import Keys
+from prompt_toolkit.patch_stdout import patch_stdout
+from qemu.qmp import QMPError, Runstate
+
+from qmpsh import __version__
+from qmpsh.completion import CommandCompleter
+from qmpsh.session import Session
+from qmpsh.syntax import needs_more
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "qmpsh"
+
+
+def open_history(session: Session) -> History:
+    """History under $XDG_STATE_HOME/qmpsh/ (0600); in memory, with a warning, if that fails."""
+    path = state_dir() / "history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    except OSError as err:
+        session.renderer.note(f"history not saved: cannot write {path}: {err.strerror}")
+        return InMemoryHistory()
+    return FileHistory(str(path))
+
+
+def key_bindings(hmp: bool) -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _enter(event: KeyPressEvent) -> None:
+        """Run the input, unless brackets or a transaction are still open."""
+        buffer = event.current_buffer
+        if buffer.complete_state:
+            if buffer.complete_state.current_completion:
+                buffer.apply_completion(buffer.complete_state.current_completion)
+            buffer.cancel_completion()
+        if needs_more(buffer.text, hmp=hmp):
+            buffer.insert_text("\n")
+        else:
+            buffer.validate_and_handle()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    @bindings.add(Keys.BracketedPaste)
+    def _paste(event: KeyPressEvent) -> None:
+        """A paste that ends with a newline runs at once when it is complete."""
+        data = event.data.replace("\r\n", "\n").replace("\r", "\n")
+        buffer = event.current_buffer
+        buffer.insert_text(data.rstrip("\n") if data.endswith("\n") else data)
+        if data.endswith("\n") and buffer.text.strip() and not needs_more(buffer.text, hmp=hmp):
+            buffer.validate_and_handle()
+        elif data.endswith("\n"):
+            buffer.insert_text("\n")
+
+    return bindings
+
+
+def _continuation(width: int, line_number: int, wrap_count: int) -> str:
+    text = get_app().current_buffer.text
+    return "TRANS> " if text.lstrip().startswith("transaction(") else "...".ljust(width)
+
+
+async def _load_commands(session: Session) -> None:
+    try:
+        reply = await session.query("query-commands")
+    except QMPError:
+        return
+    if isinstance(reply, list):
+        session.commands = sorted(c["name"] for c in reply if isinstance(c, dict) and "name" in c)
+
+
+async def _watch_connection(session: Session, prompt: PromptSession[str]) -> None:
+    """Say at once when QEMU goes away, even while the user is typing."""
+    while session.client.runstate == Runstate.RUNNING:
+        await session.client.runstate_changed()
+    if not session.finished:
+        session.connection_lost()
+    if prompt.app.is_running:
+        prompt.app.exit(result="")
+
+
+async def run_interactive(session: Session, where: str, launched: object = None) -> None:
+    await _load_commands(session)
+    greeting = session.client.greeting
+    version = ""
+    if greeting is not None:
+        qemu = greeting.QMP.version.get("qemu", {})
+        if isinstance(qemu, dict):
+            version = f" QEMU {qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
+    prompt: PromptSession[str] = PromptSession(
+        "(HMP) " if session.options.hmp else "(QEMU) ",
+        multiline=True,
+        key_bindings=key_bindings(session.options.hmp),
+        history=open_history(session),
+        completer=CommandCompleter(lambda: session.commands),
+        prompt_continuation=_continuation,
+        enable_open_in_editor=False,
+    )
+    launched_dir = getattr(launched, "workdir", None)
+    session.renderer.note(f"qmpsh {__version__} connected to{version} at {where}"
+                          + (f" (QEMU launched in {launched_dir})" if launched_dir else "")
+                          + ". /help for help, Ctrl-D to leave.")
+    loop = asyncio.get_running_loop()
+    with patch_stdout(raw=True):
+        watcher = asyncio.create_task(_watch_connection(session, prompt))
+        try:
+            while not session.finished and not session.lost:
+                try:
+                    text = await prompt.prompt_async()
+                except KeyboardInterrupt:
+                    continue
+                except EOFError:
+                    break
+                if session.lost or not text.strip():
+                    continue
+                task = asyncio.ensure_future(session.run(text))
+                loop.add_signal_handler(signal.SIGINT, task.cancel)
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    session.renderer.note("interrupted")
+                finally:
+                    loop.remove_signal_handler(signal.SIGINT)
+        finally:
+            watcher.cancel()

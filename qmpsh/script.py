@@ -1,0 +1,62 @@
+"""The scripted loop: stdin that is not a terminal.
+
+No banner and no prompts: stdout carries only JSON documents (or HMP text
+with -H), notes and errors go to stderr. prompt_toolkit is never imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from qmpsh.session import Session
+from qmpsh.syntax import ParseError
+
+
+async def _lines(stream: TextIO) -> AsyncIterator[str]:
+    """Lines of ``stream``; a pipe is read without blocking the event loop."""
+    fd = stream.fileno()
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        for line in stream:  # a file never blocks
+            yield line
+        return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", 0))
+    except (OSError, ValueError):  # e.g. /dev/null cannot be polled
+        for line in stream:
+            yield line
+        return
+    while line_bytes := await reader.readline():
+        yield line_bytes.decode("utf-8", errors="replace")
+
+
+async def run_script(session: Session, stream: TextIO = sys.stdin) -> None:
+    """Run every line of ``stream``; multi-line inputs are gathered first."""
+    buffer = ""
+    first = 0
+    lineno = 0
+    async for line in _lines(stream):
+        lineno += 1
+        if not buffer:
+            first = lineno
+        buffer += line
+        parsed = session.reader.feed(buffer)
+        if parsed.incomplete:
+            continue
+        buffer = ""
+        if not await session.run_items(parsed.items, first):
+            session.failed = True
+        if session.stopped:
+            return
+    if buffer.strip():
+        last = buffer.rstrip("\n").rsplit("\n", 1)[-1]
+        error = ParseError("unexpected end of input: a bracket or transaction is still open", last, len(last),
+                           buffer.rstrip("\n").count("\n") + 1)
+        session.fail_parse(error, first)
+        session.failed = True

@@ -1,0 +1,167 @@
+"""A ``Session`` runs input against one QMP connection.
+
+The interactive and the scripted loop both drive ``await session.run(text)``;
+everything a line does (parse, send, print the reply and events in wire
+order, built-ins, bookkeeping of failures) happens here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+
+from qemu.qmp import QMPError
+from qemu.qmp.message import Message
+
+from qmpsh.client import Connection, WireTap
+from qmpsh.events import EventLog
+from qmpsh.render import Renderer
+from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
+
+_ID_PREFIX = "qmpsh-"
+
+
+@dataclass
+class Options:
+    verbose: bool = False
+    hmp: bool = False
+    exit_on_error: bool = False
+    interactive: bool = False
+
+
+@dataclass
+class _InFlight:
+    request: Request
+    lineno: int
+    user_id: object = None  # the "id" the user wrote in raw JSON, shown in place of ours
+    abandoned: bool = False  # the user stopped waiting (Ctrl-C)
+
+
+class Session:
+    def __init__(self, renderer: Renderer, options: Options, tap: WireTap | None = None) -> None:
+        from qmpsh.commands import BUILTINS  # commands import Session for typing
+
+        self.renderer = renderer
+        self.options = options
+        self.client = Connection(on_sent=self._on_sent, on_received=self._on_received, tap=tap)
+        self.reader = Reader(BUILTINS, hmp=options.hmp)
+        self.events = EventLog()
+        self.failed = False  # some line failed: exit status 1 in scripts
+        self.finished = False  # quit or /quit: the session is over
+        self.lost = False  # the connection went away
+        self.commands: list[str] = []  # from query-commands, for completion
+        self._ids = itertools.count(1)
+        self._in_flight: dict[str, _InFlight] = {}
+
+    # -- running input -------------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        return self.finished or self.lost or (self.failed and self.options.exit_on_error)
+
+    async def run(self, text: str) -> bool:
+        """Run a complete chunk of input (a line or a paste); False if any item failed."""
+        return await self.run_items(self.reader.feed(text).items)
+
+    async def run_items(self, items: list[Item], first_lineno: int = 1) -> bool:
+        """Run parsed items in order, stopping once the session is stopped."""
+        ok = True
+        for item in items:
+            if self.stopped:
+                break
+            if not await self.run_item(item, first_lineno):
+                ok = False
+                self.failed = True
+        return ok
+
+    async def run_item(self, item: Item, first_lineno: int = 1) -> bool:
+        lineno = first_lineno + item.lineno - 1
+        if isinstance(item, ParseError):
+            self.fail_parse(item, first_lineno)
+            return False
+        if isinstance(item, Skipped):
+            self.renderer.note(f"skipped {item.reason}" + ("" if self.options.interactive else f" (line {lineno})"))
+            return True
+        if isinstance(item, Builtin):
+            from qmpsh.commands import BUILTINS
+
+            return await BUILTINS[item.name](self, item)
+        return await self.execute(item, lineno)
+
+    def fail_parse(self, error: ParseError, first_lineno: int = 1) -> None:
+        error.lineno += first_lineno - 1
+        self.renderer.parse_error(error, with_line=not self.options.interactive or error.lineno > 1)
+
+    async def execute(self, request: Request, lineno: int = 1) -> bool:
+        """Send one request; its reply is printed by _on_received as it arrives."""
+        message = dict(request.message)
+        exec_id = f"{_ID_PREFIX}{next(self._ids)}"
+        flight = _InFlight(request, lineno, message.pop("id", None))
+        self._in_flight[exec_id] = flight
+        self.events.command_sent()
+        try:
+            reply = await self.client.send(message, exec_id)
+        except asyncio.CancelledError:
+            flight.abandoned = True
+            raise
+        except (QMPError, OSError, EOFError) as err:
+            self._in_flight.pop(exec_id, None)
+            self.connection_lost(f"while waiting for the reply to {request.command}: {err}")
+            return False
+        ok = "return" in reply
+        if ok and request.command == "quit":
+            self.finished = True
+        if not ok and not self.options.interactive:
+            self.renderer.error(f"line {lineno}: {request.command}: {describe_error(reply)}")
+        return ok
+
+    async def query(self, command: str, arguments: dict[str, object] | None = None) -> object:
+        """Run a command for qmpsh itself: not printed, not counted as a line."""
+        return await self.client.execute(command, arguments)
+
+    def connection_lost(self, detail: str = "") -> None:
+        if self.lost or self.finished:
+            return
+        self.lost = True
+        self.renderer.error("connection to QEMU lost" + (f" {detail}" if detail else ""))
+
+    # -- wire taps (called in wire order by the connection) ----------------
+
+    def _on_sent(self, msg: Message) -> None:
+        flight = self._in_flight.get(msg.get("id"))  # type: ignore[arg-type]
+        if flight is not None and self.options.verbose:
+            self.renderer.document(self._as_user_sees(msg, flight))
+
+    def _on_received(self, msg: Message) -> None:
+        if "event" in msg:
+            self.events.add(msg)
+            self.renderer.event(msg._object)
+            return
+        flight = self._in_flight.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        if flight is None:
+            return  # a reply to qmpsh's own queries
+        if flight.abandoned:
+            self.renderer.note(f"late reply to {flight.request.command} (line {flight.lineno}):")
+        reply = self._as_user_sees(msg, flight)
+        value = reply.get("return")
+        if flight.request.form == "hmp" and isinstance(value, str):
+            self.renderer.hmp_text(value)
+        else:
+            self.renderer.document(reply)
+
+    @staticmethod
+    def _as_user_sees(msg: Message, flight: _InFlight) -> dict[str, object]:
+        """The message with qmpsh's own id replaced by the user's (or removed)."""
+        out = dict(msg._object)
+        del out["id"]
+        if flight.user_id is not None:
+            out["id"] = flight.user_id
+        return out
+
+
+def describe_error(reply: Message | dict[str, object]) -> str:
+    error = reply.get("error")
+    if isinstance(error, dict):
+        return f"{error.get('class', 'Error')}: {error.get('desc', '')}"
+    return f"malformed reply {reply!r}"

@@ -1,0 +1,509 @@
+"""Text -> QMP requests.
+
+One pure parser for every input form: qmp-shell's ``command key=value ...``
+(dotted keys nest, JSON and Python literal values), ``transaction( ... )``,
+raw QMP JSON over one or several lines, and text pasted from documentation
+(``(QEMU) `` and ``TRANS> `` prompts, ``-> `` requests, ``<- `` server lines).
+
+No I/O here and no prompt_toolkit: the interactive and the scripted loop both
+feed text in and get ``Request``/``Builtin``/``Skipped``/``ParseError`` items
+out, in input order.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Union
+
+#: Prompts and markers that documentation puts in front of a line, and what
+#: each says about that line.
+MARKERS = {"(QEMU)": "prompt", "(qemu)": "prompt", "TRANS>": "prompt", "->": "request", "<-": "server"}
+_MARKER_RE = re.compile(r"^\s*(\(QEMU\)|\(qemu\)|TRANS>|->|<-)(?=\s|$)\s?")
+_COMMAND_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")
+_INT_RE = re.compile(r"[-+]?[0-9]+")
+_OPENERS = {"{": "}", "[": "]"}
+_CLOSERS = {"}": "{", "]": "["}
+
+
+class ParseError(Exception):
+    """Bad input: a message, the offending source line and the 0-based column."""
+
+    def __init__(self, message: str, source: str = "", column: int = 0, lineno: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = source
+        self.column = column
+        self.lineno = lineno
+
+    def __str__(self) -> str:
+        return self.message
+
+    def caret(self) -> str:
+        """The source line with a caret under the offending column."""
+        return f"{self.source}\n{' ' * self.column}^"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A QMP message to send. ``form`` is how it was written: kv, json, transaction or hmp."""
+
+    message: dict[str, object]
+    form: str
+    lineno: int = 1
+    from_prompt: bool = False  # the line carried a pasted "(QEMU) " prompt
+
+    @property
+    def command(self) -> str:
+        return str(self.message.get("execute", self.message.get("exec-oob", "")))
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A ``/name`` shell command: its bare words and its key=value arguments."""
+
+    name: str
+    words: tuple[str, ...] = ()
+    args: dict[str, object] = field(default_factory=dict)
+    lineno: int = 1
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Pasted text that is deliberately not sent (a reply, an event, a doc echo)."""
+
+    reason: str
+    lineno: int = 1
+
+
+Item = Union[Request, Builtin, Skipped, ParseError]
+
+
+@dataclass
+class Parsed:
+    items: list[Item]
+    incomplete: bool = False  # brackets or a transaction are still open: more lines needed
+
+
+@dataclass
+class _Line:
+    """One logical line: physical lines joined while brackets are open."""
+
+    text: str  # with any marker removed
+    marker: str  # "", "prompt", "request" or "server"
+    sources: list[str]  # the physical lines as typed
+    lineno: int  # 1-based number of the first physical line
+    indent: int  # columns removed from the first physical line
+    scan_error: tuple[str, int] | None = None  # (message, offset) of a bracket or quote fault
+
+    def error(self, message: str, offset: int) -> ParseError:
+        """A ParseError pointing at ``offset`` in ``text``."""
+        row = self.text.count("\n", 0, offset)
+        column = offset - (self.text.rfind("\n", 0, offset) + 1)
+        if row == 0:
+            column += self.indent
+        return ParseError(message, self.sources[row], column, self.lineno + row)
+
+
+class _Unbalanced(Exception):
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+def _scan(text: str, stack: list[tuple[str, int]], base: int = 0) -> None:
+    """Track ``{``/``[`` nesting through ``text``, skipping quoted strings.
+
+    ``stack`` holds (opener, offset) of the brackets still open and is updated
+    in place. Quotes never span lines. Raises _Unbalanced on a mismatched
+    closer or an unterminated string.
+    """
+    quote = ""
+    start = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+            elif ch == "\n":
+                raise _Unbalanced("unterminated string", base + start)
+        elif ch in "\"'":
+            # An apostrophe inside a bare word (it's) is not a quote.
+            if ch == '"' or i == 0 or not (text[i - 1].isalnum()):
+                quote, start = ch, i
+        elif ch in _OPENERS:
+            stack.append((ch, base + i))
+        elif ch in _CLOSERS:
+            if not stack or stack[-1][0] != _CLOSERS[ch]:
+                raise _Unbalanced(f"unexpected '{ch}'", base + i)
+            stack.pop()
+        i += 1
+    if quote:
+        raise _Unbalanced("unterminated string", base + start)
+
+
+def _tokens(text: str) -> list[tuple[str, int]]:
+    """Split at whitespace outside quotes and brackets: (token, offset) pairs."""
+    out: list[tuple[str, int]] = []
+    depth = 0
+    quote = ""
+    start = -1
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch.isspace() and depth == 0:
+            if start >= 0:
+                out.append((text[start:i], start))
+                start = -1
+        else:
+            if start < 0:
+                start = i
+            if ch == '"' or (ch == "'" and (i == start or not text[i - 1].isalnum())):
+                quote = ch
+            elif ch in _OPENERS:
+                depth += 1
+            elif ch in _CLOSERS:
+                depth -= 1
+        i += 1
+    if start >= 0:
+        out.append((text[start:], start))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Values
+
+
+def _literal(node: ast.AST) -> object:
+    """A JSON value from a Python literal AST (True/False/None, 'quotes')."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in ("true", "false", "null", "True", "False", "None"):
+        return {"true": True, "True": True, "false": False, "False": False}.get(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        out = {}
+        for k, v in zip(node.keys, node.values):
+            key = _literal(k) if k is not None else None
+            if not isinstance(key, str):
+                raise ValueError("object keys must be strings")
+            out[key] = _literal(v)
+        return out
+    raise ValueError(f"not a JSON value: {ast.dump(node)[:40]}")
+
+
+def _compound(text: str) -> object:
+    """Parse a ``{...}``/``[...]`` value as JSON, else as a Python literal."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as json_error:
+        try:
+            return _literal(ast.parse(text.strip(), mode="eval").body)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            raise _Unbalanced(f"invalid JSON value: {json_error.msg}", json_error.pos) from None
+
+
+def _quoted(text: str) -> str:
+    """The string inside ``"..."`` or ``'...'`` (escapes honoured)."""
+    try:
+        value = json.loads(text) if text[0] == '"' else ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if not isinstance(value, str):
+        # The closing quote is not the last character, or a bad escape.
+        raise _Unbalanced("a quoted value must end at its closing quote", 0)
+    return value
+
+
+def parse_value(text: str) -> object:
+    """One key=value value: int, bool, null, JSON/Python literal, quoted or bare string."""
+    if not text:
+        return ""
+    first = text[0]
+    if first in "\"'":
+        return _quoted(text)
+    if first in "{[":
+        return _compound(text)
+    if _INT_RE.fullmatch(text):
+        return int(text)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if text == "null":
+        return None
+    return text
+
+
+def _merge(dst: dict[str, object], src: dict[str, object], path: str) -> None:
+    """Merge ``src`` into ``dst``; the same leaf given twice is an error (ValueError)."""
+    for key, value in src.items():
+        here = f"{path}.{key}" if path else key
+        if key not in dst:
+            dst[key] = value
+        elif isinstance(dst[key], dict) and isinstance(value, dict):
+            _merge(dst[key], value, here)  # type: ignore[arg-type]
+        elif isinstance(dst[key], dict) or isinstance(value, dict):
+            raise ValueError(f"'{here}' is used both as an object and as a value")
+        else:
+            raise ValueError(f"duplicate key '{here}'")
+
+
+def parse_arguments(line: _Line, tokens: list[tuple[str, int]]) -> dict[str, object]:
+    """key=value tokens -> a nested arguments object."""
+    args: dict[str, object] = {}
+    for token, offset in tokens:
+        key, sep, raw = token.partition("=")
+        if not sep:
+            raise line.error(f"expected key=value, got '{token}'", offset)
+        path = key.split(".")
+        if not all(path) or any(c in key for c in "\"'{}[]"):
+            raise line.error(f"bad key '{key}'", offset)
+        try:
+            value = parse_value(raw)
+        except _Unbalanced as err:
+            raise line.error(err.args[0], offset + len(key) + 1 + err.offset) from None
+        nested: object = value
+        for part in reversed(path):
+            nested = {part: nested}
+        try:
+            _merge(args, nested, "")  # type: ignore[arg-type]
+        except ValueError as err:
+            raise line.error(str(err), offset) from None
+    return args
+
+
+# --------------------------------------------------------------------------
+# Lines
+
+
+def _logical_lines(text: str) -> tuple[list[_Line], bool]:
+    """Join physical lines while brackets are open; report if the text ends open."""
+    physical = text.split("\n")
+    lines: list[_Line] = []
+    i = 0
+    while i < len(physical):
+        raw = physical[i].rstrip("\r")
+        match = _MARKER_RE.match(raw)
+        indent = match.end() if match else len(raw) - len(raw.lstrip())
+        marker = MARKERS[match.group(1)] if match else ""
+        body = raw[indent:].rstrip()
+        if not body or body.startswith("#"):
+            i += 1
+            continue
+        line = _Line(body, marker, [raw], i + 1, indent)
+        stack: list[tuple[str, int]] = []
+        try:
+            _scan(body, stack)
+            while stack and i + 1 < len(physical):
+                i += 1
+                nxt = physical[i].rstrip("\r")
+                base = len(line.text) + 1
+                line.text += "\n" + nxt
+                line.sources.append(nxt)
+                _scan(nxt, stack, base)
+        except _Unbalanced as err:
+            line.scan_error = (err.args[0], err.offset)
+        if stack and not line.scan_error:
+            return lines, True
+        lines.append(line)
+        i += 1
+    return lines, False
+
+
+def _parse_json(line: _Line) -> Item:
+    if line.marker == "server":
+        return Skipped("server line", line.lineno)
+    try:
+        obj = json.loads(line.text)
+    except json.JSONDecodeError as err:
+        return line.error(f"invalid JSON: {err.msg}", err.pos)
+    except RecursionError:
+        return line.error("invalid JSON: nested too deeply", 0)
+    if not isinstance(obj, dict):
+        return line.error("a QMP message must be a JSON object", 0)
+    for key, what in (("return", "reply"), ("error", "error reply"), ("event", "event"), ("QMP", "greeting")):
+        if key in obj and "execute" not in obj and "exec-oob" not in obj:
+            return Skipped(f"pasted {what}", line.lineno)
+    name = obj.get("execute", obj.get("exec-oob"))
+    if not isinstance(name, str):
+        return line.error("a QMP command object needs \"execute\" (or \"exec-oob\") naming the command", 0)
+    return Request(obj, "json", line.lineno)
+
+
+def _command(line: _Line, tokens: list[tuple[str, int]]) -> tuple[str, dict[str, object]]:
+    """A ``name key=value ...`` command from tokens."""
+    name, offset = tokens[0]
+    if not _COMMAND_NAME_RE.fullmatch(name):
+        if "=" in name:
+            raise line.error(f"expected a command name before '{name}'", offset)
+        raise line.error(f"'{name}' is not a command name", offset)
+    return name, parse_arguments(line, tokens[1:])
+
+
+def _parse_builtin(line: _Line, tokens: list[tuple[str, int]], builtins: Collection[str]) -> Item:
+    name, offset = tokens[0]
+    name = name[1:]
+    if name not in builtins:
+        known = ", ".join("/" + b for b in sorted(builtins))
+        return line.error(f"unknown built-in '/{name}' (built-ins: {known})", offset)
+    words = tuple(t for t, _ in tokens[1:] if "=" not in t)
+    try:
+        args = parse_arguments(line, [t for t in tokens[1:] if "=" in t[0]])
+    except ParseError as err:
+        return err
+    return Builtin(name, words, args, line.lineno)
+
+
+class _Transaction:
+    """Actions gathered between ``transaction(`` and ``)``."""
+
+    def __init__(self, lineno: int) -> None:
+        self.lineno = lineno
+        self.actions: list[dict[str, object]] = []
+        self.error: ParseError | None = None
+
+    def add(self, line: _Line, tokens: list[tuple[str, int]]) -> bool:
+        """Add the actions on one line; True when the line closes the transaction."""
+        closes = bool(tokens) and tokens[-1][0] == ")"
+        if closes:
+            tokens = tokens[:-1]
+        if tokens and self.error is None:
+            try:
+                kind, data = _command(line, tokens)
+                self.actions.append({"type": kind, "data": data})
+            except ParseError as err:
+                self.error = err
+        return closes
+
+    def result(self) -> Item:
+        if self.error is not None:
+            return self.error
+        message = {"execute": "transaction", "arguments": {"actions": self.actions}}
+        return Request(message, "transaction", self.lineno)
+
+
+def parse(text: str, *, builtins: Collection[str] = (), hmp: bool = False) -> Parsed:
+    """Parse a block of input (one line or a paste) into items, in order.
+
+    ``incomplete`` is set, with no items, when the text ends inside brackets
+    or an open transaction: the caller should read more lines first.
+    """
+    lines, open_brackets = _logical_lines(text)
+    if open_brackets:
+        return Parsed([], incomplete=True)
+    items: list[Item] = []
+    transaction: _Transaction | None = None
+    for line in lines:
+        if line.scan_error:
+            items.append(line.error(*line.scan_error))
+            continue
+        if transaction is not None:
+            if transaction.add(line, _tokens(line.text)):
+                items.append(transaction.result())
+                transaction = None
+            continue
+        if line.text.startswith("{") and not hmp:
+            items.append(_parse_json(line))
+            continue
+        if line.marker == "server":
+            items.append(Skipped("server line", line.lineno))
+            continue
+        tokens = _tokens(line.text)
+        first = tokens[0][0]
+        if first.startswith("/"):
+            items.append(_parse_builtin(line, tokens, builtins))
+        elif hmp:
+            message = {"execute": "human-monitor-command", "arguments": {"command-line": line.text}}
+            items.append(Request(message, "hmp", line.lineno))
+        elif first == "transaction(":
+            transaction = _Transaction(line.lineno)
+            if transaction.add(line, tokens[1:]):
+                items.append(transaction.result())
+                transaction = None
+        else:
+            try:
+                name, args = _command(line, tokens)
+            except ParseError as err:
+                items.append(err)
+                continue
+            message = {"execute": name, "arguments": args}
+            items.append(Request(message, "kv", line.lineno, from_prompt=line.marker == "prompt"))
+    if transaction is not None:
+        return Parsed([], incomplete=True)
+    return Parsed(items)
+
+
+def needs_more(text: str, *, hmp: bool = False) -> bool:
+    """Whether Enter should continue the input: brackets or a transaction are open."""
+    return parse(text, hmp=hmp).incomplete
+
+
+class Reader:
+    """Stateful front of the parser, shared by the interactive and scripted loops.
+
+    Feed it whole chunks (a line, or a paste). It drops the JSON form that
+    documentation prints right after a qmp-shell line (``(QEMU) cmd k=v``
+    followed by ``{"execute": "cmd", ...}``), so a pasted example runs once.
+    """
+
+    def __init__(self, builtins: Collection[str] = (), hmp: bool = False) -> None:
+        self.builtins = frozenset(builtins)
+        self.hmp = hmp
+        self._last_kv: Request | None = None
+
+    def feed(self, text: str) -> Parsed:
+        parsed = parse(text, builtins=self.builtins, hmp=self.hmp)
+        if parsed.incomplete:
+            return parsed
+        items: list[Item] = []
+        for item in parsed.items:
+            last, self._last_kv = self._last_kv, None
+            if isinstance(item, Request) and item.form == "json" and last and item.command == last.command:
+                same = item.message.get("arguments", {}) == last.message.get("arguments", {})
+                detail = "" if same else "; its arguments differ, the key=value line's were used"
+                items.append(Skipped(f"JSON form of the {last.command} line above{detail}", item.lineno))
+                continue
+            if isinstance(item, Request) and item.form == "kv" and item.from_prompt:
+                self._last_kv = item
+            items.append(item)
+        return Parsed(items)
+
+
+def format_kv(command: str, arguments: dict[str, object]) -> str:
+    """Render a command as a key=value line that parses back to the same object."""
+    parts = [command]
+    for key, value in arguments.items():
+        parts.append(f"{key}={format_value(value)}")
+    return " ".join(parts)
+
+
+def format_value(value: object) -> str:
+    """A value in key=value form; strings are quoted only where needed."""
+    if isinstance(value, str):
+        if value and parse_value(value) == value and not any(c.isspace() for c in value):
+            try:
+                _scan(value, stack := [])
+                if not stack and "'" not in value and '"' not in value:
+                    return value
+            except _Unbalanced:
+                pass
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,152 @@
+"""Shared fixtures: real QEMU processes with QMP sockets, and running qmpsh.
+
+QEMU is required: a missing qemu-system-x86_64 or qemu-img fails the tests
+that need it (``bash .ci/setup`` installs both), it never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
+QEMU_IMG = os.environ.get("QMPSH_QEMU_IMG", "qemu-img")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _private_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test touches the real home: XDG directories point at a temp dir."""
+    base = tmp_path_factory.mktemp("xdg")
+    for name in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(name, str(base / name.lower()))
+    monkeypatch.delenv("QMP_SOCKET", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def require_qemu() -> None:
+    for tool, package in ((QEMU, "qemu-system-x86"), (QEMU_IMG, "qemu-utils")):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: run 'bash .ci/setup test' (installs Debian's {package})")
+
+
+def qemu_img(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([QEMU_IMG, *args], cwd=cwd, capture_output=True, text=True, check=True)
+
+
+@dataclass
+class Qemu:
+    """A running QEMU (TCG, -S) serving QMP on ``socket``; images live in ``dir``."""
+
+    dir: Path
+    socket: str
+    process: subprocess.Popen[bytes]
+    args: list[str] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def seed_args(image: str = "a.qcow2", node: str = "node-A") -> list[str]:
+    """QEMU as the live block operations document starts it, with TCG and -S."""
+    return [
+        "-display", "none", "-no-user-config", "-M", "q35", "-accel", "tcg", "-nodefaults", "-m", "512", "-S",
+        "-blockdev",
+        f"node-name={node},driver=qcow2,file.driver=file,file.node-name=file,file.filename={image}",
+        "-device", f"virtio-blk,drive={node},id=virtio0",
+    ]
+
+
+def start_qemu(workdir: Path, args: list[str], name: str = "qmp.sock", extra_qmp: list[str] = ()) -> Qemu:
+    """Start QEMU in ``workdir`` with a QMP unix socket; wait until it accepts."""
+    require_qemu()
+    sock = str(workdir / name)
+    qmp = ["-qmp", f"unix:{sock},server=on,wait=off"]
+    for extra in extra_qmp:
+        qmp += ["-qmp", f"unix:{workdir / extra},server=on,wait=off"]
+    log = open(workdir / f"{name}.log", "wb")
+    proc = subprocess.Popen([QEMU, *args, *qmp], cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"QEMU exited: {(workdir / f'{name}.log').read_text()}")
+        if os.path.exists(sock):
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(sock)
+                    break
+                except OSError:
+                    pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("QEMU did not open its QMP socket in 30 s")
+        time.sleep(0.02)
+    return Qemu(workdir, sock, proc, args)
+
+
+@pytest.fixture
+def qemu_factory(tmp_path: Path) -> Iterator:
+    """Start QEMUs on demand: ``qemu_factory(args, name=..., workdir=...)``; all stopped at the end."""
+    started: list[Qemu] = []
+
+    def factory(args: list[str] | None = None, *, name: str = "qmp.sock", workdir: Path | None = None,
+                extra_qmp: list[str] = ()) -> Qemu:
+        where = workdir or tmp_path
+        if args is None:
+            if not (where / "a.qcow2").exists():
+                require_qemu()
+                qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "39M", cwd=where)
+            args = seed_args()
+        vm = start_qemu(where, args, name, extra_qmp)
+        started.append(vm)
+        return vm
+
+    yield factory
+    for vm in started:
+        vm.stop()
+
+
+@pytest.fixture
+def qemu(qemu_factory) -> Qemu:
+    """The live block operations document's QEMU: a fresh 39M a.qcow2 as node-A on virtio0."""
+    return qemu_factory()
+
+
+def qmpsh_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("QMP_SOCKET", None)
+    env.update(extra)
+    return env
+
+
+def run_qmpsh(*args: str, stdin: str = "", timeout: float = 120, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m qmpsh ARGS`` in scripted mode with ``stdin`` as its input."""
+    return subprocess.run(
+        [sys.executable, "-m", "qmpsh", *args], input=stdin, capture_output=True, text=True,
+        timeout=timeout, env=env or qmpsh_env(), cwd=cwd or REPO,
+    )
