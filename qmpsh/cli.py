@@ -131,7 +131,10 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
         await session.client.connect(target)
     except ConnectError as err:
         cause = getattr(err, "exc", None)
-        detail = (cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause or err)) or type(cause).__name__
+        if isinstance(cause, OSError) and cause.errno:
+            detail = os.strerror(cause.errno)
+        else:
+            detail = str(cause or err) or type(cause).__name__
         renderer.error(f"cannot connect to {describe_address(target)}: {detail}")
         return ExitStatus.CONNECTION
     try:

@@ -20,7 +20,7 @@ class Logfile:
 
     def _write(self, direction: str, msg: Message) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        self._file.write(f'{{"time": "{stamp}", "direction": "{direction}", "message": {bytes(msg).decode()}}}\n')
+        self._file.write(f'{{"time": "{stamp}", "direction": "{direction}", "message": {bytes(msg).decode().rstrip()}}}\n')
 
     def sent(self, msg: Message) -> None:
         self._write("sent", msg)

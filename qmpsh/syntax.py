@@ -25,6 +25,8 @@ MARKERS = {"(QEMU)": "prompt", "(qemu)": "prompt", "TRANS>": "prompt", "->": "re
 _MARKER_RE = re.compile(r"^\s*(\(QEMU\)|\(qemu\)|TRANS>|->|<-)(?=\s|$)\s?")
 _COMMAND_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")
 _INT_RE = re.compile(r"[-+]?[0-9]+")
+_FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?")
+_BARE_RE = re.compile(r"[^\s\"'{}\[\]\\]+")  # a string that needs no quotes
 _OPENERS = {"{": "}", "[": "]"}
 _CLOSERS = {"}": "{", "]": "["}
 
@@ -234,7 +236,7 @@ def _quoted(text: str) -> str:
 
 
 def parse_value(text: str) -> object:
-    """One key=value value: int, bool, null, JSON/Python literal, quoted or bare string."""
+    """One key=value value: number, bool, null, JSON/Python literal, quoted or bare string."""
     if not text:
         return ""
     first = text[0]
@@ -244,6 +246,8 @@ def parse_value(text: str) -> object:
         return _compound(text)
     if _INT_RE.fullmatch(text):
         return int(text)
+    if _FLOAT_RE.fullmatch(text):
+        return float(text)
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -498,12 +502,6 @@ def format_kv(command: str, arguments: dict[str, object]) -> str:
 def format_value(value: object) -> str:
     """A value in key=value form; strings are quoted only where needed."""
     if isinstance(value, str):
-        if value and parse_value(value) == value and not any(c.isspace() for c in value):
-            try:
-                _scan(value, stack := [])
-                if not stack and "'" not in value and '"' not in value:
-                    return value
-            except _Unbalanced:
-                pass
-        return json.dumps(value)
+        bare = _BARE_RE.fullmatch(value) and not any(c.isspace() for c in value)
+        return value if bare and parse_value(value) == value else json.dumps(value)
     return json.dumps(value, separators=(",", ":"))

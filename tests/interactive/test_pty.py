@@ -1,0 +1,424 @@
+"""qmpsh at a real terminal: a pty (pexpect) read through a terminal emulator (pyte).
+
+Each test starts ``python -m qmpsh SOCKET`` against a real QEMU, types keys
+and reads the emulated screen where layout matters (what sits above the
+prompt, what the prompt row shows). Output is also kept as plain text (ANSI
+sequences removed) to count replies even after they scroll off the screen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pexpect
+import pyte
+import pytest
+
+from tests.conftest import REPO, Qemu, qmpsh_env
+
+COLS, ROWS = 100, 30
+PROMPT = "(QEMU) "
+TIMEOUT = 10.0
+
+UP = "\x1b[A"
+TAB = "\t"
+ENTER = "\r"
+CTRL_C = "\x03"
+CTRL_D = "\x04"
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
+
+
+class Terminal:
+    """qmpsh in a pty whose output feeds a pyte screen."""
+
+    def __init__(self, address: str, *args: str) -> None:
+        self.screen = pyte.Screen(COLS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = bytearray()
+        self.eof = False
+        env = qmpsh_env(PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+        for name in ("COLUMNS", "LINES"):
+            env.pop(name, None)
+        self.child = pexpect.spawn(sys.executable, ["-m", "qmpsh", *args, address], env=env, cwd=str(REPO),
+                                   dimensions=(ROWS, COLS))
+
+    # -- reading -------------------------------------------------------------
+
+    def pump(self, timeout: float = 0.05) -> None:
+        """Feed whatever the child wrote (waiting up to ``timeout`` for the first byte)."""
+        while not self.eof:
+            try:
+                data = self.child.read_nonblocking(65536, timeout=timeout)
+            except pexpect.TIMEOUT:
+                return
+            except pexpect.EOF:
+                self.eof = True
+                return
+            self.raw += data
+            self.stream.feed(data)
+            timeout = 0
+
+    @property
+    def rows(self) -> list[str]:
+        return [row.rstrip() for row in self.screen.display]
+
+    @property
+    def cursor_row(self) -> str:
+        return self.rows[self.screen.cursor.y]
+
+    def plain(self) -> str:
+        """Everything written so far, without escape sequences."""
+        return _ANSI.sub("", self.raw.decode("utf-8", "replace")).replace("\r", "")
+
+    def dump(self) -> str:
+        body = "\n".join(f"{i:2} |{row}" for i, row in enumerate(self.rows))
+        return f"screen (cursor at row {self.screen.cursor.y}, col {self.screen.cursor.x}):\n{body}"
+
+    def wait_for(self, predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pump()
+            if predicate():
+                return
+            if time.monotonic() > deadline or self.eof:
+                if predicate():
+                    return
+                pytest.fail(f"timed out waiting for {what}{' (qmpsh exited)' if self.eof else ''}\n{self.dump()}")
+
+    def wait_prompt(self, text: str = "", timeout: float = TIMEOUT) -> None:
+        """Wait until the cursor sits at the end of ``(QEMU) text``."""
+        line = PROMPT + text
+
+        def ready() -> bool:
+            return self.cursor_row == line.rstrip() and self.screen.cursor.x == len(line)
+
+        self.wait_for(ready, f"the prompt row to read {line!r}", timeout)
+
+    def wait_text(self, text: str, timeout: float = TIMEOUT) -> None:
+        self.wait_for(lambda: text in self.plain(), f"{text!r} in the output", timeout)
+
+    def rows_with(self, text: str) -> list[int]:
+        return [i for i, row in enumerate(self.rows) if text in row]
+
+    # -- writing -------------------------------------------------------------
+
+    def send(self, keys: str) -> None:
+        self.child.send(keys)
+
+    def paste(self, text: str) -> None:
+        self.child.send(PASTE_START + text + PASTE_END)
+
+    def run(self, line: str, expect: str) -> None:
+        """Type ``line`` + Enter at a fresh prompt, wait for ``expect`` and the next prompt."""
+        before = self.plain().count(expect)
+        self.wait_prompt()
+        self.send(line + ENTER)
+        self.wait_for(lambda: self.plain().count(expect) > before, f"{expect!r} after {line!r}")
+        self.wait_prompt()
+
+    # -- exit ------------------------------------------------------------------
+
+    def wait_exit(self, timeout: float = TIMEOUT) -> int:
+        self.wait_for(lambda: self.eof, "qmpsh to exit", timeout)
+        deadline = time.monotonic() + timeout
+        while self.child.isalive():
+            if time.monotonic() > deadline:
+                pytest.fail(f"qmpsh closed its terminal but did not exit\n{self.dump()}")
+            time.sleep(0.02)
+        self.child.close()
+        if self.child.signalstatus is not None:
+            pytest.fail(f"qmpsh died of signal {self.child.signalstatus}\n{self.dump()}")
+        return self.child.exitstatus
+
+    def close(self) -> None:
+        if not self.child.closed:
+            self.child.close(force=True)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[..., Terminal]]:
+    """Start qmpsh in a pty: ``terminal(address, *options)``; all closed at the end."""
+    started: list[Terminal] = []
+
+    def start(address: str, *args: str) -> Terminal:
+        term = Terminal(address, *args)
+        started.append(term)
+        term.wait_prompt()
+        return term
+
+    yield start
+    for term in started:
+        term.close()
+
+
+def second_monitor(path: Path, *commands: str) -> list[dict]:
+    """Run commands on another QMP monitor of the same QEMU; return their replies."""
+    replies = []
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect(str(path))
+        stream = sock.makefile("rwb")
+
+        def reply() -> dict:
+            while True:
+                line = stream.readline()
+                if not line:
+                    raise EOFError("QEMU closed the second monitor")
+                msg = json.loads(line)
+                if "return" in msg or "error" in msg:
+                    return msg
+
+        assert "QMP" in json.loads(stream.readline())
+        for command in ("qmp_capabilities", *commands):
+            stream.write(json.dumps({"execute": command}).encode() + b"\n")
+            stream.flush()
+            replies.append(reply())
+    return replies
+
+
+def parse_row(row: str) -> dict:
+    """The JSON document on a screen row (after any 'event ' label)."""
+    return json.loads(row[row.index("{"):])
+
+
+# ---------------------------------------------------------------------------
+# 1. events above the prompt
+
+
+def test_event_appears_above_half_typed_line(qemu_factory, terminal):
+    vm = qemu_factory(None, extra_qmp=["qmp2.sock"])
+    term = terminal(vm.socket)
+    term.send("query-sta")
+    term.wait_prompt("query-sta")
+
+    assert second_monitor(vm.dir / "qmp2.sock", "cont")[-1] == {"return": {}}
+
+    def event_above_prompt() -> bool:
+        events = term.rows_with("RESUME")
+        return bool(events) and events[0] < term.screen.cursor.y and term.cursor_row == PROMPT + "query-sta"
+
+    term.wait_for(event_above_prompt, "the RESUME event above the prompt")
+    rows = term.rows
+    event_row = term.rows_with("RESUME")
+    assert len(event_row) == 1, term.dump()
+    event = parse_row(rows[event_row[0]])
+    assert event["event"] == "RESUME" and "timestamp" in event, term.dump()
+    assert PROMPT.strip() not in rows[event_row[0]], term.dump()
+    # The half-typed line survives, once, with the cursor at its end.
+    assert term.cursor_row == PROMPT + "query-sta" and term.screen.cursor.x == len(PROMPT + "query-sta"), term.dump()
+    assert [i for i, row in enumerate(rows) if row.startswith(PROMPT.strip())] == [term.screen.cursor.y], term.dump()
+
+    term.send("tus" + ENTER)
+    term.wait_text('"status": "running"')
+    term.wait_prompt()
+    assert term.rows_with(PROMPT + "query-status"), term.dump()
+    reply_row = term.rows_with('"status": "running"')[0]
+    assert parse_row(term.rows[reply_row])["return"]["status"] == "running"
+    assert event_row[0] < reply_row
+
+
+# ---------------------------------------------------------------------------
+# 2. history
+
+
+def test_history_persists_across_runs(qemu, terminal):
+    history = Path(os.environ["XDG_STATE_HOME"]) / "qmpsh" / "history"
+    first = terminal(qemu.socket)
+    first.run("query-status", '"prelaunch"')
+    first.send(CTRL_D)
+    assert first.wait_exit() == 0, first.dump()
+
+    assert history.is_file(), f"no history file at {history}"
+    assert "query-status" in history.read_text()
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+
+    second = terminal(qemu.socket)
+    second.send(UP)
+    second.wait_prompt("query-status")
+    second.send(ENTER)
+    second.wait_text('"prelaunch"')
+    second.wait_prompt()
+
+
+# ---------------------------------------------------------------------------
+# 3. multi-line input
+
+
+def test_bracketed_paste_of_multiline_json_runs_once(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.paste('{\n    "execute": "query-status"\n}\n')
+    term.wait_text('"prelaunch"')
+    term.wait_prompt()
+    term.run("query-uuid", '"UUID"')  # every reply to the paste has arrived before this one
+    assert term.plain().count('"prelaunch"') == 1, term.dump()
+    assert "error" not in term.plain(), term.dump()
+
+
+def test_bracketed_paste_of_doc_block_runs_once(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.paste('(QEMU) query-status\n{\n    "execute": "query-status",\n    "arguments": {}\n}\n')
+    term.wait_text('"prelaunch"')
+    term.wait_prompt()
+    term.run("query-uuid", '"UUID"')
+    assert term.plain().count('"prelaunch"') == 1, term.dump()
+    assert term.rows_with("skipped JSON form"), term.dump()
+    assert "error" not in term.plain(), term.dump()
+
+
+def test_typed_multiline_json_continues_then_runs_once(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.send('{"execute":')
+    term.wait_prompt('{"execute":')
+    first = term.screen.cursor.y
+    term.send(ENTER)
+    term.wait_for(lambda: term.screen.cursor.y == first + 1 and term.cursor_row == "..."
+                  and term.screen.cursor.x == len(PROMPT), "a continuation prompt")
+    output = term.plain()
+    term.send('"query-status"}')
+    term.wait_for(lambda: term.cursor_row == '...    "query-status"}', "the second line typed")
+    # Nothing was sent or printed for the first line.
+    assert "return" not in output and "error" not in output, term.dump()
+    assert term.rows[first] == PROMPT + '{"execute":', term.dump()
+
+    term.send(ENTER)
+    term.wait_text('"prelaunch"')
+    term.wait_prompt()
+    term.run("query-uuid", '"UUID"')
+    assert term.plain().count('"prelaunch"') == 1, term.dump()
+    assert "error" not in term.plain(), term.dump()
+
+
+# ---------------------------------------------------------------------------
+# 4. Ctrl-C, Ctrl-D, quit, lost connection
+
+
+def test_ctrl_c_clears_the_half_typed_line(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.send("query-sta")
+    term.wait_prompt("query-sta")
+    term.send(CTRL_C)
+    term.wait_prompt()
+    assert term.child.isalive(), term.dump()
+    # The next line starts empty: query-status runs as typed.
+    term.run("query-status", '"prelaunch"')
+    assert "error" not in term.plain(), term.dump()
+
+
+def test_ctrl_c_interrupts_wait(qemu, terminal):
+    term = terminal(qemu.socket)
+    line = "/wait NEVER timeout=30"
+    term.send(line)
+    term.wait_prompt(line)
+    row = term.screen.cursor.y
+    term.send(ENTER)
+    # The line was accepted: the cursor leaves it and no new prompt is drawn.
+    term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
+                  "the /wait to start")
+    term.pump(0.3)  # let qmpsh install its Ctrl-C handler for the running line
+    assert term.child.isalive(), term.dump()
+
+    started = time.monotonic()
+    term.send(CTRL_C)
+    term.wait_text("interrupted", timeout=5)
+    term.wait_prompt(timeout=5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2, f"Ctrl-C took {elapsed:.1f} s to end the /wait\n{term.dump()}"
+    assert term.child.isalive(), term.dump()
+    term.run("query-status", '"prelaunch"')
+
+
+def test_ctrl_d_on_empty_line_exits_0(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0, term.dump()
+    assert qemu.alive()
+
+
+def test_quit_exits_0_and_qemu_exits(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.send("quit" + ENTER)
+    assert term.wait_exit() == 0, term.dump()
+    assert qemu.process.wait(timeout=TIMEOUT) is not None
+    assert "connection to QEMU lost" not in term.plain(), term.dump()
+    assert "Traceback" not in term.plain(), term.plain()
+
+
+def test_qemu_killed_at_prompt_exits_3(qemu: Qemu, terminal):
+    term = terminal(qemu.socket)
+    qemu.kill()
+    status = term.wait_exit()
+    text = term.plain()
+    assert status == 3, term.dump()
+    assert text.count("connection to QEMU lost") == 1, text
+    lines = [line for line in text.splitlines() if "connection to QEMU lost" in line]
+    assert lines[0].startswith("error: connection to QEMU lost"), text
+    assert "Traceback" not in text, text
+
+
+# ---------------------------------------------------------------------------
+# 5. completion
+
+
+def test_tab_completes_command_names(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.send("query-stat")
+    term.wait_prompt("query-stat")
+    term.send(TAB)
+    # The menu lists query-status below the prompt row.
+    term.wait_for(lambda: any(i > term.screen.cursor.y and row.strip() == "query-status"
+                              for i, row in enumerate(term.rows)), "query-status in the completion menu")
+    term.send(CTRL_C)
+    term.wait_prompt()
+
+    term.send("query-statu")
+    term.wait_prompt("query-statu")
+    term.send(TAB)
+    term.wait_prompt("query-status")
+    term.send(ENTER)
+    term.wait_text('"prelaunch"')
+    term.wait_prompt()
+
+    term.send("/he")
+    term.wait_prompt("/he")
+    term.send(TAB)
+    term.wait_prompt("/help")
+
+
+# ---------------------------------------------------------------------------
+# 6. transaction
+
+
+def test_transaction_continuation_prompt(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.send("transaction(")
+    term.wait_prompt("transaction(")
+    row = term.screen.cursor.y
+    term.send(ENTER)
+    term.wait_for(lambda: term.screen.cursor.y == row + 1 and term.cursor_row == "TRANS>"
+                  and term.screen.cursor.x == len("TRANS> "), "the TRANS> continuation prompt")
+    assert "return" not in term.plain(), term.dump()
+    term.send(")" + ENTER)
+    term.wait_text('{"return": {}}')
+    term.wait_prompt()
+    assert term.rows[row + 1] == "TRANS> )", term.dump()
+
+    # With an action: it is part of the one transaction sent.
+    term.send("transaction(" + ENTER)
+    term.wait_for(lambda: term.cursor_row == "TRANS>", "the TRANS> continuation prompt")
+    term.send("block-dirty-bitmap-add node=node-A name=bm0" + ENTER)
+    term.wait_for(lambda: term.cursor_row == "TRANS>" and term.rows[term.screen.cursor.y - 1]
+                  == "TRANS> block-dirty-bitmap-add node=node-A name=bm0", "a second TRANS> line")
+    term.send(")" + ENTER)
+    term.wait_for(lambda: term.plain().count('{"return": {}}') == 2, "the transaction's reply")
+    term.wait_prompt()
+    term.run("block-dirty-bitmap-add node=node-A name=bm0", "Bitmap already exists")
