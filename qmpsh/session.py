@@ -50,6 +50,7 @@ class Session:
         self.failed = False  # some line failed: exit status 1 in scripts
         self.finished = False  # quit or /quit: the session is over
         self.lost = False  # the connection went away
+        self._quit_sent = False  # QEMU closing the socket after quit is the expected end
         self.commands: list[str] = []  # from query-commands, for completion
         self._ids = itertools.count(1)
         self._in_flight: dict[str, _InFlight] = {}
@@ -100,6 +101,7 @@ class Session:
         flight = _InFlight(request, lineno, message.pop("id", None))
         self._in_flight[exec_id] = flight
         self.events.command_sent()
+        self._quit_sent = request.command == "quit"
         try:
             reply = await self.client.send(message, exec_id)
         except asyncio.CancelledError:
@@ -107,11 +109,14 @@ class Session:
             raise
         except (QMPError, OSError, EOFError) as err:
             self._in_flight.pop(exec_id, None)
+            if self._quit_sent:
+                self.finished = True
+                return True
             self.connection_lost(f"while waiting for the reply to {request.command}: {err}")
             return False
         ok = "return" in reply
-        if ok and request.command == "quit":
-            self.finished = True
+        self._quit_sent = self._quit_sent and ok
+        self.finished = self._quit_sent
         if not ok and not self.options.interactive:
             self.renderer.error(f"line {lineno}: {request.command}: {describe_error(reply)}")
         return ok
@@ -121,7 +126,8 @@ class Session:
         return await self.client.execute(command, arguments)
 
     def connection_lost(self, detail: str = "") -> None:
-        if self.lost or self.finished:
+        if self.lost or self.finished or self._quit_sent:
+            self.finished = self.finished or self._quit_sent
             return
         self.lost = True
         self.renderer.error("connection to QEMU lost" + (f" {detail}" if detail else ""))
