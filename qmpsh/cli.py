@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no greeting or capabilities negotiation (e.g. for qemu-ga)")
     parser.add_argument("-H", "--hmp", action="store_true", help="HMP mode: lines are human monitor commands")
     parser.add_argument("-e", "--exit-on-error", action="store_true", help="stop at the first failed line")
+    parser.add_argument("--no-schema", action="store_true",
+                        help="send key=value arguments as typed: no checking or coercion against the QMP schema")
     parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
                         help="colour output: auto (a terminal and no NO_COLOR), always or never")
     parser.add_argument("--launch", action="store_true",
@@ -121,7 +123,8 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
 
     interactive = sys.stdin.isatty()
     renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout), interactive=interactive)
-    options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive)
+    options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
+                      use_schema=not args.no_schema)
     session = Session(renderer, options, tap=args.log)
     if args.skip_negotiation:
         session.client.await_greeting = False

@@ -52,7 +52,9 @@ async def quit_shell(session: Session, cmd: Builtin) -> bool:
 
 
 async def show_help(session: Session, cmd: Builtin) -> bool:
-    """/help: the built-ins and the input syntax."""
+    """/help [COMMAND|EVENT [key=value ...]]: built-ins, or a command's arguments (also COMMAND?)"""
+    if cmd.words:
+        return await _help_topic(session, cmd.words[0], cmd.args)
     lines = ["Built-ins:"]
     for name, handler in BUILTINS.items():
         doc = (handler.__doc__ or "").strip().splitlines()[0]
@@ -65,6 +67,29 @@ async def show_help(session: Session, cmd: Builtin) -> bool:
         "  pasted '(QEMU) ', '-> ' and '<- ' doc lines work as they are",
     ]
     session.renderer.err("\n".join(lines))
+    return True
+
+
+async def _help_topic(session: Session, name: str, given: dict[str, object]) -> bool:
+    from qmpsh import helptext
+
+    schema = await session.ensure_schema()
+    if schema is None:
+        session.renderer.error("/help: the server has no schema to describe its commands")
+        return False
+    found = helptext.lookup(schema, name)
+    if isinstance(found, str):
+        session.renderer.error(f"/help: {found}")
+        return False
+    kind, type_name = found
+    table = helptext.rows(schema, type_name, given)
+    title = f"{kind} {name}" + "".join(f" {k}={v}" for k, v in given.items())
+    if session.renderer.colour and session.options.interactive:
+        from rich.console import Console
+
+        Console(stderr=True, force_terminal=True).print(helptext.rich_table(title, table))
+    else:
+        session.renderer.err(helptext.plain(title, table))
     return True
 
 

@@ -1,17 +1,28 @@
-"""Completion for the input line: command names and built-ins."""
+"""Completion for the input line, from the live schema and the live-value catalog.
+
+``wanted()`` is pure: it says what kind of thing the cursor is on (a command
+name, an argument name of a command, a value of an argument, an event ...).
+``QmpCompleter`` answers each kind from the schema or the catalog snapshot,
+which are both in memory: completion never waits on QEMU.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
+from qmpsh.catalog import Catalog, source_for
 from qmpsh.commands import BUILTINS
+from qmpsh.schema import Schema
+from qmpsh.syntax import MARKER_RE, ParseError, parse_line_arguments, tokens
 
 
 def rank(prefix: str, names: Iterable[str]) -> list[str]:
     """Prefix matches first (alphabetical), then subsequence matches, tightest first."""
+    names = list(dict.fromkeys(names))
     prefix_hits = sorted(n for n in names if n.startswith(prefix))
     if not prefix:
         return prefix_hits
@@ -39,19 +50,249 @@ def _subsequence_span(needle: str, hay: str) -> int | None:
     return at - start
 
 
-class CommandCompleter(Completer):
-    """Completes the first word: QMP command names, or ``/built-ins``."""
+# -- what is wanted --------------------------------------------------------------
 
-    def __init__(self, commands: Callable[[], Iterable[str]]) -> None:
+
+@dataclass(frozen=True)
+class CommandName:
+    prefix: str
+    action: bool = False  # a transaction action rather than a command
+
+
+@dataclass(frozen=True)
+class BuiltinName:
+    prefix: str
+
+
+@dataclass(frozen=True)
+class ArgName:
+    command: str
+    prefix: str  # the dotted key typed so far: "file.dri"
+    given: Mapping[str, object] = field(default_factory=dict)
+    action: bool = False
+
+
+@dataclass(frozen=True)
+class ArgValue:
+    command: str
+    path: str  # the dotted key: "file.driver"
+    prefix: str
+    given: Mapping[str, object] = field(default_factory=dict)
+    action: bool = False
+
+
+@dataclass(frozen=True)
+class EventName:
+    prefix: str
+
+
+@dataclass(frozen=True)
+class EventKey:
+    event: str
+    prefix: str
+    given: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HelpTopic:
+    prefix: str
+
+
+@dataclass(frozen=True)
+class Nothing:
+    pass
+
+
+Wanted = CommandName | BuiltinName | ArgName | ArgValue | EventName | EventKey | HelpTopic | Nothing
+
+
+def _given(words: list[str]) -> dict[str, object]:
+    """Arguments typed so far, leniently: a word that does not parse is left out."""
+    given: dict[str, object] = {}
+    for word in words:
+        try:
+            given = parse_line_arguments(" ".join([*_flatten(given), word]))
+        except ParseError:
+            continue
+    return given
+
+
+def _flatten(args: Mapping[str, object], prefix: str = "") -> list[str]:
+    from qmpsh.syntax import format_value
+
+    out = []
+    for key, value in args.items():
+        if isinstance(value, dict) and value:
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={format_value(value)}")
+    return out
+
+
+def wanted(text: str) -> Wanted:
+    """What kind of thing the cursor is at the end of ``text`` (the input so far)."""
+    lines = text.split("\n")
+    in_transaction = len(lines) > 1 and lines[0].lstrip().startswith("transaction(")
+    line = lines[-1]
+    marker = MARKER_RE.match(line)
+    if marker:
+        line = line[marker.end():]
+    words = [t for t, _ in tokens(line)]
+    if line.startswith("transaction("):
+        if line == "transaction(":
+            return Nothing()
+        in_transaction = True
+        words = words[1:]
+    if not line.strip() or line[-1].isspace():
+        words.append("")
+    partial = words[-1]
+    done = words[:-1]
+    if not done:
+        if partial.startswith("/") and not in_transaction:
+            return BuiltinName(partial[1:])
+        if partial.startswith("{"):
+            return Nothing()
+        return CommandName(partial, action=in_transaction)
+    head = done[0]
+    if head == "/wait":
+        if len(done) == 1:
+            return EventName(partial)
+        return EventKey(done[1], partial, _given(done[2:]))
+    if head == "/help":
+        return HelpTopic(partial) if len(done) == 1 else ArgName(done[1], partial, _given(done[2:]))
+    if head.startswith("/"):
+        return Nothing()
+    given = _given(done[1:])
+    if "=" in partial:
+        key, _, value = partial.partition("=")
+        if value.startswith(("{", "[", '"', "'")):
+            return Nothing()  # JSON and quoted values are the user's own
+        return ArgValue(head, key, value, given, in_transaction)
+    return ArgName(head, partial, given, in_transaction)
+
+
+# -- candidates --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str  # what replaces the prefix
+    match: str  # what the prefix is matched against
+    meta: str = ""
+
+
+def _at(given: Mapping[str, object], path: list[str]) -> Mapping[str, object]:
+    for key in path:
+        value = given.get(key)
+        given = value if isinstance(value, Mapping) else {}
+    return given
+
+
+class Sources:
+    """Answers each kind of ``Wanted`` from the schema and the catalog."""
+
+    def __init__(self, schema: Callable[[], Schema | None], catalog: Catalog | None,
+                 commands: Callable[[], Iterable[str]]) -> None:
+        self._schema = schema
+        self._catalog = catalog
         self._commands = commands
 
-    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
-        before = document.text_before_cursor
-        if before.lstrip() != before or any(c.isspace() for c in before):
+    def candidates(self, want: Wanted) -> list[Candidate]:
+        schema = self._schema()
+        if isinstance(want, BuiltinName):
+            return [Candidate("/" + n, n, "built-in") for n in rank(want.prefix, BUILTINS)]
+        if isinstance(want, CommandName):
+            names = (schema.action_names() if want.action and schema else
+                     schema.commands if schema else self._commands())
+            return [Candidate(n, n) for n in rank(want.prefix, names)]
+        if isinstance(want, HelpTopic):
+            names = list(schema.commands) + list(schema.events) if schema else list(self._commands())
+            return [Candidate(n, n) for n in rank(want.prefix, names)]
+        if schema is None:
+            return []
+        if isinstance(want, EventName):
+            return [Candidate(n, n, "event") for n in rank(want.prefix, schema.events)]
+        if isinstance(want, EventKey):
+            type_name = schema.arg_type(want.event)
+            members = schema.members(type_name, want.given) if type_name else []
+            return self._names(schema, "", want.prefix, members, want.given)
+        if isinstance(want, ArgName):
+            return self._arg_names(schema, want)
+        if isinstance(want, ArgValue):
+            return self._arg_values(schema, want)
+        return []
+
+    def _object_members(self, schema: Schema, command: str, path: list[str], given: Mapping[str, object],
+                        action: bool) -> list:
+        type_name = schema.action_type(command) if action else schema.arg_type(command)
+        if type_name is None:
+            return []
+        here = given
+        for key in path:
+            obj = schema.object_type(type_name)
+            member = next((m for m in schema.members(obj, here) if m.name == key), None) if obj else None
+            if member is None:
+                return []
+            type_name = member.type
+            here = _at(here, [key])
+        obj = schema.object_type(type_name)
+        return schema.members(obj, here) if obj else []
+
+    def _arg_names(self, schema: Schema, want: ArgName) -> list[Candidate]:
+        *path, leaf = want.prefix.split(".")
+        members = self._object_members(schema, want.command, path, want.given, want.action)
+        return self._names(schema, "".join(p + "." for p in path), leaf, members, _at(want.given, path))
+
+    def _names(self, schema: Schema, parent: str, prefix: str, members: list,
+               given: Mapping[str, object]) -> list[Candidate]:
+        found: dict[str, Candidate] = {}
+        for member in members:
+            if member.name in given and not isinstance(given[member.name], Mapping):
+                continue  # already given
+            meta = schema.describe(member.type) + ("" if member.optional else ", required")
+            found[member.name] = Candidate(f"{parent}{member.name}=", member.name, meta)
+            if schema.object_type(member.type):
+                found[member.name + "."] = Candidate(f"{parent}{member.name}.", member.name + ".", "object")
+        return [found[n] for n in rank(prefix, found)]
+
+    def _arg_values(self, schema: Schema, want: ArgValue) -> list[Candidate]:
+        *path, leaf = want.path.split(".")
+        members = self._object_members(schema, want.command, path, want.given, want.action)
+        member = next((m for m in members if m.name == leaf), None)
+        values: dict[str, str] = {}
+        if member is not None:
+            for type_name in [member.type, *schema.alternatives(member.type)]:
+                if schema.meta(type_name) == "enum":
+                    values.update((v, "enum") for v in schema.enum_values(type_name))
+                elif schema.json_type(type_name) == "boolean":
+                    values.update({"true": "boolean", "false": "boolean"})
+            obj_type = (schema.action_type(want.command) if want.action else schema.arg_type(want.command))
+            if not path and obj_type and schema.tag(obj_type) == leaf:
+                values.update((c, "variant") for c in schema.variant_cases(obj_type))
+        source = source_for(want.command, want.path)
+        if source is not None and self._catalog is not None:
+            for value in self._catalog.snapshot.get(source, _at(want.given, path)):
+                values.setdefault(value, source.value)
+        return [Candidate(v, v, values[v]) for v in rank(want.prefix, values)]
+
+
+class QmpCompleter(Completer):
+    """prompt_toolkit's view of ``wanted`` + ``Sources``."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        want = wanted(document.text_before_cursor)
+        if isinstance(want, Nothing):
             return
-        if before.startswith("/"):
-            for name in rank(before[1:], BUILTINS):
-                yield Completion("/" + name, -len(before), display_meta="built-in")
-            return
-        for name in rank(before, self._commands()):
-            yield Completion(name, -len(before))
+        typed = "/" + want.prefix if isinstance(want, BuiltinName) else want.prefix
+        for candidate in self.sources.candidates(want):
+            yield Completion(candidate.text, -len(typed), display_meta=candidate.meta or None)
+
+
+class CommandCompleter(QmpCompleter):
+    """Command names only (no schema): kept for the interactive loop until it has a schema."""
+
+    def __init__(self, commands: Callable[[], Iterable[str]]) -> None:
+        super().__init__(Sources(lambda: None, None, commands))

@@ -132,6 +132,9 @@ class Renderer:
 
     def parse_error(self, error: ParseError, with_line: bool) -> None:
         """One line saying what and where, then the source line with a caret."""
-        line = f"line {error.lineno}, " if with_line else ""
-        self.error(f"{line}column {error.column + 1}: {error.message}")
+        line = f"line {error.lineno}" if with_line else ""
+        if not error.source:
+            self.error(f"{line}: {error.message}" if line else error.message)
+            return
+        self.error(f"{line}{', ' if line else ''}column {error.column + 1}: {error.message}")
         self.err("  " + error.caret().replace("\n", "\n  "))

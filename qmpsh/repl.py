@@ -13,11 +13,14 @@ from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.keys import Keys
+from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.patch_stdout import patch_stdout
 from qemu.qmp import QMPError, Runstate
 
 from qmpsh import __version__
-from qmpsh.completion import CommandCompleter
+from qmpsh.catalog import Catalog
+from qmpsh.completion import QmpCompleter, Sources
+from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import needs_more
 
@@ -97,8 +100,17 @@ async def _watch_connection(session: Session, prompt: PromptSession[str]) -> Non
         prompt.app.exit(result="")
 
 
+def completer_for(session: Session) -> QmpCompleter:
+    """Completion from the session's schema (loading in the background) and live values."""
+    session.catalog = Catalog(session.query)
+    session.catalog.refresh()
+    session.start_loading_schema()  # completion and help use it even with --no-schema
+    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands))
+
+
 async def run_interactive(session: Session, where: str, launched: object = None) -> None:
     await _load_commands(session)
+    completer = completer_for(session)
     greeting = session.client.greeting
     version = ""
     if greeting is not None:
@@ -110,7 +122,8 @@ async def run_interactive(session: Session, where: str, launched: object = None)
         multiline=True,
         key_bindings=key_bindings(session.options.hmp),
         history=open_history(session),
-        completer=CommandCompleter(lambda: session.commands),
+        completer=completer,
+        lexer=PygmentsLexer(QmpLexer),
         prompt_continuation=_continuation,
         enable_open_in_editor=False,
     )

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qemu.qmp import QMPError
 from qemu.qmp.message import Message
 
+from qmpsh.catalog import Catalog
 from qmpsh.client import Connection, WireTap
 from qmpsh.events import EventLog
 from qmpsh.render import Renderer
+from qmpsh.schema import Schema, SchemaError
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
 
 _ID_PREFIX = "qmpsh-"
@@ -28,6 +30,7 @@ class Options:
     hmp: bool = False
     exit_on_error: bool = False
     interactive: bool = False
+    use_schema: bool = True  # check and coerce key=value arguments against the live schema
 
 
 @dataclass
@@ -52,8 +55,53 @@ class Session:
         self.lost = False  # the connection went away
         self._quit_sent = False  # QEMU closing the socket after quit is the expected end
         self.commands: list[str] = []  # from query-commands, for completion
+        self.schema: Schema | None = None  # None until loaded, or when the server has none
+        self.catalog: Catalog | None = None  # live values, kept only where something completes
+        self._schema_task: asyncio.Task[Schema | None] | None = None
         self._ids = itertools.count(1)
         self._in_flight: dict[str, _InFlight] = {}
+
+    # -- the schema ------------------------------------------------------------
+
+    def start_loading_schema(self) -> None:
+        if self._schema_task is None:
+            self._schema_task = asyncio.ensure_future(self._load_schema())
+
+    async def ensure_schema(self) -> Schema | None:
+        """The schema, loaded on first need (scripts that never need it never pay for it)."""
+        self.start_loading_schema()
+        assert self._schema_task is not None
+        return await asyncio.shield(self._schema_task)
+
+    async def _load_schema(self) -> Schema | None:
+        try:
+            reply = await self.query("query-qmp-schema")
+        except QMPError as err:
+            reply = err
+        schema = Schema(reply) if isinstance(reply, list) else None  # type: ignore[arg-type]
+        if not schema:
+            self.renderer.note("no usable QMP schema from the server: arguments are sent unchecked")
+            schema = None
+        self.schema = schema
+        return schema
+
+    async def check(self, request: Request, lineno: int) -> Request | None:
+        """The request with arguments checked and coerced by the schema; None if they are wrong."""
+        args = request.message.get("arguments")
+        if (request.force or not self.options.use_schema or request.form not in ("kv", "transaction")
+                or not isinstance(args, dict) or not args):
+            return request
+        schema = await self.ensure_schema()
+        if schema is None:
+            return request
+        try:
+            coerced = schema.coerce_arguments(request.command, args)
+        except SchemaError as err:
+            column = _column_for(request, err.path)
+            hint = " (a leading ! sends it anyway)" if request.form == "kv" else ""
+            self.fail_parse(ParseError(f"{err}{hint}", request.source, column, lineno))
+            return None
+        return replace(request, message={**request.message, "arguments": coerced})
 
     # -- running input -------------------------------------------------------
 
@@ -95,7 +143,11 @@ class Session:
         self.renderer.parse_error(error, with_line=not self.options.interactive or error.lineno > 1)
 
     async def execute(self, request: Request, lineno: int = 1) -> bool:
-        """Send one request; its reply is printed by _on_received as it arrives."""
+        """Check and send one request; its reply is printed by _on_received as it arrives."""
+        checked = await self.check(request, lineno)
+        if checked is None:
+            return False
+        request = checked
         message = dict(request.message)
         exec_id = f"{_ID_PREFIX}{next(self._ids)}"
         flight = _InFlight(request, lineno, message.pop("id", None))
@@ -117,6 +169,8 @@ class Session:
         ok = "return" in reply
         self._quit_sent = self._quit_sent and ok
         self.finished = self._quit_sent
+        if self.catalog is not None:
+            self.catalog.after_command(request.command)
         if not ok and not self.options.interactive:
             self.renderer.error(f"line {lineno}: {request.command}: {describe_error(reply)}")
         return ok
@@ -143,6 +197,8 @@ class Session:
         if "event" in msg:
             self.events.add(msg)
             self.renderer.event(msg._object)
+            if self.catalog is not None:
+                self.catalog.after_event(str(msg["event"]))
             return
         flight = self._in_flight.pop(msg.get("id"), None)  # type: ignore[arg-type]
         if flight is None:
@@ -164,6 +220,17 @@ class Session:
         if flight.user_id is not None:
             out["id"] = flight.user_id
         return out
+
+
+def _column_for(request: Request, path: tuple[str, ...]) -> int:
+    """Where a schema error points: the longest typed key that leads to ``path``."""
+    for end in range(len(path), 0, -1):
+        column = request.columns.get(".".join(path[:end]))
+        if column is not None:
+            return column
+    if not path:
+        return request.columns.get("", 0)
+    return len(request.source)  # a missing argument: the end of the line
 
 
 def describe_error(reply: Message | dict[str, object]) -> str:

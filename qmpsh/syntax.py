@@ -15,14 +15,14 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
 #: Prompts and markers that documentation puts in front of a line, and what
 #: each says about that line.
 MARKERS = {"(QEMU)": "prompt", "(qemu)": "prompt", "TRANS>": "prompt", "->": "request", "<-": "server"}
-_MARKER_RE = re.compile(r"^\s*(\(QEMU\)|\(qemu\)|TRANS>|->|<-)(?=\s|$)\s?")
+MARKER_RE = _MARKER_RE = re.compile(r"^\s*(\(QEMU\)|\(qemu\)|TRANS>|->|<-)(?=\s|$)\s?")
 _COMMAND_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")
 _INT_RE = re.compile(r"[-+]?[0-9]+")
 _FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?")
@@ -57,6 +57,9 @@ class Request:
     form: str
     lineno: int = 1
     from_prompt: bool = False  # the line carried a pasted "(QEMU) " prompt
+    force: bool = False  # a leading "!": send without checking against the schema
+    source: str = ""  # the line as typed, for carets under schema errors
+    columns: Mapping[str, int] = field(default_factory=dict)  # dotted key ("" = command) -> column
 
     @property
     def command(self) -> str:
@@ -100,6 +103,13 @@ class _Line:
     lineno: int  # 1-based number of the first physical line
     indent: int  # columns removed from the first physical line
     scan_error: tuple[str, int] | None = None  # (message, offset) of a bracket or quote fault
+
+    def column(self, offset: int) -> int:
+        """The column of ``offset`` in the first physical line (its last column if beyond)."""
+        end = self.text.find("\n")
+        if 0 <= end < offset:
+            return len(self.sources[0])
+        return offset + self.indent
 
     def error(self, message: str, offset: int) -> ParseError:
         """A ParseError pointing at ``offset`` in ``text``."""
@@ -151,7 +161,7 @@ def _scan(text: str, stack: list[tuple[str, int]], base: int = 0) -> None:
         raise _Unbalanced("unterminated string", base + start)
 
 
-def _tokens(text: str) -> list[tuple[str, int]]:
+def tokens(text: str) -> list[tuple[str, int]]:
     """Split at whitespace outside quotes and brackets: (token, offset) pairs."""
     out: list[tuple[str, int]] = []
     depth = 0
@@ -270,10 +280,11 @@ def _merge(dst: dict[str, object], src: dict[str, object], path: str) -> None:
             raise ValueError(f"duplicate key '{here}'")
 
 
-def parse_arguments(line: _Line, tokens: list[tuple[str, int]]) -> dict[str, object]:
-    """key=value tokens -> a nested arguments object."""
+def parse_arguments(line: _Line, words: list[tuple[str, int]],
+                    columns: dict[str, int] | None = None) -> dict[str, object]:
+    """key=value tokens -> a nested arguments object; ``columns`` gets each key's column."""
     args: dict[str, object] = {}
-    for token, offset in tokens:
+    for token, offset in words:
         key, sep, raw = token.partition("=")
         if not sep:
             raise line.error(f"expected key=value, got '{token}'", offset)
@@ -291,7 +302,14 @@ def parse_arguments(line: _Line, tokens: list[tuple[str, int]]) -> dict[str, obj
             _merge(args, nested, "")  # type: ignore[arg-type]
         except ValueError as err:
             raise line.error(str(err), offset) from None
+        if columns is not None:
+            columns[key] = line.column(offset)
     return args
+
+
+def parse_line_arguments(text: str) -> dict[str, object]:
+    """``key=value ...`` (no command) -> arguments; raises ParseError."""
+    return parse_arguments(_Line(text, "", [text], 1, 0), tokens(text))
 
 
 # --------------------------------------------------------------------------
@@ -352,28 +370,31 @@ def _parse_json(line: _Line) -> Item:
     return Request(obj, "json", line.lineno)
 
 
-def _command(line: _Line, tokens: list[tuple[str, int]]) -> tuple[str, dict[str, object]]:
+def _command(line: _Line, words: list[tuple[str, int]],
+             columns: dict[str, int] | None = None) -> tuple[str, dict[str, object]]:
     """A ``name key=value ...`` command from tokens."""
-    name, offset = tokens[0]
+    name, offset = words[0]
     if not _COMMAND_NAME_RE.fullmatch(name):
         if "=" in name:
             raise line.error(f"expected a command name before '{name}'", offset)
         raise line.error(f"'{name}' is not a command name", offset)
-    return name, parse_arguments(line, tokens[1:])
+    if columns is not None:
+        columns[""] = line.column(offset)
+    return name, parse_arguments(line, words[1:], columns)
 
 
-def _parse_builtin(line: _Line, tokens: list[tuple[str, int]], builtins: Collection[str]) -> Item:
-    name, offset = tokens[0]
+def _parse_builtin(line: _Line, words: list[tuple[str, int]], builtins: Collection[str]) -> Item:
+    name, offset = words[0]
     name = name[1:]
     if name not in builtins:
         known = ", ".join("/" + b for b in sorted(builtins))
         return line.error(f"unknown built-in '/{name}' (built-ins: {known})", offset)
-    words = tuple(t for t, _ in tokens[1:] if "=" not in t)
+    bare = tuple(t for t, _ in words[1:] if "=" not in t)
     try:
-        args = parse_arguments(line, [t for t in tokens[1:] if "=" in t[0]])
+        args = parse_arguments(line, [t for t in words[1:] if "=" in t[0]])
     except ParseError as err:
         return err
-    return Builtin(name, words, args, line.lineno)
+    return Builtin(name, bare, args, line.lineno)
 
 
 class _Transaction:
@@ -384,14 +405,14 @@ class _Transaction:
         self.actions: list[dict[str, object]] = []
         self.error: ParseError | None = None
 
-    def add(self, line: _Line, tokens: list[tuple[str, int]]) -> bool:
+    def add(self, line: _Line, words: list[tuple[str, int]]) -> bool:
         """Add the actions on one line; True when the line closes the transaction."""
-        closes = bool(tokens) and tokens[-1][0] == ")"
+        closes = bool(words) and words[-1][0] == ")"
         if closes:
-            tokens = tokens[:-1]
-        if tokens and self.error is None:
+            words = words[:-1]
+        if words and self.error is None:
             try:
-                kind, data = _command(line, tokens)
+                kind, data = _command(line, words)
                 self.actions.append({"type": kind, "data": data})
             except ParseError as err:
                 self.error = err
@@ -420,7 +441,7 @@ def parse(text: str, *, builtins: Collection[str] = (), hmp: bool = False) -> Pa
             items.append(line.error(*line.scan_error))
             continue
         if transaction is not None:
-            if transaction.add(line, _tokens(line.text)):
+            if transaction.add(line, tokens(line.text)):
                 items.append(transaction.result())
                 transaction = None
             continue
@@ -430,26 +451,33 @@ def parse(text: str, *, builtins: Collection[str] = (), hmp: bool = False) -> Pa
         if line.marker == "server":
             items.append(Skipped("server line", line.lineno))
             continue
-        tokens = _tokens(line.text)
-        first = tokens[0][0]
+        words = tokens(line.text)
+        first = words[0][0]
         if first.startswith("/"):
-            items.append(_parse_builtin(line, tokens, builtins))
+            items.append(_parse_builtin(line, words, builtins))
         elif hmp:
             message = {"execute": "human-monitor-command", "arguments": {"command-line": line.text}}
             items.append(Request(message, "hmp", line.lineno))
         elif first == "transaction(":
             transaction = _Transaction(line.lineno)
-            if transaction.add(line, tokens[1:]):
+            if transaction.add(line, words[1:]):
                 items.append(transaction.result())
                 transaction = None
+        elif len(words) == 1 and first.endswith("?") and "help" in builtins:
+            items.append(Builtin("help", (first[:-1],), {}, line.lineno))
         else:
+            force = first.startswith("!")
+            if force:
+                words[0] = (first[1:], words[0][1] + 1)
+            columns: dict[str, int] = {}
             try:
-                name, args = _command(line, tokens)
+                name, args = _command(line, words, columns)
             except ParseError as err:
                 items.append(err)
                 continue
             message = {"execute": name, "arguments": args}
-            items.append(Request(message, "kv", line.lineno, from_prompt=line.marker == "prompt"))
+            items.append(Request(message, "kv", line.lineno, from_prompt=line.marker == "prompt", force=force,
+                                 source=line.sources[0], columns=columns))
     if transaction is not None:
         return Parsed([], incomplete=True)
     return Parsed(items)

@@ -1,0 +1,180 @@
+"""Live values for completion: block node-names, job ids, device ids, bitmaps, exports.
+
+Values are fetched in the background into a new ``Snapshot`` that replaces
+the old one whole; a refresh asked for during a refresh restarts it. Readers
+(the completer) only ever look at the current snapshot: they never wait on
+QEMU, so a slow or frozen QEMU cannot freeze typing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from qemu.qmp import QMPError
+
+
+class Source(Enum):
+    NODE = "block node"
+    JOB = "job"
+    DEVICE = "device"
+    BITMAP = "dirty bitmap"
+    EXPORT = "export"
+    IMAGE = "image file"
+
+
+#: Which live values an argument takes: (command pattern, argument path, source).
+#: The first row that matches wins, so specific rows stand before general ones;
+#: a source of None says the argument names something new (no live values).
+ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
+    ("blockdev-add", "node-name", None),
+    ("blockdev-create", "job-id", None),
+    ("blockdev-snapshot-sync", "snapshot-node-name", None),
+    ("block-dirty-bitmap-add", "name", None),
+    ("block-job-*", "device", Source.JOB),
+    ("job-*", "id", Source.JOB),
+    ("block-commit", "base", Source.IMAGE),
+    ("block-commit", "top", Source.IMAGE),
+    ("block-dirty-bitmap-*", "name", Source.BITMAP),
+    ("block-dirty-bitmap-merge", "target", Source.BITMAP),
+    ("blockdev-mirror", "target", Source.NODE),
+    ("blockdev-backup", "target", Source.NODE),
+    ("blockdev-snapshot", "overlay", Source.NODE),
+    ("nbd-server-remove", "name", Source.EXPORT),
+    ("block-export-del", "id", Source.EXPORT),
+    ("device_del", "id", Source.DEVICE),
+    ("*", "node-name", Source.NODE),
+    ("*", "node", Source.NODE),
+    ("*", "device", Source.NODE),
+    ("*", "base-node", Source.NODE),
+    ("*", "top-node", Source.NODE),
+    ("*", "bottom", Source.NODE),
+    ("*", "filter-node-name", None),
+    ("*", "file", Source.NODE),
+    ("*", "backing", Source.NODE),
+]
+
+#: Commands after which live values may have changed.
+CHANGING_COMMANDS = ("blockdev-*", "block-*", "drive-*", "job-*", "device_add", "device_del", "nbd-server-*",
+                     "transaction", "x-blockdev-*", "block_resize")
+#: Events after which live values may have changed.
+CHANGING_EVENTS = ("JOB_STATUS_CHANGE", "BLOCK_JOB_*", "DEVICE_DELETED", "BLOCK_EXPORT_DELETED")
+
+
+def source_for(command: str, path: str) -> Source | None:
+    """The live source for an argument (``path`` is dotted: ``file.node-name``)."""
+    leaf = path.rsplit(".", 1)[-1]
+    for pattern, argument, source in ARGUMENT_SOURCES:
+        if fnmatch.fnmatchcase(command, pattern) and argument in (path, leaf):
+            return source
+    return None
+
+
+def changes_values(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    values: Mapping[Source, tuple[str, ...]] = field(default_factory=dict)
+    bitmaps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # node -> bitmap names
+
+    def get(self, source: Source, given: Mapping[str, object] | None = None) -> tuple[str, ...]:
+        if source is Source.BITMAP and given:
+            node = given.get("node")
+            if isinstance(node, str) and node in self.bitmaps:
+                return self.bitmaps[node]
+        return self.values.get(source, ())
+
+
+Query = Callable[[str, Mapping[str, object] | None], Awaitable[object]]
+
+
+def _names(items: object, key: str) -> list[str]:
+    if not isinstance(items, list):
+        return []
+    return [str(i[key]) for i in items if isinstance(i, dict) and i.get(key)]
+
+
+async def fetch(query: Query) -> Snapshot:
+    """Ask QEMU for every live value; a query QEMU lacks just yields nothing."""
+
+    async def ask(command: str, arguments: Mapping[str, object] | None = None) -> object:
+        try:
+            return await query(command, arguments)
+        except QMPError:
+            return None
+
+    nodes, blocks, jobs, block_jobs, exports, peripherals = await asyncio.gather(
+        ask("query-named-block-nodes", {"flat": True}), ask("query-block"), ask("query-jobs"),
+        ask("query-block-jobs"), ask("query-block-exports"), ask("qom-list", {"path": "/machine/peripheral"}),
+    )
+    node_names = _names(nodes, "node-name")
+    backends = [b["device"] for b in blocks or [] if isinstance(b, dict) and b.get("device")]  # type: ignore[union-attr]
+    images: list[str] = []
+    bitmaps: dict[str, tuple[str, ...]] = {}
+    for node in nodes or []:  # type: ignore[union-attr]
+        if not isinstance(node, dict):
+            continue
+        if node.get("file") and node.get("drv") not in ("file", "host_device", "raw"):
+            images.append(str(node["file"]))
+        if node.get("dirty-bitmaps"):
+            bitmaps[str(node.get("node-name"))] = tuple(_names(node["dirty-bitmaps"], "name"))
+    devices = [p["name"] for p in peripherals or [] if isinstance(p, dict) and str(p.get("type", "")).startswith("child<")]  # type: ignore[union-attr]
+    return Snapshot(
+        values={
+            Source.NODE: tuple(dict.fromkeys(node_names + backends)),
+            Source.JOB: tuple(dict.fromkeys(_names(jobs, "id") + _names(block_jobs, "device"))),
+            Source.DEVICE: tuple(devices),
+            Source.BITMAP: tuple(dict.fromkeys(b for names in bitmaps.values() for b in names)),
+            Source.EXPORT: tuple(_names(exports, "id")),
+            Source.IMAGE: tuple(dict.fromkeys(images)),
+        },
+        bitmaps=bitmaps,
+    )
+
+
+class Catalog:
+    """The current snapshot, and a background refresh that never stacks up."""
+
+    DEBOUNCE = 0.05  # seconds: a burst of events costs one refresh
+
+    def __init__(self, query: Query) -> None:
+        self._query = query
+        self.snapshot = Snapshot()
+        self._task: asyncio.Task[None] | None = None
+        self.refreshes = 0  # completed refreshes, for tests and the curious
+
+    def refresh(self) -> None:
+        """Refresh in the background; a refresh under way is restarted."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        await asyncio.sleep(self.DEBOUNCE)
+        snapshot = await fetch(self._query)
+        self.snapshot = snapshot
+        self.refreshes += 1
+
+    def clear(self) -> None:
+        """Forget everything (after a reconnect stale names would mislead)."""
+        if self._task is not None:
+            self._task.cancel()
+        self.snapshot = Snapshot()
+
+    async def settled(self) -> None:
+        """Wait for a refresh under way (tests and benchmarks only)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
+
+    def after_command(self, command: str) -> None:
+        if changes_values(command, CHANGING_COMMANDS):
+            self.refresh()
+
+    def after_event(self, event: str) -> None:
+        if changes_values(event, CHANGING_EVENTS):
+            self.refresh()

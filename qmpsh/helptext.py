@@ -1,0 +1,86 @@
+"""``/help COMMAND`` and ``/help EVENT``: arguments as a table, from the live schema.
+
+Plain aligned text in scripts; a rich table at a terminal (rich is imported
+only then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from qmpsh.schema import Schema, did_you_mean
+
+MAX_DEPTH = 3  # nested members shown this deep
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  # dotted: file.driver
+    type: str
+    required: bool
+    details: str  # enum values, or the branch members of a union
+
+
+def rows(schema: Schema, type_name: str | None, given: Mapping[str, object], prefix: str = "",
+         depth: int = 0) -> list[Row]:
+    """One row per member, nested members after their object, union branches summarised."""
+    if type_name is None:
+        return []
+    obj = schema.object_type(type_name)
+    if obj is None:
+        return []
+    out: list[Row] = []
+    here = given
+    tag = schema.tag(obj)
+    for member in schema.members(obj, here):
+        details = ""
+        if schema.meta(member.type) == "enum":
+            details = "|".join(schema.enum_values(member.type))
+        elif member.name == tag:
+            details = "|".join(schema.variant_cases(obj))
+        out.append(Row(prefix + member.name, schema.describe(member.type), not member.optional, details))
+        inner = schema.object_type(member.type)
+        if inner and depth < MAX_DEPTH:
+            nested = here.get(member.name)
+            out += rows(schema, inner, nested if isinstance(nested, Mapping) else {}, f"{prefix}{member.name}.",
+                        depth + 1)
+    if tag and not isinstance(here.get(tag), str):
+        base = {m.name for m in schema.members(obj)}
+        for case in schema.variant_cases(obj):
+            extra = [m.name for m in schema.members(obj, {tag: case}) if m.name not in base]
+            if extra:
+                out.append(Row(f"{prefix}[{tag}={case}]", "branch", False, " ".join(extra)))
+    return out
+
+
+def lookup(schema: Schema, name: str) -> tuple[str, str | None] | str:
+    """(kind, type) for a command or event; or an error message with suggestions."""
+    if name in schema.commands:
+        return "command", schema.arg_type(name)
+    if name in schema.events:
+        return "event", schema.arg_type(name)
+    return f"no command or event named '{name}'{did_you_mean(name, [*schema.commands, *schema.events])}"
+
+
+def plain(title: str, table: list[Row]) -> str:
+    lines = [title]
+    if not table:
+        return title + "\n  (no arguments)"
+    width = max(len(r.name) for r in table)
+    type_width = max(len(r.type) for r in table)
+    for row in table:
+        need = "required" if row.required else "" if row.type == "branch" else "optional"
+        lines.append(f"  {row.name:<{width}}  {row.type:<{type_width}}  {need:<8}  {row.details}".rstrip())
+    return "\n".join(lines)
+
+
+def rich_table(title: str, table: list[Row]) -> object:
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left", show_lines=False, expand=False)
+    for heading in ("argument", "type", "", "values / members"):
+        out.add_column(heading, overflow="fold")
+    for row in table:
+        out.add_row(row.name, row.type, "required" if row.required else "", row.details)
+    return out
