@@ -40,12 +40,12 @@ def rows(schema: Schema, type_name: str | None, given: Mapping[str, object], pre
         elif member.name == tag:
             details = "|".join(schema.variant_cases(obj))
         out.append(Row(prefix + member.name, schema.describe(member.type), not member.optional, details))
-        inner = schema.object_type(member.type)
+        inner = member.type if schema.meta(member.type) == "object" else None  # not node references
         if inner and depth < MAX_DEPTH:
             nested = here.get(member.name)
             out += rows(schema, inner, nested if isinstance(nested, Mapping) else {}, f"{prefix}{member.name}.",
                         depth + 1)
-    if tag and not isinstance(here.get(tag), str):
+    if tag and depth == 0 and not isinstance(here.get(tag), str):
         base = {m.name for m in schema.members(obj)}
         for case in schema.variant_cases(obj):
             extra = [m.name for m in schema.members(obj, {tag: case}) if m.name not in base]

@@ -1,0 +1,217 @@
+"""The schema model, coercion and help, against the schema of the real QEMU (fetched at test time)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from qemu.qmp import QMPClient
+
+from qmpsh.schema import Schema, SchemaError
+from tests.conftest import run_qmpsh, start_qemu
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory) -> Schema:
+    vm = start_qemu(tmp_path_factory.mktemp("schema"), ["-display", "none", "-M", "none", "-nodefaults", "-S"])
+
+    async def fetch() -> object:
+        client = QMPClient("schema-test")
+        await client.connect(vm.socket)
+        try:
+            return await client.execute("query-qmp-schema")
+        finally:
+            await client.disconnect()
+
+    try:
+        return Schema(asyncio.run(fetch()))  # type: ignore[arg-type]
+    finally:
+        vm.stop()
+
+
+def members(schema: Schema, command: str, given: dict | None = None) -> dict:
+    return {m.name: m for m in schema.members(schema.arg_type(command), given)}
+
+
+# -- the model ---------------------------------------------------------------------
+
+
+def test_commands_events_and_arguments(schema):
+    assert {"block-stream", "blockdev-add", "drive-mirror", "query-status"} <= set(schema.commands)
+    assert {"BLOCK_JOB_COMPLETED", "JOB_STATUS_CHANGE", "STOP"} <= set(schema.events)
+    stream = members(schema, "block-stream")
+    assert not stream["device"].optional and stream["job-id"].optional
+    assert schema.describe(stream["job-id"].type) == "string"
+    assert schema.describe(stream["speed"].type) == "int"
+    assert schema.meta(stream["on-error"].type) == "enum"
+    assert "stop" in schema.enum_values(stream["on-error"].type)
+
+
+def test_flat_union_branch_follows_the_discriminator(schema):
+    base = members(schema, "blockdev-add")
+    assert "driver" in base and "lazy-refcounts" not in base
+    qcow2 = members(schema, "blockdev-add", {"driver": "qcow2"})
+    assert {"file", "backing", "lazy-refcounts"} <= set(qcow2)
+    raw = members(schema, "blockdev-add", {"driver": "raw"})
+    assert "lazy-refcounts" not in raw and {"offset", "size"} <= set(raw)
+    # file is a BlockdevRef: a node name or an inline object
+    assert schema.describe(qcow2["file"].type) == "object or string"
+    inner = schema.member_at("blockdev-add", ["file", "filename"], {"driver": "qcow2", "file": {"driver": "file"}})
+    assert inner is not None and schema.describe(inner.type) == "string"
+
+
+def test_event_data_members(schema):
+    data = {m.name: m for m in schema.members(schema.arg_type("BLOCK_JOB_COMPLETED"))}
+    assert {"type", "device", "len", "offset", "speed"} <= set(data)
+    assert data["error"].optional and not data["device"].optional
+
+
+def test_transaction_actions(schema):
+    assert {"blockdev-snapshot-sync", "block-dirty-bitmap-add", "abort"} <= set(schema.action_names())
+    data = {m.name for m in schema.members(schema.action_type("block-dirty-bitmap-add"))}
+    assert {"node", "name", "persistent"} <= data
+
+
+# -- coercion ------------------------------------------------------------------------
+
+
+def test_numbers_become_strings_where_strings_are_wanted(schema):
+    args = {"addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": 10809}}}
+    assert schema.coerce_arguments("nbd-server-start", args)["addr"]["data"]["port"] == "10809"
+
+
+@pytest.mark.parametrize("text, value", [("on", True), ("off", False), ("yes", True), ("no", False),
+                                         ("true", True), (True, True)])
+def test_booleans(schema, text, value):
+    args = {"node": "n", "name": "b", "persistent": text}
+    assert schema.coerce_arguments("block-dirty-bitmap-add", args)["persistent"] is value
+
+
+def test_ints_and_numbers(schema):
+    assert schema.coerce_arguments("block-stream", {"device": "d", "speed": "1024"})["speed"] == 1024
+    assert schema.coerce_arguments("block-stream", {"device": "d", "speed": "0x400"})["speed"] == 1024
+    with pytest.raises(SchemaError, match="'speed' must be an integer"):
+        schema.coerce_arguments("block-stream", {"device": "d", "speed": "fast"})
+
+
+def test_enum_errors_suggest(schema):
+    with pytest.raises(SchemaError) as err:
+        schema.coerce_arguments("drive-mirror", {"device": "d", "target": "t", "sync": "ful"})
+    assert "'sync' must be one of" in str(err.value) and "did you mean 'full'?" in str(err.value)
+    assert err.value.path == ("sync",)
+
+
+def test_unknown_and_missing_arguments(schema):
+    with pytest.raises(SchemaError, match=r"unknown argument 'sped' \(did you mean 'speed'\?\)"):
+        schema.coerce_arguments("block-stream", {"device": "d", "sped": 1})
+    with pytest.raises(SchemaError, match="unknown argument 'file.filenme'") as err:
+        schema.coerce_arguments("blockdev-add", {"driver": "qcow2", "node-name": "n",
+                                                 "file": {"driver": "file", "filenme": "x"}})
+    assert err.value.path == ("file", "filenme")
+    with pytest.raises(SchemaError, match="missing required argument 'device'"):
+        schema.coerce_arguments("block-stream", {"job-id": "j"})
+    with pytest.raises(SchemaError, match="unknown command 'block-strem'.*'block-stream'"):
+        schema.coerce_arguments("block-strem", {})
+
+
+def test_alternates_arrays_and_open_commands(schema):
+    by_name = schema.coerce_arguments("blockdev-add", {"driver": "qcow2", "node-name": "n", "file": "node-x"})
+    assert by_name["file"] == "node-x"
+    inline = schema.coerce_arguments("blockdev-add", {"driver": "raw", "node-name": "n",
+                                                      "file": {"driver": "file", "filename": "x", "locking": "off"}})
+    assert inline["file"]["locking"] == "off"  # an OnOffAuto enum, not a boolean
+    actions = [{"type": "block-dirty-bitmap-add", "data": {"node": "n", "name": "b", "persistent": "yes"}}]
+    assert schema.coerce_arguments("transaction", {"actions": actions})["actions"][0]["data"]["persistent"] is True
+    assert schema.coerce_arguments("device_add", {"driver": "virtio-blk", "drive": "node-A"})["drive"] == "node-A"
+
+
+# -- against QEMU through qmpsh ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_coerced_port_is_accepted_by_qemu(qemu):
+    port = free_port()
+    line = f"nbd-server-start addr.type=inet addr.data.host=127.0.0.1 addr.data.port={port}\n"
+    result = run_qmpsh("-v", qemu.socket, stdin=line)
+    assert result.returncode == 0, result.stderr
+    sent, reply = map(json.loads, result.stdout.splitlines())
+    assert sent["arguments"]["addr"]["data"]["port"] == str(port)
+    assert reply == {"return": {}}
+
+
+def test_no_schema_sends_as_typed(qemu):
+    line = f"nbd-server-start addr.type=inet addr.data.host=127.0.0.1 addr.data.port={free_port()}\n"
+    result = run_qmpsh("--no-schema", qemu.socket, stdin=line)
+    assert result.returncode == 1
+    assert "Invalid parameter type" in json.loads(result.stdout)["error"]["desc"]
+
+
+def test_bad_argument_is_caught_locally_with_a_caret(qemu):
+    result = run_qmpsh("-v", qemu.socket, stdin="query-name\nblock-stream device=node-A sped=3\nquery-name\n")
+    assert result.returncode == 1
+    sent = [json.loads(line) for line in result.stdout.splitlines() if '"execute"' in line]
+    assert [s["execute"] for s in sent] == ["query-name", "query-name"]  # nothing sent for line 2
+    assert result.stderr.splitlines() == [
+        "error: line 2, column 28: unknown argument 'sped' (did you mean 'speed'?) (a leading ! sends it anyway)",
+        "  block-stream device=node-A sped=3",
+        "                             ^",
+    ]
+
+
+def test_bang_sends_anyway(qemu):
+    result = run_qmpsh(qemu.socket, stdin="!block-stream device=node-A sped=3\n")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["desc"] == "Parameter 'sped' is unexpected"
+
+
+def test_raw_json_is_sent_as_written(qemu):
+    result = run_qmpsh(qemu.socket, stdin='{"execute": "block-stream", "arguments": {"device": "node-A", "sped": 3}}\n')
+    assert json.loads(result.stdout)["error"]["desc"] == "Parameter 'sped' is unexpected"
+
+
+def test_server_without_schema_still_works(qemu):
+    # Before negotiation query-qmp-schema fails: checking is simply off.
+    script = "query-name x=1\nqmp_capabilities\nquery-name x=1\n"
+    result = run_qmpsh("-N", qemu.socket, stdin=script)
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0]["error"]["class"] == "CommandNotFound"
+    assert out[1] == {"return": {}}
+    assert out[2]["error"]["desc"] == "Parameter 'x' is unexpected"  # sent unchecked
+    assert "no usable QMP schema" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- help ------------------------------------------------------------------------------
+
+
+def test_help_for_blockdev_add_shows_the_qcow2_branch(qemu):
+    result = run_qmpsh(qemu.socket, stdin="/help blockdev-add\n")
+    assert result.returncode == 0 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == "command blockdev-add"
+    qcow2 = next(line for line in lines if "[driver=qcow2]" in line)
+    assert "lazy-refcounts" in qcow2 and "backing" in qcow2
+    driver = next(line for line in lines if line.split()[0] == "driver")
+    assert "required" in driver and "qcow2" in driver
+
+
+def test_help_for_one_branch_and_question_mark_form(qemu):
+    result = run_qmpsh(qemu.socket, stdin="/help blockdev-add driver=qcow2\nblock-stream?\n")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert {"lazy-refcounts", "file", "backing", "device", "base-node"} <= set(names)
+    assert "[driver=raw]" not in result.stderr
+
+
+def test_help_for_an_event_and_an_unknown_name(qemu):
+    result = run_qmpsh(qemu.socket, stdin="/help BLOCK_JOB_COMPLETED\n/help block-strem\n")
+    assert result.returncode == 1
+    assert "event BLOCK_JOB_COMPLETED" in result.stderr and "  device " in result.stderr
+    assert "error: /help: no command or event named 'block-strem' (did you mean 'block-stream'" in result.stderr
