@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="send key=value arguments as typed: no checking or coercion against the QMP schema")
     parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
                         help="colour output: auto (a terminal and no NO_COLOR), always or never")
+    parser.add_argument("--events", metavar="SPEC", default="all", type=_event_filter,
+                        help="which events print inline: all, only:NAME[,NAME...] or hide:NAME[,NAME...] "
+                             "(names may be globs such as BLOCK_JOB_*); /events changes it later")
+    parser.add_argument("--timestamps", choices=("absolute", "relative", "off"), default="absolute",
+                        help="how events show their time at a terminal (relative: since the last command)")
     parser.add_argument("--launch", action="store_true",
                         help="start QEMU for this session (QEMU arguments after --; none: the live block "
                              "operations document's setup) and stop it on exit")
@@ -62,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --launch: run QEMU in DIR and keep it (default: a temporary directory)")
     parser.add_argument("--version", action="version", version=f"qmpsh {__version__}")
     return parser
+
+
+def _event_filter(spec: str) -> object:
+    from qmpsh.events import EventFilter
+
+    try:
+        return EventFilter.parse(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _split_qemu_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -122,9 +136,10 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
     from qmpsh.session import Options, Session
 
     interactive = sys.stdin.isatty()
-    renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout), interactive=interactive)
+    renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout), interactive=interactive,
+                        timestamps=args.timestamps)
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
-                      use_schema=not args.no_schema)
+                      use_schema=not args.no_schema, event_filter=args.events)
     session = Session(renderer, options, tap=args.log)
     if args.skip_negotiation:
         session.client.await_greeting = False

@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from qmpsh.events import event_filter
+from qmpsh.jobs import follow, list_jobs
 from qmpsh.syntax import Builtin
+from qmpsh.tree import show_tree
 
 if TYPE_CHECKING:
     from qmpsh.session import Session
@@ -93,4 +95,29 @@ async def _help_topic(session: Session, name: str, given: dict[str, object]) -> 
     return True
 
 
-BUILTINS: dict[str, Handler] = {"wait": wait, "help": show_help, "quit": quit_shell}
+async def events(session: Session, cmd: Builtin) -> bool:
+    """/events [all | only NAME... | hide NAME...]: recent events, or which events print inline"""
+    from qmpsh.events import EventFilter
+
+    if not cmd.words:
+        for event in session.ring.events:
+            session.renderer.event(event)
+        dropped = f", {session.ring.dropped} older ones dropped" if session.ring.dropped else ""
+        session.renderer.note(f"{len(session.ring.events)} events kept{dropped}; "
+                              f"printing inline: {session.options.event_filter}")
+        return True
+    mode, *names = cmd.words
+    try:
+        session.options.event_filter = EventFilter(mode, tuple(names))
+    except ValueError as err:
+        session.renderer.error(f"/events: {err}")
+        return False
+    if mode != "all" and not names:
+        session.renderer.error(f"/events {mode} needs event names")
+        return False
+    session.renderer.note(f"printing inline: {session.options.event_filter}")
+    return True
+
+
+BUILTINS: dict[str, Handler] = {"wait": wait, "job": follow, "jobs": list_jobs, "events": events, "tree": show_tree,
+                                "help": show_help, "quit": quit_shell}

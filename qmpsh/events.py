@@ -1,4 +1,5 @@
-"""Events received from QEMU, kept for ``/wait``.
+"""Events received from QEMU: the window ``/wait`` looks at, the ring ``/events``
+shows, and the filter that chooses which events print inline.
 
 ``/wait`` looks at the events that arrived since the first command after the
 previous ``/wait`` (so ``cmd; cmd; /wait A; /wait B`` sees both commands'
@@ -9,6 +10,7 @@ events, while an event that an older command caused cannot satisfy a later
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 from collections import deque
 from collections.abc import Callable, Mapping
 
@@ -76,3 +78,43 @@ class EventLog:
             return await asyncio.wait_for(future, timeout)
         finally:
             self._waiters.remove(waiter)
+
+
+class EventRing:
+    """The last ``size`` events, for ``/events``; counts what fell out."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self.events: deque[Event] = deque(maxlen=size)
+        self.dropped = 0
+
+    def add(self, event: Event) -> None:
+        if len(self.events) == self.events.maxlen:
+            self.dropped += 1
+        self.events.append(event)
+
+
+class EventFilter:
+    """Which events print inline: all, only some, or all but some (names may be globs)."""
+
+    def __init__(self, mode: str = "all", names: tuple[str, ...] = ()) -> None:
+        if mode not in ("all", "only", "hide"):
+            raise ValueError(f"event filter must be all, only or hide, not {mode!r}")
+        self.mode = mode
+        self.names = tuple(names)
+
+    @classmethod
+    def parse(cls, spec: str) -> EventFilter:
+        """``all``, ``only:NAME,NAME`` or ``hide:NAME,NAME`` (the --events option)."""
+        mode, _, names = spec.partition(":")
+        if mode != "all" and not names:
+            raise ValueError(f"--events {mode} needs names: {mode}:NAME[,NAME...]")
+        return cls(mode, tuple(n for n in names.split(",") if n))
+
+    def shows(self, name: str) -> bool:
+        if self.mode == "all":
+            return True
+        hit = any(fnmatch.fnmatchcase(name, pattern) for pattern in self.names)
+        return hit if self.mode == "only" else not hit
+
+    def __str__(self) -> str:
+        return self.mode if self.mode == "all" else f"{self.mode}:{','.join(self.names)}"

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import sys
+import time
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from qmpsh.syntax import ParseError
@@ -63,10 +65,14 @@ class Renderer:
     In scripted mode writes are flushed once per event-loop turn.
     """
 
-    def __init__(self, *, pretty: bool = False, colour: bool = False, interactive: bool = False) -> None:
+    def __init__(self, *, pretty: bool = False, colour: bool = False, interactive: bool = False,
+                 timestamps: str = "absolute") -> None:
         self.pretty = pretty
         self.colour = colour
         self.interactive = interactive
+        self.timestamps = timestamps  # how events show their time at a terminal: absolute, relative, off
+        self.since = time.time()  # what relative timestamps count from: the last command sent
+        self.sink: Callable[[str], None] | None = None  # replaces stdout while a progress bar is live
         self._flush_pending = False
 
     # -- low level ---------------------------------------------------------
@@ -76,6 +82,9 @@ class Renderer:
         return colour_json(text) if self.colour else text
 
     def out(self, text: str) -> None:
+        if self.sink is not None:
+            self.sink(text)
+            return
         sys.stdout.write(text + "\n")
         self._schedule_flush()
 
@@ -110,11 +119,24 @@ class Renderer:
     def document(self, obj: object) -> None:
         self.out(self.dumps(obj))
 
-    def event(self, msg: dict[str, object]) -> None:
-        text = self.dumps(msg)
-        if self.colour and self.interactive:
-            text = f"{_EVENT}event{_RESET} {text}"
-        self.out(text)
+    def event(self, msg: Mapping[str, object]) -> None:
+        """An event as JSON; at a terminal its time leads the line instead of a timestamp object."""
+        stamp = self.event_time(msg) if self.interactive else ""
+        if not stamp:
+            self.out(self.dumps(msg))
+            return
+        text = self.dumps({k: v for k, v in msg.items() if k != "timestamp"})
+        self.out(f"{_EVENT}{stamp}{_RESET} {text}" if self.colour else f"{stamp} {text}")
+
+    def event_time(self, msg: Mapping[str, object]) -> str:
+        """The event's own timestamp, as --timestamps asks (terminal only: scripts keep pure JSON)."""
+        stamp = msg.get("timestamp")
+        if self.timestamps == "off" or not isinstance(stamp, Mapping):
+            return ""
+        seconds = float(stamp.get("seconds", 0)) + float(stamp.get("microseconds", 0)) / 1e6  # type: ignore[arg-type]
+        if self.timestamps == "relative":
+            return f"[+{seconds - self.since:.3f}s]"
+        return "[" + time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}]"
 
     def hmp_text(self, text: str) -> None:
         text = text.replace("\r\n", "\n")

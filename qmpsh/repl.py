@@ -23,6 +23,7 @@ from qmpsh.completion import QmpCompleter, Sources
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import needs_more
+from qmpsh.toolbar import Toolbar
 
 
 def state_dir() -> Path:
@@ -111,12 +112,8 @@ def completer_for(session: Session) -> QmpCompleter:
 async def run_interactive(session: Session, where: str, launched: object = None) -> None:
     await _load_commands(session)
     completer = completer_for(session)
-    greeting = session.client.greeting
-    version = ""
-    if greeting is not None:
-        qemu = greeting.QMP.version.get("qemu", {})
-        if isinstance(qemu, dict):
-            version = f" QEMU {qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
+    toolbar = Toolbar(session)
+    version = f" QEMU {toolbar.version}" if toolbar.version else ""
     prompt: PromptSession[str] = PromptSession(
         "(HMP) " if session.options.hmp else "(QEMU) ",
         multiline=True,
@@ -126,6 +123,7 @@ async def run_interactive(session: Session, where: str, launched: object = None)
         lexer=PygmentsLexer(QmpLexer),
         prompt_continuation=_continuation,
         enable_open_in_editor=False,
+        bottom_toolbar=toolbar,
     )
     launched_dir = getattr(launched, "workdir", None)
     session.renderer.note(f"qmpsh {__version__} connected to{version} at {where}"
@@ -134,6 +132,7 @@ async def run_interactive(session: Session, where: str, launched: object = None)
     loop = asyncio.get_running_loop()
     with patch_stdout(raw=True):
         watcher = asyncio.create_task(_watch_connection(session, prompt))
+        status = asyncio.create_task(toolbar.keep_current(prompt.app.invalidate))
         try:
             while not session.finished and not session.lost:
                 try:
@@ -154,3 +153,4 @@ async def run_interactive(session: Session, where: str, launched: object = None)
                     loop.remove_signal_handler(signal.SIGINT)
         finally:
             watcher.cancel()
+            status.cancel()

@@ -8,6 +8,7 @@ everything here is reached from a command or an event.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -291,9 +292,19 @@ class Schema:
         return value
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kKMGTPE])(?:i?B)?")
+_SUFFIX = {"k": 1, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+
+
 def _to_int(text: str) -> int:
-    """``12``, ``012``, ``0x10``."""
+    """``12``, ``012``, ``0x10``, and sizes as QEMU writes them: ``64K``, ``8M``, ``1.5G``."""
     try:
         return int(text)
     except ValueError:
-        return int(text, 0)
+        pass
+    size = _SIZE.fullmatch(text.strip())
+    if size:
+        value = float(size.group(1)) * 1024 ** _SUFFIX[size.group(2)]
+        if value.is_integer():
+            return int(value)
+    return int(text, 0)

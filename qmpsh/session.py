@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from qemu.qmp import QMPError
 from qemu.qmp.message import Message
 
 from qmpsh.catalog import Catalog
 from qmpsh.client import Connection, WireTap
-from qmpsh.events import EventLog
+from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
 from qmpsh.schema import Schema, SchemaError
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
 
 _ID_PREFIX = "qmpsh-"
+#: The VM run state each event leaves the VM in, for the status toolbar.
+_RUN_STATE_EVENTS = {"STOP": "paused", "RESUME": "running", "SHUTDOWN": "shutdown", "SUSPEND": "suspended",
+                     "WAKEUP": "running", "GUEST_PANICKED": "guest-panicked"}
 
 
 @dataclass
@@ -31,6 +36,7 @@ class Options:
     exit_on_error: bool = False
     interactive: bool = False
     use_schema: bool = True  # check and coerce key=value arguments against the live schema
+    event_filter: EventFilter = field(default_factory=EventFilter)  # which events print inline
 
 
 @dataclass
@@ -50,6 +56,9 @@ class Session:
         self.client = Connection(on_sent=self._on_sent, on_received=self._on_received, tap=tap)
         self.reader = Reader(BUILTINS, hmp=options.hmp)
         self.events = EventLog()
+        self.ring = EventRing()
+        self.vm_status: str | None = None  # from query-status, kept current by run-state events
+        self.fold: Callable[[Mapping[str, object]], bool] | None = None  # events a progress bar shows instead
         self.failed = False  # some line failed: exit status 1 in scripts
         self.finished = False  # quit or /quit: the session is over
         self.lost = False  # the connection went away
@@ -153,6 +162,7 @@ class Session:
         flight = _InFlight(request, lineno, message.pop("id", None))
         self._in_flight[exec_id] = flight
         self.events.command_sent()
+        self.renderer.since = time.time()
         self._quit_sent = request.command == "quit"
         try:
             reply = await self.client.send(message, exec_id)
@@ -195,10 +205,7 @@ class Session:
 
     def _on_received(self, msg: Message) -> None:
         if "event" in msg:
-            self.events.add(msg)
-            self.renderer.event(msg._object)
-            if self.catalog is not None:
-                self.catalog.after_event(str(msg["event"]))
+            self._on_event(msg._object)
             return
         flight = self._in_flight.pop(msg.get("id"), None)  # type: ignore[arg-type]
         if flight is None:
@@ -211,6 +218,16 @@ class Session:
             self.renderer.hmp_text(value)
         else:
             self.renderer.document(reply)
+
+    def _on_event(self, event: dict[str, object]) -> None:
+        name = str(event["event"])
+        self.events.add(event)
+        self.ring.add(event)
+        self.vm_status = _RUN_STATE_EVENTS.get(name, self.vm_status)
+        if self.catalog is not None:
+            self.catalog.after_event(name)
+        if self.options.event_filter.shows(name) and not (self.fold and self.fold(event)):
+            self.renderer.event(event)
 
     @staticmethod
     def _as_user_sees(msg: Message, flight: _InFlight) -> dict[str, object]:

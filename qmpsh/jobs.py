@@ -1,0 +1,201 @@
+"""``/job`` and ``/jobs``: follow block jobs as they run.
+
+``/job JOB-ID`` waits until the job is ready (mirror, active commit) or has
+concluded. At a terminal it draws a progress bar (fed by ``query-jobs``
+polled a few times a second and by the job's own events, which fold into
+the bar instead of scrolling past it) and ends by printing the final event.
+In scripts there is no bar: the final event is on stdout already, in arrival
+order with everything else. A job that ends in error fails the line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from qmpsh.events import Event, Predicate
+from qmpsh.syntax import Builtin
+
+if TYPE_CHECKING:
+    from qmpsh.session import Session
+
+POLL_SECONDS = 0.25
+FINAL_BLOCK_EVENTS = ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_READY")
+
+
+def about(job_id: str) -> Predicate:
+    """Events about one job: JOB_STATUS_CHANGE by id, BLOCK_JOB_* by device."""
+
+    def accept(event: Event) -> bool:
+        data = event.get("data")
+        if not isinstance(data, Mapping):
+            return False
+        name = str(event.get("event"))
+        if name == "JOB_STATUS_CHANGE":
+            return data.get("id") == job_id
+        return name.startswith("BLOCK_JOB_") and data.get("device") == job_id
+
+    return accept
+
+
+def ending(job_id: str) -> Predicate:
+    """The event that ends /job: ready, completed or cancelled; concluded for non-block jobs."""
+    mine = about(job_id)
+
+    def accept(event: Event) -> bool:
+        if not mine(event):
+            return False
+        if event.get("event") == "JOB_STATUS_CHANGE":
+            return event["data"].get("status") == "concluded"  # type: ignore[union-attr]
+        return event.get("event") in FINAL_BLOCK_EVENTS
+
+    return accept
+
+
+def find(jobs: object, job_id: str) -> dict[str, object] | None:
+    if isinstance(jobs, list):
+        for job in jobs:
+            if isinstance(job, dict) and job.get("id", job.get("device")) == job_id:
+                return job
+    return None
+
+
+def failure(event: Event, info: Mapping[str, object] | None) -> str | None:
+    """Why a job's final event means it failed, or None."""
+    data = event.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    if data.get("error"):
+        return str(data["error"])
+    if event.get("event") == "BLOCK_JOB_CANCELLED":
+        return "the job was cancelled"
+    if info and info.get("error"):
+        return str(info["error"])
+    return None
+
+
+class ProgressBar:
+    """A rich progress bar at the terminal; the session's output prints above it."""
+
+    def __init__(self, session: Session, job_id: str) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+
+        self.session = session
+        self.console = Console(file=sys.__stdout__, force_terminal=True, no_color=not session.renderer.colour)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                 DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn(),
+                                 console=self.console, transient=True, refresh_per_second=8)
+        self.task = self.progress.add_task(job_id, total=None)
+        self.job_id = job_id
+        self.mine = about(job_id)
+
+    def update(self, info: Mapping[str, object]) -> None:
+        total = info.get("total-progress", info.get("len"))
+        done = info.get("current-progress", info.get("offset"))
+        self.progress.update(self.task, description=f"{self.job_id} {info.get('type', '')} {info.get('status', '')}",
+                             total=float(total) if isinstance(total, (int, float)) and total else None,  # type: ignore[arg-type]
+                             completed=float(done) if isinstance(done, (int, float)) else 0)
+
+    def _print(self, text: str) -> None:
+        from rich.text import Text
+
+        self.progress.console.print(Text.from_ansi(text), soft_wrap=True)
+
+    def _fold(self, event: Mapping[str, object]) -> bool:
+        if not self.mine(event):
+            return False
+        data = event.get("data")
+        if isinstance(data, Mapping) and data.get("status"):
+            self.progress.update(self.task, description=f"{self.job_id} {data['status']}")
+        return True
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[None]:
+        sys.stdout.flush()
+        renderer = self.session.renderer
+        renderer.sink, self.session.fold = self._print, self._fold
+        try:
+            with self.progress:
+                yield
+        finally:
+            renderer.sink, self.session.fold = None, None
+
+
+async def follow(session: Session, cmd: Builtin) -> bool:
+    """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded."""
+    if len(cmd.words) != 1 or set(cmd.args) - {"timeout"}:
+        session.renderer.error("usage: /job JOB-ID [timeout=SECONDS]")
+        return False
+    job_id = cmd.words[0]
+    timeout = cmd.args.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        session.renderer.error(f"/job: timeout must be a number of seconds, not {timeout!r}")
+        return False
+    end = asyncio.ensure_future(session.events.wait(ending(job_id), float(timeout) if timeout else None))
+    bar = ProgressBar(session, job_id) if session.options.interactive else None
+    info: dict[str, object] | None = None
+    try:
+        with bar.shown() if bar else contextlib.nullcontext():
+            while not end.done():
+                latest = find(await session.query("query-jobs"), job_id)
+                if latest is None and info is None and not end.done():
+                    await asyncio.sleep(0)  # an ending already in the window resolves at once
+                    if not end.done():
+                        session.renderer.error(f"/job: no job '{job_id}' (see /jobs)")
+                        return False
+                if latest is not None:
+                    info = latest
+                    if bar:
+                        bar.update(latest)
+                await asyncio.wait([end], timeout=POLL_SECONDS)
+        event = end.result()
+    except TimeoutError:
+        session.renderer.error(f"/job: {job_id} not ready or concluded within {timeout} s; it goes on")
+        return False
+    finally:
+        end.cancel()
+    if event.get("event") == "JOB_STATUS_CHANGE":
+        info = find(await session.query("query-jobs"), job_id) or info
+    if bar:
+        session.renderer.event(event)
+    why = failure(event, info)
+    if why:
+        session.renderer.error(f"/job: {job_id} failed: {why}")
+        return False
+    if event.get("event") == "BLOCK_JOB_READY" and session.options.interactive:
+        session.renderer.note(f"{job_id} is ready: block-job-complete device={job_id} pivots, "
+                              f"block-job-cancel device={job_id} keeps the copy")
+    return True
+
+
+async def list_jobs(session: Session, cmd: Builtin) -> bool:
+    """/jobs: the current jobs (id, type, status, progress, speed)."""
+    jobs, block_jobs = await asyncio.gather(session.query("query-jobs"), session.query("query-block-jobs"))
+    speeds = {j.get("device"): j.get("speed") for j in block_jobs or [] if isinstance(j, dict)}  # type: ignore[union-attr]
+    rows = []
+    for job in jobs or []:  # type: ignore[union-attr]
+        if not isinstance(job, dict):
+            continue
+        total, done = job.get("total-progress") or 0, job.get("current-progress") or 0
+        rows.append({"id": job.get("id"), "type": job.get("type"), "status": job.get("status"),
+                     "progress": round(100 * done / total, 1) if total else None,
+                     "speed": speeds.get(job.get("id")), **({"error": job["error"]} if job.get("error") else {})})
+    if not session.options.interactive:
+        session.renderer.document(rows)
+        return True
+    if not rows:
+        session.renderer.note("no jobs")
+        return True
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "type", "status", "progress", "speed")
+    for row in rows:
+        progress = "" if row["progress"] is None else f"{row['progress']}%"
+        table.add_row(str(row["id"]), str(row["type"]), str(row["status"]), progress, str(row["speed"] or ""))
+    Console(file=sys.stdout, force_terminal=session.renderer.colour).print(table)
+    return True

@@ -1,0 +1,74 @@
+"""The status toolbar: connection, QEMU version, VM run state, running jobs.
+
+It only reads state kept in memory; a background task refreshes job progress
+once a second while there are jobs, so drawing it never waits on QEMU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from prompt_toolkit.formatted_text import HTML
+from qemu.qmp import QMPError
+
+from qmpsh.catalog import Source
+from qmpsh.session import Session
+
+POLL_SECONDS = 1.0
+
+
+def qemu_version(session: Session) -> str:
+    greeting = session.client.greeting
+    qemu = greeting.QMP.version.get("qemu", {}) if greeting is not None else {}
+    if not isinstance(qemu, dict) or not qemu:
+        return ""
+    return f"{qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
+
+
+class Toolbar:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.version = qemu_version(session)
+        self.jobs: list[tuple[str, str, str, int | None]] = []  # id, type, status, percent
+
+    def __call__(self) -> HTML:
+        session = self.session
+        parts = ["disconnected" if session.lost else "connected"]
+        if self.version:
+            parts.append(f"QEMU {self.version}")
+        if session.vm_status:
+            parts.append(f"VM {session.vm_status}")
+        for job_id, kind, status, percent in self.jobs:
+            parts.append(f"{job_id} {kind} {status}" + (f" {percent}%" if percent is not None else ""))
+        return HTML(" " + " │ ".join(_escape(p) for p in parts))
+
+    async def keep_current(self, redraw: Callable[[], None]) -> None:
+        """Initial run state, then job progress while jobs exist."""
+        try:
+            status = await self.session.query("query-status")
+            if isinstance(status, dict):
+                self.session.vm_status = str(status.get("status"))
+        except QMPError:
+            pass
+        while True:
+            catalog = self.session.catalog
+            has_jobs = bool(self.jobs) or bool(catalog and catalog.snapshot.get(Source.JOB))
+            if has_jobs and self.session.client.running:
+                try:
+                    jobs = await self.session.query("query-jobs")
+                except QMPError:
+                    jobs = []
+                self.jobs = [_row(j) for j in jobs or [] if isinstance(j, dict)]  # type: ignore[union-attr]
+                redraw()
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _row(job: dict[str, object]) -> tuple[str, str, str, int | None]:
+    total, done = job.get("total-progress"), job.get("current-progress")
+    percent = int(100 * done / total) if isinstance(total, int) and total and isinstance(done, int) else None
+    return str(job.get("id")), str(job.get("type")), str(job.get("status")), percent
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,130 @@
+"""``/tree``: every block device's graph of nodes, and its backing chain ``[A] <- [B]``.
+
+The graph comes from ``x-debug-query-block-graph`` (parents, children and
+edge names) and each node's driver and file from ``query-named-block-nodes``.
+A protocol node under a format node (qcow2's ``file`` child) is shown as the
+format node's file name rather than as a node of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from qemu.qmp import QMPError
+
+from qmpsh.syntax import Builtin
+
+if TYPE_CHECKING:
+    from qmpsh.session import Session
+
+PROTOCOL_DRIVERS = {"file", "host_device", "host_cdrom", "nbd", "nvme", "null-co", "null-aio", "iscsi", "rbd",
+                    "ssh", "http", "https", "ftp", "ftps", "gluster", "nfs"}
+
+
+@dataclass
+class Node:
+    name: str
+    driver: str = ""
+    filename: str = ""
+    edge: str = ""  # how its parent refers to it: root, backing, file, target ...
+    children: list[Node] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"node-name": self.name, "driver": self.driver, "file": self.filename}
+        if self.edge:
+            out["edge"] = self.edge
+        if self.children:
+            out["children"] = [c.as_json() for c in self.children]
+        return out
+
+
+def chain(root: Node) -> list[str]:
+    """Node names from the base up to the active layer, following backing edges."""
+    names = []
+    node: Node | None = root
+    while node is not None:
+        names.append(node.name)
+        node = next((c for c in node.children if c.edge == "backing"), None)
+    return names[::-1]
+
+
+def build(graph: Mapping[str, object], named: list[Mapping[str, object]]) -> list[Node]:
+    """The trees of a block graph: one per block backend, then nodes no one uses."""
+    info = {str(n.get("node-name")): n for n in named}
+    nodes = {int(n["id"]): n for n in graph.get("nodes", [])}  # type: ignore[union-attr, call-overload]
+    edges = graph.get("edges", [])
+    children: dict[int, list[tuple[str, int]]] = {}
+    has_parent: set[int] = set()
+    for edge in edges:  # type: ignore[union-attr]
+        children.setdefault(int(edge["parent"]), []).append((str(edge["name"]), int(edge["child"])))
+        has_parent.add(int(edge["child"]))
+
+    def make(node_id: int, edge: str, seen: frozenset[int]) -> Node:
+        raw = nodes.get(node_id, {})
+        name = str(raw.get("name", node_id))
+        details = info.get(name, {})
+        node = Node(name, str(details.get("drv", raw.get("type", ""))), str(details.get("file", "")), edge)
+        for child_edge, child_id in children.get(node_id, []):
+            if child_id in seen:
+                continue
+            child = make(child_id, child_edge, seen | {child_id})
+            if child_edge == "file" and child.driver in PROTOCOL_DRIVERS and not child.children:
+                node.filename = node.filename or child.filename
+                continue
+            node.children.append(child)
+        return node
+
+    backends = [i for i, n in nodes.items() if n.get("type") == "block-backend"]
+    orphans = [i for i, n in nodes.items() if n.get("type") != "block-backend" and i not in has_parent]
+    return [make(i, "", frozenset({i})) for i in backends + orphans]
+
+
+async def show_tree(session: Session, cmd: Builtin) -> bool:
+    """/tree: the block graph of every device, with its backing chain."""
+    try:
+        graph, named = await asyncio.gather(session.query("x-debug-query-block-graph"),
+                                            session.query("query-named-block-nodes", {"flat": True}))
+    except QMPError as err:
+        session.renderer.error(f"/tree: {err}")
+        return False
+    roots = build(graph, named)  # type: ignore[arg-type]
+    if not session.options.interactive:
+        session.renderer.document([{**r.as_json(), "chain": chain(_active(r))} for r in roots])
+        return True
+    from rich.console import Console
+    from rich.tree import Tree
+
+    console = Console(file=sys.stdout, force_terminal=session.renderer.colour, highlight=False)
+    for root in roots:
+        tree = Tree(_label(root))
+        _add(tree, root)
+        console.print(tree)
+        names = chain(_active(root))
+        if len(names) > 1:
+            console.print("  chain: " + " <- ".join(f"[{n}]" for n in names), markup=False)
+    if not roots:
+        session.renderer.note("no block nodes")
+    return True
+
+
+def _active(root: Node) -> Node:
+    """A backend's root child (the active layer), or the node itself."""
+    return next((c for c in root.children if c.edge == "root"), root)
+
+
+def _label(node: Node) -> str:
+    from rich.markup import escape
+
+    parts = [f"[dim]{node.edge}:[/dim]" if node.edge else "", f"[bold]{escape(node.name)}[/bold]",
+             escape(node.driver), escape(node.filename)]
+    return "  ".join(p for p in parts if p)
+
+
+def _add(tree: object, node: Node) -> None:
+    for child in node.children:
+        branch = tree.add(_label(child))  # type: ignore[attr-defined]
+        _add(branch, child)

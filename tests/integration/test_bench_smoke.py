@@ -1,0 +1,44 @@
+"""The benchmark still runs: ``bench/run.py --smoke`` (tiny sizes) against real QEMU.
+
+Not timed and not asserting speed: it checks that every row of the table is
+measured and printed, so the benchmark cannot rot between full runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, qmpsh_env, require_qemu
+
+RUN = REPO / "bench" / "run.py"
+
+
+def bench_rows() -> tuple[str, ...]:
+    spec = importlib.util.spec_from_file_location("qmpsh_bench_run", RUN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module.ROWS
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    require_qemu()
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(RUN), "--smoke", "--json", str(out)], capture_output=True,
+                            text=True, timeout=120, cwd=REPO, env=qmpsh_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = bench_rows()
+    for name in rows:
+        assert name in result.stdout, f"row {name!r} missing from:\n{result.stdout}"
+    assert "(not run)" not in result.stdout
+    data = json.loads(out.read_text())
+    assert data["smoke"] is True
+    assert set(data["rows"]) == set(rows)
