@@ -36,8 +36,10 @@ ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
     ("block-dirty-bitmap-add", "name", None),
     ("block-job-*", "device", Source.JOB),
     ("job-*", "id", Source.JOB),
+    ("drive-mirror", "node-name", None),  # the name of the new target node
     ("block-commit", "base", Source.IMAGE),
     ("block-commit", "top", Source.IMAGE),
+    ("block-stream", "base", Source.IMAGE),
     ("block-dirty-bitmap-*", "name", Source.BITMAP),
     ("block-dirty-bitmap-merge", "target", Source.BITMAP),
     ("blockdev-mirror", "target", Source.NODE),
@@ -46,12 +48,17 @@ ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
     ("nbd-server-remove", "name", Source.EXPORT),
     ("block-export-del", "id", Source.EXPORT),
     ("device_del", "id", Source.DEVICE),
+    ("blockdev-*-tray", "id", Source.DEVICE),
+    ("blockdev-*-medium", "id", Source.DEVICE),
+    ("eject", "id", Source.DEVICE),
+    ("block_set_io_throttle", "id", Source.DEVICE),
     ("*", "node-name", Source.NODE),
     ("*", "node", Source.NODE),
     ("*", "device", Source.NODE),
     ("*", "base-node", Source.NODE),
     ("*", "top-node", Source.NODE),
     ("*", "bottom", Source.NODE),
+    ("*", "replaces", Source.NODE),
     ("*", "filter-node-name", None),
     ("*", "file", Source.NODE),
     ("*", "backing", Source.NODE),
@@ -77,16 +84,25 @@ def changes_values(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+#: Sources whose values belong to the block node named by another argument:
+#: a node's own dirty bitmaps, the image files of a device's backing chain.
+SCOPED_BY = {Source.BITMAP: "node", Source.IMAGE: "device"}
+
+
 @dataclass(frozen=True)
 class Snapshot:
     values: Mapping[Source, tuple[str, ...]] = field(default_factory=dict)
     bitmaps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # node -> bitmap names
+    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # node -> image files, top first
 
     def get(self, source: Source, given: Mapping[str, object] | None = None) -> tuple[str, ...]:
-        if source is Source.BITMAP and given:
-            node = given.get("node")
-            if isinstance(node, str) and node in self.bitmaps:
-                return self.bitmaps[node]
+        """The values of ``source``; for a bitmap or an image, those of the node already given."""
+        scope = SCOPED_BY.get(source)
+        if scope is not None and given:
+            node = given.get(scope)
+            if isinstance(node, str) and node in self.values.get(Source.NODE, ()):
+                table = self.bitmaps if source is Source.BITMAP else self.chains
+                return table.get(node, ())
         return self.values.get(source, ())
 
 
@@ -113,16 +129,24 @@ async def fetch(query: Query) -> Snapshot:
         ask("query-block-jobs"), ask("query-block-exports"), ask("qom-list", {"path": "/machine/peripheral"}),
     )
     node_names = _names(nodes, "node-name")
-    backends = [b["device"] for b in blocks or [] if isinstance(b, dict) and b.get("device")]  # type: ignore[union-attr]
+    blocks = [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
+    backends = [str(b["device"]) for b in blocks if b.get("device")]
     images: list[str] = []
     bitmaps: dict[str, tuple[str, ...]] = {}
-    for node in nodes or []:  # type: ignore[union-attr]
-        if not isinstance(node, dict):
-            continue
+    nodes = [n for n in nodes if isinstance(n, dict) and n.get("node-name")] if isinstance(nodes, list) else []
+    for node in nodes:
         if node.get("file") and node.get("drv") not in ("file", "host_device", "raw"):
             images.append(str(node["file"]))
         if node.get("dirty-bitmaps"):
-            bitmaps[str(node.get("node-name"))] = tuple(_names(node["dirty-bitmaps"], "name"))
+            bitmaps[str(node["node-name"])] = tuple(_names(node["dirty-bitmaps"], "name"))
+    by_file = {str(n["file"]): n for n in nodes if n.get("file") and n.get("drv") not in ("file", "host_device", "raw")}
+    chains = {str(node["node-name"]): _chain(node, by_file) for node in nodes}
+    for block in blocks:  # a backend name stands for its root node
+        root = block.get("inserted", {}).get("node-name") if isinstance(block.get("inserted"), dict) else None
+        if block.get("device") and root in chains:
+            chains[str(block["device"])] = chains[root]
+            if root in bitmaps:
+                bitmaps[str(block["device"])] = bitmaps[root]
     devices = [p["name"] for p in peripherals or [] if isinstance(p, dict) and str(p.get("type", "")).startswith("child<")]  # type: ignore[union-attr]
     return Snapshot(
         values={
@@ -134,7 +158,24 @@ async def fetch(query: Query) -> Snapshot:
             Source.IMAGE: tuple(dict.fromkeys(images)),
         },
         bitmaps=bitmaps,
+        chains=chains,
     )
+
+
+def _chain(node: Mapping[str, object], by_file: Mapping[str, Mapping[str, object]]) -> tuple[str, ...]:
+    """The image files of a node's backing chain, top first, followed by file name (``flat`` has no nesting)."""
+    chain: list[str] = []
+    here = node
+    while True:
+        name = str(here.get("file") or "")
+        if not name or name in chain:
+            break
+        chain.append(name)
+        backing = here.get("backing_file")
+        if not backing:
+            break
+        here = by_file.get(str(backing)) or {"file": backing}
+    return tuple(chain)
 
 
 class Catalog:

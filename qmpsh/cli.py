@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(names may be globs such as BLOCK_JOB_*); /events changes it later")
     parser.add_argument("--timestamps", choices=("absolute", "relative", "off"), default="absolute",
                         help="how events show their time at a terminal (relative: since the last command)")
+    parser.add_argument("--timeout", metavar="SECONDS", type=_seconds,
+                        help="give up on a reply (and on the greeting) after SECONDS; scripts then exit 3 "
+                             "(default: wait forever at a terminal, 300 s in scripts)")
+    parser.add_argument("--wait-for-socket", metavar="SECONDS", type=_seconds, default=0.0,
+                        help="retry the first connection for up to SECONDS while QEMU starts")
+    parser.add_argument("--reconnect", action="store_true",
+                        help="at a terminal, reconnect by itself (with backoff) when QEMU goes away")
     parser.add_argument("--launch", action="store_true",
                         help="start QEMU for this session (QEMU arguments after --; none: the live block "
                              "operations document's setup) and stop it on exit")
@@ -67,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --launch: run QEMU in DIR and keep it (default: a temporary directory)")
     parser.add_argument("--version", action="version", version=f"qmpsh {__version__}")
     return parser
+
+
+SCRIPT_TIMEOUT = 300.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("seconds cannot be negative")
+    return value
 
 
 def _event_filter(spec: str) -> object:
@@ -129,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
-    from qemu.qmp import ConnectError
-
-    from qmpsh.client import describe_address, parse_address
+    from qmpsh.client import ConnectFailure, describe_address, parse_address
     from qmpsh.render import Renderer, want_colour
     from qmpsh.session import Options, Session
 
@@ -139,21 +157,17 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
     renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout), interactive=interactive,
                         timestamps=args.timestamps)
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
-                      use_schema=not args.no_schema, event_filter=args.events)
+                      use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
+                      timeout=(args.timeout if args.timeout is not None else None if interactive else SCRIPT_TIMEOUT) or None)
     session = Session(renderer, options, tap=args.log)
     if args.skip_negotiation:
         session.client.await_greeting = False
         session.client.negotiate = False
     target = parse_address(address)
     try:
-        await session.client.connect(target)
-    except ConnectError as err:
-        cause = getattr(err, "exc", None)
-        if isinstance(cause, OSError) and cause.errno:
-            detail = os.strerror(cause.errno)
-        else:
-            detail = str(cause or err) or type(cause).__name__
-        renderer.error(f"cannot connect to {describe_address(target)}: {detail}")
+        await session.connect(target, wait=args.wait_for_socket)
+    except ConnectFailure as err:
+        renderer.error(f"cannot connect to {describe_address(target)}: {err}")
         return ExitStatus.CONNECTION
     try:
         if interactive:
@@ -173,7 +187,4 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
 
 
 async def _disconnect(session: object) -> None:
-    try:
-        await session.client.disconnect()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - the server hanging up first (quit) is normal
-        pass
+    await session.client.close_quietly()  # type: ignore[attr-defined]  # quit: the server hung up first

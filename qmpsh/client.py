@@ -9,14 +9,18 @@ hooks, which stringify every message even when nobody logs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import re
+import time
 from collections.abc import Callable
 from typing import Protocol, Union
 
-from qemu.qmp import QMPClient
-from qemu.qmp.message import Message
+from qemu.qmp import ConnectError, QMPClient
+from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.protocol import Runstate
+from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
 Address = Union[str, tuple[str, int]]
 MessageHook = Callable[[Message], None]
@@ -49,11 +53,47 @@ def describe_address(address: Address) -> str:
     return address if isinstance(address, str) else f"{address[0]}:{address[1]}"
 
 
+#: The longest message qmpsh reads (QEMU's schema is ~200 KiB; a guest can make replies far larger).
+READ_LIMIT = 512 * 1024 * 1024
+#: How long connecting may take (greeting and negotiation) when no --timeout is given.
+CONNECT_TIMEOUT = 30.0
+
+
+class ConnectFailure(Exception):
+    """Connecting failed; the message says why in words a user can act on."""
+
+
+def describe_failure(err: BaseException) -> str:
+    """Why a connection failed or ended, in one phrase."""
+    cause = err.exc if isinstance(err, (ConnectError, GreetingError, NegotiationError)) else err  # type: ignore[attr-defined]
+    if isinstance(err, ConnectError) and isinstance(cause, (GreetingError, NegotiationError)):
+        return describe_failure(cause)
+    if isinstance(err, GreetingError):
+        return f"the server's greeting is not a QMP greeting ({describe_failure(cause)})"
+    if isinstance(err, NegotiationError):
+        return f"capabilities negotiation failed ({describe_failure(cause)})"
+    if isinstance(cause, DeserializationError):
+        raw = bytes(cause.raw)
+        if not raw.endswith(b"\n"):
+            return "the server closed the connection in the middle of a message"
+        return f"the server sent a line that is not JSON: {raw[:60].decode(errors='replace').strip()!r}"
+    if isinstance(cause, UnexpectedTypeError):
+        return f"the server sent JSON that is not an object: {str(cause.value)[:60]}"
+    if isinstance(cause, EOFError):
+        return "the server closed the connection"
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno)
+    if isinstance(cause, (KeyError, TypeError, AssertionError)):
+        return "unexpected message"
+    return str(cause) or type(cause).__name__
+
+
 class Connection(QMPClient):
     """A QMPClient whose traffic is tapped in wire order."""
 
     def __init__(self, *, on_sent: MessageHook, on_received: MessageHook, tap: WireTap | None = None) -> None:
-        super().__init__("qmpsh")
+        super().__init__("qmpsh", readbuflen=READ_LIMIT)
+        self.last_received: Message | None = None  # to explain a failed negotiation
         self._on_sent = on_sent
         self._on_received = on_received
         self._tap = tap
@@ -70,6 +110,7 @@ class Connection(QMPClient):
     def _cb_inbound(self, msg: Message) -> Message:
         if self._tap:
             self._tap.received(msg)
+        self.last_received = msg
         return msg
 
     async def _on_message(self, msg: Message) -> None:
@@ -92,3 +133,36 @@ class Connection(QMPClient):
     @property
     def running(self) -> bool:
         return self.runstate == Runstate.RUNNING
+
+    async def open(self, address: Address, timeout: float | None = None, wait: float = 0.0) -> None:
+        """Connect, negotiate; retry for ``wait`` seconds while the socket is not there yet.
+
+        Raises ConnectFailure with a one-line reason.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                await asyncio.wait_for(self.connect(address), timeout or CONNECT_TIMEOUT)
+                return
+            except TimeoutError:
+                await self.close_quietly()
+                what = "greeting" if self.await_greeting else "connection"
+                raise ConnectFailure(f"no {what} from the server within {timeout or CONNECT_TIMEOUT:g} s") from None
+            except ConnectError as err:
+                retry = isinstance(err.exc, (FileNotFoundError, ConnectionRefusedError))
+                if retry and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                    continue
+                reason = describe_failure(err)
+                if isinstance(err.exc, NegotiationError) and self.last_received and "error" in self.last_received:
+                    error = self.last_received["error"]
+                    reason = f"capabilities negotiation failed: {error.get('desc', error) if isinstance(error, dict) else error}"
+                raise ConnectFailure(reason) from None
+
+    async def close_quietly(self) -> str | None:
+        """Disconnect; the reason the connection had ended, if it ended by a fault."""
+        try:
+            await self.disconnect()
+        except Exception as err:  # noqa: BLE001 - whatever ended the session is the reason
+            return describe_failure(err)
+        return None

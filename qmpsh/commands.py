@@ -119,5 +119,18 @@ async def events(session: Session, cmd: Builtin) -> bool:
     return True
 
 
+async def reconnect(session: Session, cmd: Builtin) -> bool:
+    """/reconnect: connect again to the same QEMU (its schema and live values are fetched anew)."""
+    from qmpsh.client import ConnectFailure, describe_address
+
+    try:
+        await session.reconnect()
+    except ConnectFailure as err:
+        session.renderer.error(f"/reconnect: {err}")
+        return False
+    session.renderer.note(f"connected to {describe_address(session.address)}")  # type: ignore[arg-type]
+    return True
+
+
 BUILTINS: dict[str, Handler] = {"wait": wait, "job": follow, "jobs": list_jobs, "events": events, "tree": show_tree,
-                                "help": show_help, "quit": quit_shell}
+                                "reconnect": reconnect, "help": show_help, "quit": quit_shell}

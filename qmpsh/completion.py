@@ -17,7 +17,7 @@ from prompt_toolkit.document import Document
 from qmpsh.catalog import Catalog, source_for
 from qmpsh.commands import BUILTINS
 from qmpsh.schema import Schema
-from qmpsh.syntax import MARKER_RE, ParseError, parse_line_arguments, tokens
+from qmpsh.syntax import MARKER_RE, ParseError, needs_more, parse_line_arguments, tokens
 
 
 def rank(prefix: str, names: Iterable[str]) -> list[str]:
@@ -112,7 +112,7 @@ def _given(words: list[str]) -> dict[str, object]:
     for word in words:
         try:
             given = parse_line_arguments(" ".join([*_flatten(given), word]))
-        except ParseError:
+        except (ParseError, RecursionError):  # RecursionError: JSON nested too deeply
             continue
     return given
 
@@ -129,14 +129,29 @@ def _flatten(args: Mapping[str, object], prefix: str = "") -> list[str]:
     return out
 
 
+def _unmarked(line: str) -> str:
+    """The line without a pasted prompt or marker (``(QEMU) ``, ``TRANS> `` ...)."""
+    marker = MARKER_RE.match(line)
+    return line[marker.end():] if marker else line
+
+
+def _still_open(text: str) -> bool:
+    """Whether ``text`` ends inside brackets (so the next line continues a value)."""
+    try:
+        return needs_more(text)
+    except RecursionError:
+        return True
+
+
 def wanted(text: str) -> Wanted:
     """What kind of thing the cursor is at the end of ``text`` (the input so far)."""
     lines = text.split("\n")
-    in_transaction = len(lines) > 1 and lines[0].lstrip().startswith("transaction(")
-    line = lines[-1]
-    marker = MARKER_RE.match(line)
-    if marker:
-        line = line[marker.end():]
+    in_transaction = len(lines) > 1 and _unmarked(lines[0]).lstrip().startswith("transaction(")
+    if len(lines) > 1 and not in_transaction and _still_open("\n".join(lines[:-1])):
+        return Nothing()  # inside a JSON value or object that spans lines
+    line = _unmarked(lines[-1])
+    if line.startswith("!"):
+        line = line[1:]  # "!command ...": sent unchecked, completed all the same
     words = [t for t, _ in tokens(line)]
     if line.startswith("transaction("):
         if line == "transaction(":
@@ -247,10 +262,12 @@ class Sources:
                given: Mapping[str, object]) -> list[Candidate]:
         found: dict[str, Candidate] = {}
         for member in members:
-            if member.name in given and not isinstance(given[member.name], Mapping):
+            partly = isinstance(given.get(member.name), Mapping)  # some of its members are given
+            if member.name in given and not partly:
                 continue  # already given
             meta = schema.describe(member.type) + ("" if member.optional else ", required")
-            found[member.name] = Candidate(f"{parent}{member.name}=", member.name, meta)
+            if not partly:  # "name=" again would clash with the "name.x=" already typed
+                found[member.name] = Candidate(f"{parent}{member.name}=", member.name, meta)
             if schema.object_type(member.type):
                 found[member.name + "."] = Candidate(f"{parent}{member.name}.", member.name + ".", "object")
         return [found[n] for n in rank(prefix, found)]
@@ -261,7 +278,8 @@ class Sources:
         member = next((m for m in members if m.name == leaf), None)
         values: dict[str, str] = {}
         if member is not None:
-            for type_name in [member.type, *schema.alternatives(member.type)]:
+            alternatives = schema.alternatives(member.type) if schema.meta(member.type) == "alternate" else []
+            for type_name in [member.type, *alternatives]:
                 if schema.meta(type_name) == "enum":
                     values.update((v, "enum") for v in schema.enum_values(type_name))
                 elif schema.json_type(type_name) == "boolean":

@@ -6,6 +6,12 @@ polled a few times a second and by the job's own events, which fold into
 the bar instead of scrolling past it) and ends by printing the final event.
 In scripts there is no bar: the final event is on stdout already, in arrival
 order with everything else. A job that ends in error fails the line.
+
+A job whose final event came before ``/job`` (it was consumed by an earlier
+``/wait`` or ``/job``, or left the window) is seen as concluded by polling.
+Polling cannot tell "ready" apart from "ready, and asked to complete a moment
+ago" (QEMU reports ``ready`` until the job has left that state), so a job
+found already ready is followed until it concludes, with a note saying so.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
     from qmpsh.session import Session
 
 POLL_SECONDS = 0.25
+SETTLE_SECONDS = 0.1  # how long an event already received may take to end the wait for it
 FINAL_BLOCK_EVENTS = ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_READY")
 
 
@@ -76,27 +83,49 @@ def failure(event: Event, info: Mapping[str, object] | None) -> str | None:
     return None
 
 
+def _binary_rate(task: object) -> object:
+    from rich.text import Text
+
+    speed = task.finished_speed or task.speed  # type: ignore[attr-defined]
+    if speed is None:
+        return Text("?", style="progress.data.speed")
+    size, unit = float(speed), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return Text(f"{size:.1f} {unit}/s", style="progress.data.speed")
+
+
 class ProgressBar:
     """A rich progress bar at the terminal; the session's output prints above it."""
 
     def __init__(self, session: Session, job_id: str) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (BarColumn, DownloadColumn, Progress, ProgressColumn, TaskProgressColumn,
+                                   TextColumn, TimeRemainingColumn)
+
+        class BinaryRateColumn(ProgressColumn):
+            """The rate in the units DownloadColumn(binary_units=True) uses (QEMU's speed=8M is 8 MiB/s)."""
+
+            def render(self, task: object) -> object:  # type: ignore[override]
+                return _binary_rate(task)
 
         self.session = session
         self.console = Console(file=sys.__stdout__, force_terminal=True, no_color=not session.renderer.colour)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn(),
+                                 DownloadColumn(binary_units=True), BinaryRateColumn(), TimeRemainingColumn(),
                                  console=self.console, transient=True, refresh_per_second=8)
         self.task = self.progress.add_task(job_id, total=None)
         self.job_id = job_id
+        self.kind = ""
         self.mine = about(job_id)
 
     def update(self, info: Mapping[str, object]) -> None:
         total = info.get("total-progress", info.get("len"))
         done = info.get("current-progress", info.get("offset"))
-        self.progress.update(self.task, description=f"{self.job_id} {info.get('type', '')} {info.get('status', '')}",
+        self.kind = str(info.get("type", self.kind))
+        self.progress.update(self.task, description=f"{self.job_id} {self.kind} {info.get('status', '')}",
                              total=float(total) if isinstance(total, (int, float)) and total else None,  # type: ignore[arg-type]
                              completed=float(done) if isinstance(done, (int, float)) else 0)
 
@@ -110,7 +139,7 @@ class ProgressBar:
             return False
         data = event.get("data")
         if isinstance(data, Mapping) and data.get("status"):
-            self.progress.update(self.task, description=f"{self.job_id} {data['status']}")
+            self.progress.update(self.task, description=f"{self.job_id} {self.kind} {data['status']}")
         return True
 
     @contextlib.contextmanager
@@ -138,26 +167,48 @@ async def follow(session: Session, cmd: Builtin) -> bool:
     end = asyncio.ensure_future(session.events.wait(ending(job_id), float(timeout) if timeout else None))
     bar = ProgressBar(session, job_id) if session.options.interactive else None
     info: dict[str, object] | None = None
+    concluded_before = False  # its final event came before this /job: polling found it concluded
+    already_ready = False  # ready before this /job: only its conclusion ends the wait
     try:
         with bar.shown() if bar else contextlib.nullcontext():
             while not end.done():
                 latest = find(await session.query("query-jobs"), job_id)
                 if latest is None and info is None and not end.done():
-                    await asyncio.sleep(0)  # an ending already in the window resolves at once
+                    await asyncio.wait([end], timeout=SETTLE_SECONDS)  # its ending may be in the window
                     if not end.done():
                         session.renderer.error(f"/job: no job '{job_id}' (see /jobs)")
                         return False
                 if latest is not None:
-                    info = latest
                     if bar:
                         bar.update(latest)
+                    status = latest.get("status")
+                    if status in ("ready", "concluded") and not end.done():
+                        # The job's events came before this reply: one in the window ends /job in a moment.
+                        await asyncio.wait([end], timeout=SETTLE_SECONDS)
+                    if status == "concluded" and not end.done():
+                        concluded_before, info = True, latest
+                        break
+                    if status == "ready" and info is None and not end.done():
+                        already_ready = True
+                        session.renderer.note(f"/job: {job_id} is already ready; following it until it concludes "
+                                              f"(block-job-complete or block-job-cancel device={job_id})")
+                    info = latest
                 await asyncio.wait([end], timeout=POLL_SECONDS)
-        event = end.result()
+        event = None if concluded_before else end.result()
     except TimeoutError:
-        session.renderer.error(f"/job: {job_id} not ready or concluded within {timeout} s; it goes on")
+        what = "not concluded" if already_ready else "not ready or concluded"
+        session.renderer.error(f"/job: {job_id} {what} within {timeout:g} s; it goes on")
         return False
     finally:
         end.cancel()
+    if event is None:
+        assert info is not None
+        if info.get("error"):
+            session.renderer.error(f"/job: {job_id} failed: {info['error']}")
+            return False
+        if bar:
+            session.renderer.note(f"{job_id} has concluded")
+        return True
     if event.get("event") == "JOB_STATUS_CHANGE":
         info = find(await session.query("query-jobs"), job_id) or info
     if bar:

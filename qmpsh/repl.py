@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 from pathlib import Path
@@ -15,10 +16,11 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.patch_stdout import patch_stdout
-from qemu.qmp import QMPError, Runstate
+from qemu.qmp import Runstate
 
 from qmpsh import __version__
 from qmpsh.catalog import Catalog
+from qmpsh.client import ConnectFailure
 from qmpsh.completion import QmpCompleter, Sources
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
@@ -82,23 +84,36 @@ def _continuation(width: int, line_number: int, wrap_count: int) -> str:
     return "TRANS> " if text.lstrip().startswith("transaction(") else "...".ljust(width)
 
 
-async def _load_commands(session: Session) -> None:
-    try:
-        reply = await session.query("query-commands")
-    except QMPError:
-        return
-    if isinstance(reply, list):
-        session.commands = sorted(c["name"] for c in reply if isinstance(c, dict) and "name" in c)
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # then every 8 s
 
 
 async def _watch_connection(session: Session, prompt: PromptSession[str]) -> None:
-    """Say at once when QEMU goes away, even while the user is typing."""
-    while session.client.runstate == Runstate.RUNNING:
-        await session.client.runstate_changed()
-    if not session.finished:
-        session.connection_lost()
-    if prompt.app.is_running:
-        prompt.app.exit(result="")
+    """Say at once when QEMU goes away, even while the user is typing; with --reconnect, get it back."""
+    while True:
+        while session.client.runstate == Runstate.RUNNING:
+            await session.client.runstate_changed()
+        if session.finished:
+            if prompt.app.is_running:
+                prompt.app.exit(result="")
+            return
+        await session.lose("")
+        if session.options.reconnect:
+            await _reconnect_with_backoff(session)
+        else:
+            while session.lost:  # until /reconnect
+                await session.client.runstate_changed()
+        prompt.app.invalidate()
+
+
+async def _reconnect_with_backoff(session: Session) -> None:
+    for attempt in itertools.count():
+        await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+        try:
+            await session.reconnect()
+        except ConnectFailure:
+            continue
+        session.renderer.note(f"reconnected after {attempt + 1} attempt{'s' if attempt else ''}")
+        return
 
 
 def completer_for(session: Session) -> QmpCompleter:
@@ -110,7 +125,7 @@ def completer_for(session: Session) -> QmpCompleter:
 
 
 async def run_interactive(session: Session, where: str, launched: object = None) -> None:
-    await _load_commands(session)
+    await session.load_commands()
     completer = completer_for(session)
     toolbar = Toolbar(session)
     version = f" QEMU {toolbar.version}" if toolbar.version else ""
@@ -134,14 +149,14 @@ async def run_interactive(session: Session, where: str, launched: object = None)
         watcher = asyncio.create_task(_watch_connection(session, prompt))
         status = asyncio.create_task(toolbar.keep_current(prompt.app.invalidate))
         try:
-            while not session.finished and not session.lost:
+            while not session.finished:
                 try:
                     text = await prompt.prompt_async()
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
                     break
-                if session.lost or not text.strip():
+                if not text.strip():
                     continue
                 task = asyncio.ensure_future(session.run(text))
                 loop.add_signal_handler(signal.SIGINT, task.cancel)

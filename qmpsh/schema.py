@@ -84,6 +84,9 @@ class Schema:
         return str(self.types.get(type_name, {}).get("element-type", "any"))
 
     def alternatives(self, type_name: str) -> list[str]:
+        """The branches of an alternate (nothing for any other type)."""
+        if self.meta(type_name) != "alternate":
+            return []
         return [str(m["type"]) for m in self.types.get(type_name, {}).get("members", [])]  # type: ignore[index, union-attr]
 
     def members(self, type_name: str, given: Mapping[str, object] | None = None) -> list[Member]:

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from qemu.qmp import QMPError
+from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.message import Message
 
 from qmpsh.catalog import Catalog
-from qmpsh.client import Connection, WireTap
+from qmpsh.client import Address, Connection, WireTap
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
 from qmpsh.schema import Schema, SchemaError
@@ -37,6 +37,8 @@ class Options:
     interactive: bool = False
     use_schema: bool = True  # check and coerce key=value arguments against the live schema
     event_filter: EventFilter = field(default_factory=EventFilter)  # which events print inline
+    timeout: float | None = None  # seconds to wait for a reply (and for the greeting)
+    reconnect: bool = False  # interactive: reconnect by itself, with backoff, when the connection is lost
 
 
 @dataclass
@@ -67,8 +69,44 @@ class Session:
         self.schema: Schema | None = None  # None until loaded, or when the server has none
         self.catalog: Catalog | None = None  # live values, kept only where something completes
         self._schema_task: asyncio.Task[Schema | None] | None = None
+        self.address: Address | None = None
         self._ids = itertools.count(1)
         self._in_flight: dict[str, _InFlight] = {}
+
+    # -- the connection ----------------------------------------------------------
+
+    async def connect(self, address: Address, wait: float = 0.0) -> None:
+        """Connect to ``address``; raises client.ConnectFailure."""
+        self.address = address
+        await self.client.open(address, self.options.timeout, wait)
+        self.lost = False
+
+    async def reconnect(self) -> None:
+        """Connect again to the same address and rebuild what was learnt from the old QEMU."""
+        assert self.address is not None
+        await self.client.close_quietly()
+        await self.connect(self.address)
+        self.schema, self._schema_task = None, None
+        if self.catalog is not None:
+            self.catalog.clear()
+            self.catalog.refresh()
+            self.start_loading_schema()
+            await self.load_commands()
+
+    async def load_commands(self) -> None:
+        try:
+            reply = await self.query("query-commands")
+        except QMPError:
+            return
+        if isinstance(reply, list):
+            self.commands = sorted(c["name"] for c in reply if isinstance(c, dict) and "name" in c)
+
+    async def lose(self, what: str) -> None:
+        """The connection broke: say why, once."""
+        if self.lost or self.finished:
+            return
+        reason = await self.client.close_quietly() or "the server closed the connection"
+        self.connection_lost(f" {what}: {reason}" if what else f": {reason}")
 
     # -- the schema ------------------------------------------------------------
 
@@ -116,7 +154,8 @@ class Session:
 
     @property
     def stopped(self) -> bool:
-        return self.finished or self.lost or (self.failed and self.options.exit_on_error)
+        lost = self.lost and not self.options.interactive  # at a terminal /reconnect can bring it back
+        return self.finished or lost or (self.failed and self.options.exit_on_error)
 
     async def run(self, text: str) -> bool:
         """Run a complete chunk of input (a line or a paste); False if any item failed."""
@@ -144,7 +183,14 @@ class Session:
         if isinstance(item, Builtin):
             from qmpsh.commands import BUILTINS
 
-            return await BUILTINS[item.name](self, item)
+            try:
+                return await BUILTINS[item.name](self, item)
+            except ExecuteError as err:
+                self.renderer.error(f"/{item.name}: {err.error_class}: {err.error.desc}")
+                return False
+            except (QMPError, OSError, EOFError):
+                await self.lose(f"during /{item.name}")
+                return False
         return await self.execute(item, lineno)
 
     def fail_parse(self, error: ParseError, first_lineno: int = 1) -> None:
@@ -153,6 +199,9 @@ class Session:
 
     async def execute(self, request: Request, lineno: int = 1) -> bool:
         """Check and send one request; its reply is printed by _on_received as it arrives."""
+        if self.lost:
+            self.renderer.error("not connected to QEMU" + (": /reconnect first" if self.options.interactive else ""))
+            return False
         checked = await self.check(request, lineno)
         if checked is None:
             return False
@@ -165,16 +214,24 @@ class Session:
         self.renderer.since = time.time()
         self._quit_sent = request.command == "quit"
         try:
-            reply = await self.client.send(message, exec_id)
+            reply = await asyncio.wait_for(self.client.send(message, exec_id), self.options.timeout)
         except asyncio.CancelledError:
             flight.abandoned = True
             raise
-        except (QMPError, OSError, EOFError) as err:
+        except TimeoutError:
+            flight.abandoned = True
+            what = f"no reply to {request.command} within {self.options.timeout:g} s"
+            if self.options.interactive:
+                self.renderer.error(f"{what}; a late reply will be shown as late")
+            else:
+                self.connection_lost(f" ({what})")
+            return False
+        except (QMPError, OSError, EOFError):
             self._in_flight.pop(exec_id, None)
             if self._quit_sent:
                 self.finished = True
                 return True
-            self.connection_lost(f"while waiting for the reply to {request.command}: {err}")
+            await self.lose(f"while waiting for the reply to {request.command}")
             return False
         ok = "return" in reply
         self._quit_sent = self._quit_sent and ok
@@ -190,11 +247,13 @@ class Session:
         return await self.client.execute(command, arguments)
 
     def connection_lost(self, detail: str = "") -> None:
+        """Say once that the connection is gone; ``detail`` follows the words "connection to QEMU lost"."""
         if self.lost or self.finished or self._quit_sent:
             self.finished = self.finished or self._quit_sent
             return
         self.lost = True
-        self.renderer.error("connection to QEMU lost" + (f" {detail}" if detail else ""))
+        hint = "; /reconnect to try again" if self.options.interactive and not self.options.reconnect else ""
+        self.renderer.error(f"connection to QEMU lost{detail}{hint}")
 
     # -- wire taps (called in wire order by the connection) ----------------
 
@@ -207,9 +266,13 @@ class Session:
         if "event" in msg:
             self._on_event(msg._object)
             return
-        flight = self._in_flight.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        exec_id = msg.get("id")
+        flight = self._in_flight.pop(exec_id, None)  # type: ignore[arg-type]
         if flight is None:
-            return  # a reply to qmpsh's own queries
+            if not str(exec_id).startswith("__qmp#"):  # not a reply to qmpsh's own queries
+                what = "an error without an id" if "error" in msg and exec_id is None else "a reply with an unknown id"
+                self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg._object)}")
+            return
         if flight.abandoned:
             self.renderer.note(f"late reply to {flight.request.command} (line {flight.lineno}):")
         reply = self._as_user_sees(msg, flight)

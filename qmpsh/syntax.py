@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Union
@@ -226,9 +227,13 @@ def _compound(text: str) -> object:
     """Parse a ``{...}``/``[...]`` value as JSON, else as a Python literal."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise _Unbalanced("invalid JSON value: nested too deeply", 0) from None
     except json.JSONDecodeError as json_error:
         try:
-            return _literal(ast.parse(text.strip(), mode="eval").body)
+            with warnings.catch_warnings():  # "invalid escape sequence" is the user's text, not our bug
+                warnings.simplefilter("ignore")
+                return _literal(ast.parse(text.strip(), mode="eval").body)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             raise _Unbalanced(f"invalid JSON value: {json_error.msg}", json_error.pos) from None
 

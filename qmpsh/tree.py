@@ -4,6 +4,12 @@ The graph comes from ``x-debug-query-block-graph`` (parents, children and
 edge names) and each node's driver and file from ``query-named-block-nodes``.
 A protocol node under a format node (qcow2's ``file`` child) is shown as the
 format node's file name rather than as a node of its own.
+
+Block jobs and anonymous block backends (a job's or an export's own handle
+on a node) are not devices: they are not shown as trees, and a node they
+alone use is shown as a tree of its own. The chain is the backing chain of
+images: filter nodes a job inserts (``copy-on-read`` during a stream,
+``mirror_top``, ``commit_top``) are skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ if TYPE_CHECKING:
 
 PROTOCOL_DRIVERS = {"file", "host_device", "host_cdrom", "nbd", "nvme", "null-co", "null-aio", "iscsi", "rbd",
                     "ssh", "http", "https", "ftp", "ftps", "gluster", "nfs"}
+#: Filter drivers, and the edge to the one node each of them filters.
+FILTER_DRIVERS = {"copy-on-read": "file", "mirror_top": "backing", "commit_top": "backing", "throttle": "file",
+                  "preallocate": "file", "compress": "file", "blkdebug": "image", "blklogwrites": "file",
+                  "copy-before-write": "file", "replication": "file"}
 
 
 @dataclass
@@ -43,13 +53,21 @@ class Node:
 
 
 def chain(root: Node) -> list[str]:
-    """Node names from the base up to the active layer, following backing edges."""
+    """Node names from the base up to the active layer, following backing edges and skipping filters."""
     names = []
     node: Node | None = root
     while node is not None:
-        names.append(node.name)
-        node = next((c for c in node.children if c.edge == "backing"), None)
+        filtered = FILTER_DRIVERS.get(node.driver)
+        if filtered is None:
+            names.append(node.name)
+        node = next((c for c in node.children if c.edge == (filtered or "backing")), None)
     return names[::-1]
+
+
+def _is_device_or_node(raw: Mapping[str, object]) -> bool:
+    """A named block backend (a device) or a node; not a block job nor an anonymous backend."""
+    kind = raw.get("type")
+    return kind == "block-driver" or (kind == "block-backend" and bool(raw.get("name")))
 
 
 def build(graph: Mapping[str, object], named: list[Mapping[str, object]]) -> list[Node]:
@@ -61,7 +79,8 @@ def build(graph: Mapping[str, object], named: list[Mapping[str, object]]) -> lis
     has_parent: set[int] = set()
     for edge in edges:  # type: ignore[union-attr]
         children.setdefault(int(edge["parent"]), []).append((str(edge["name"]), int(edge["child"])))
-        has_parent.add(int(edge["child"]))
+        if _is_device_or_node(nodes.get(int(edge["parent"]), {})):
+            has_parent.add(int(edge["child"]))
 
     def make(node_id: int, edge: str, seen: frozenset[int]) -> Node:
         raw = nodes.get(node_id, {})
@@ -78,8 +97,8 @@ def build(graph: Mapping[str, object], named: list[Mapping[str, object]]) -> lis
             node.children.append(child)
         return node
 
-    backends = [i for i, n in nodes.items() if n.get("type") == "block-backend"]
-    orphans = [i for i, n in nodes.items() if n.get("type") != "block-backend" and i not in has_parent]
+    backends = [i for i, n in nodes.items() if n.get("type") == "block-backend" and _is_device_or_node(n)]
+    orphans = [i for i, n in nodes.items() if n.get("type") == "block-driver" and i not in has_parent]
     return [make(i, "", frozenset({i})) for i in backends + orphans]
 
 

@@ -361,15 +361,22 @@ def test_quit_exits_0_and_qemu_exits(qemu, terminal):
     assert "Traceback" not in term.plain(), term.plain()
 
 
-def test_qemu_killed_at_prompt_exits_3(qemu: Qemu, terminal):
+def test_qemu_killed_at_prompt_keeps_the_prompt_then_exits_3(qemu: Qemu, terminal):
     term = terminal(qemu.socket)
+    term.wait_prompt()
     qemu.kill()
+    term.wait_text("connection to QEMU lost")
+    term.wait_prompt()
+    term.run("query-status", "not connected to QEMU: /reconnect first")
+    term.send(CTRL_D)
     status = term.wait_exit()
     text = term.plain()
     assert status == 3, term.dump()
     assert text.count("connection to QEMU lost") == 1, text
     lines = [line for line in text.splitlines() if "connection to QEMU lost" in line]
-    assert lines[0].startswith("error: connection to QEMU lost"), text
+    # One line: what happened, why (the server hung up or reset the socket), what to do.
+    assert re.search(r"error: connection to QEMU lost: (the server closed the connection|Connection reset by peer); "
+                     r"/reconnect to try again$", lines[0]), text
     assert "Traceback" not in text, text
 
 

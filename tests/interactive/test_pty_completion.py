@@ -1,0 +1,101 @@
+"""Live-value completion at a real terminal: Tab after ``block-stream device=`` lists the node names.
+
+qmpsh runs in a pty (``Terminal`` from test_pty) against a real QEMU; the
+chain grows by typed ``blockdev-snapshot-sync`` lines, so the names on screen
+come from the background catalog, refreshed after those commands. With QEMU
+frozen (SIGSTOP) typing and Tab still answer at once, from the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.interactive.test_pty import CTRL_C, ENTER, PROMPT, TAB, Terminal, terminal  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.qemu
+
+SNAPSHOTS = [
+    "blockdev-snapshot-sync node-name=node-A snapshot-file=b.qcow2 snapshot-node-name=node-B format=qcow2",
+    "blockdev-snapshot-sync node-name=node-B snapshot-file=c.qcow2 snapshot-node-name=node-C format=qcow2",
+]
+REPLY = '{"return": {}}'
+
+
+def menu(term: Terminal) -> list[str]:
+    """The rows below the prompt row: where the completion menu opens."""
+    return [row.strip() for row in term.rows[term.screen.cursor.y + 1:] if row.strip()]
+
+
+def menu_has(term: Terminal, names: list[str]) -> bool:
+    rows = menu(term)
+    return all(any(row.split()[0] == name for row in rows) for name in names)
+
+
+def type_and_tab(term: Terminal, text: str, names: list[str], attempts: int = 5) -> float:
+    """Type ``text`` and Tab until the menu lists ``names``; the seconds the last attempt took.
+
+    The catalog refreshes in the background after each command, so the very
+    first Tab may come before the refresh: then the line is cleared and typed
+    again (an open menu is not recomputed when the cache changes).
+    """
+    for attempt in range(attempts):
+        term.wait_prompt()
+        started = time.monotonic()
+        term.send(text)
+        term.wait_for(lambda: term.cursor_row.startswith(PROMPT + text), f"{text!r} on the prompt row")
+        term.send(TAB)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            term.pump()
+            if menu_has(term, names):
+                return time.monotonic() - started
+        if attempt < attempts - 1:
+            term.send(CTRL_C)
+    pytest.fail(f"the completion menu for {text!r} never listed {names}\n{term.dump()}")
+
+
+def test_tab_lists_live_node_names(qemu, terminal):  # noqa: F811 (the fixture)
+    term = terminal(qemu.socket)
+    type_and_tab(term, "block-stream device=", ["node-A", "file"])
+    term.send(CTRL_C)
+
+    for line in SNAPSHOTS:
+        term.run(line, REPLY)
+    type_and_tab(term, "block-stream device=", ["node-A", "node-B", "node-C"])
+    rows = menu(term)
+    assert any(row.split()[0] == "node-B" and "block node" in row for row in rows), term.dump()
+    term.send(CTRL_C)
+
+    # A prefix narrows the menu to the nodes it starts; Tab then Enter runs what was chosen.
+    type_and_tab(term, "block-stream device=node-", ["node-A", "node-B", "node-C"])
+    assert not menu_has(term, ["file"]), term.dump()
+    term.send(CTRL_C)
+    term.wait_prompt()
+    term.send("block-dirty-bitmap-add node=node-C name=bm0" + ENTER)
+    term.wait_for(lambda: term.plain().count(REPLY) == len(SNAPSHOTS) + 1, "the bitmap's reply")
+    type_and_tab(term, "block-dirty-bitmap-remove node=node-C name=", ["bm0"])
+    term.send(CTRL_C)
+
+    # QEMU frozen: typing and Tab still answer from the cache, at once.
+    os.kill(qemu.process.pid, signal.SIGSTOP)
+    try:
+        term.wait_prompt()
+        for text in ("block-commit device=node-C top=", "block-stream device=node-"):
+            names = ["a.qcow2", "b.qcow2", "c.qcow2"] if "top=" in text else ["node-A", "node-B", "node-C"]
+            took = type_and_tab(term, text, names, attempts=1)
+            assert took < 1.0, f"typing and Tab took {took:.2f} s with QEMU stopped\n{term.dump()}"
+            term.send(CTRL_C)
+        term.wait_prompt()
+        started = time.monotonic()
+        term.send("query-sta")
+        term.wait_prompt("query-sta")
+        assert time.monotonic() - started < 1.0, term.dump()
+        term.send(CTRL_C)
+    finally:
+        os.kill(qemu.process.pid, signal.SIGCONT)
+    term.run("query-status", '"prelaunch"')
+    assert "Traceback" not in term.plain(), term.plain()
