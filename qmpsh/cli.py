@@ -158,6 +158,7 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
                         timestamps=args.timestamps)
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
                       use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
+                      pipeline=not interactive and not args.verbose and not args.exit_on_error,
                       timeout=(args.timeout if args.timeout is not None else None if interactive else SCRIPT_TIMEOUT) or None)
     session = Session(renderer, options, tap=args.log)
     if args.skip_negotiation:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
@@ -33,6 +35,32 @@ def state_dir() -> Path:
     return Path(base) / "qmpsh"
 
 
+class SharedHistory(FileHistory):
+    """prompt_toolkit's history file, written so that sessions sharing it never mix their entries.
+
+    Each entry is appended with a single ``write`` on an ``O_APPEND`` descriptor
+    (atomic against other appenders); the file is created mode 0600, since
+    commands can carry secrets. A write that fails warns once; the session goes on.
+    """
+
+    def __init__(self, filename: str, warn: Callable[[str], None]) -> None:
+        super().__init__(filename)
+        self._warn: Callable[[str], None] | None = warn
+
+    def store_string(self, string: str) -> None:
+        entry = f"\n# {datetime.datetime.now()}\n" + "".join(f"+{line}\n" for line in string.split("\n"))
+        try:
+            fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, entry.encode("utf-8"))
+            finally:
+                os.close(fd)
+        except OSError as err:
+            if self._warn is not None:
+                self._warn(f"history not saved: cannot write {self.filename}: {err.strerror}")
+                self._warn = None
+
+
 def open_history(session: Session) -> History:
     """History under $XDG_STATE_HOME/qmpsh/ (0600); in memory, with a warning, if that fails."""
     path = state_dir() / "history"
@@ -42,7 +70,7 @@ def open_history(session: Session) -> History:
     except OSError as err:
         session.renderer.note(f"history not saved: cannot write {path}: {err.strerror}")
         return InMemoryHistory()
-    return FileHistory(str(path))
+    return SharedHistory(str(path), session.renderer.note)
 
 
 def key_bindings(hmp: bool) -> KeyBindings:

@@ -50,11 +50,11 @@ async def run_script(session: Session, stream: TextIO = sys.stdin) -> None:
         if parsed.incomplete:
             continue
         buffer = ""
-        if not await session.run_items(parsed.items, first):
-            session.failed = True
+        await session.run_items(parsed.items, first)
         if session.stopped:
-            return
-    if buffer.strip():
+            break
+    await session.drain()
+    if buffer.strip() and not session.stopped:
         last = buffer.rstrip("\n").rsplit("\n", 1)[-1]
         error = ParseError("unexpected end of input: a bracket or transaction is still open", last, len(last),
                            buffer.rstrip("\n").count("\n") + 1)

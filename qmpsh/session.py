@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from qemu.qmp import ExecuteError, QMPError
@@ -24,6 +25,7 @@ from qmpsh.schema import Schema, SchemaError
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
 
 _ID_PREFIX = "qmpsh-"
+PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
 #: The VM run state each event leaves the VM in, for the status toolbar.
 _RUN_STATE_EVENTS = {"STOP": "paused", "RESUME": "running", "SHUTDOWN": "shutdown", "SUSPEND": "suspended",
                      "WAKEUP": "running", "GUEST_PANICKED": "guest-panicked"}
@@ -39,6 +41,7 @@ class Options:
     event_filter: EventFilter = field(default_factory=EventFilter)  # which events print inline
     timeout: float | None = None  # seconds to wait for a reply (and for the greeting)
     reconnect: bool = False  # interactive: reconnect by itself, with backoff, when the connection is lost
+    pipeline: bool = False  # scripts: send requests without waiting for earlier replies
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Session:
         self.address: Address | None = None
         self._ids = itertools.count(1)
         self._in_flight: dict[str, _InFlight] = {}
+        self._pipeline: deque[Awaitable[bool]] = deque()
 
     # -- the connection ----------------------------------------------------------
 
@@ -162,15 +166,43 @@ class Session:
         return await self.run_items(self.reader.feed(text).items)
 
     async def run_items(self, items: list[Item], first_lineno: int = 1) -> bool:
-        """Run parsed items in order, stopping once the session is stopped."""
+        """Run parsed items in order, stopping once the session is stopped.
+
+        With ``options.pipeline`` a request is sent without waiting for the
+        replies before it (QMP answers in order, and replies print as they
+        arrive); anything else is a barrier that waits for them all first.
+        """
         ok = True
         for item in items:
             if self.stopped:
                 break
-            if not await self.run_item(item, first_lineno):
-                ok = False
-                self.failed = True
+            if self.options.pipeline and isinstance(item, Request) and item.command != "quit":
+                outcome = await self.submit(item, first_lineno + item.lineno - 1)
+                if outcome is None:  # rejected before sending
+                    ok, self.failed = False, True
+                    continue
+                self._pipeline.append(outcome)
+                if len(self._pipeline) >= PIPELINE_DEPTH:
+                    ok = await self._settle(self._pipeline.popleft()) and ok
+                continue
+            ok = await self.drain() and ok
+            if self.stopped:
+                break
+            ok = await self._settle(self.run_item(item, first_lineno)) and ok
         return ok
+
+    async def drain(self) -> bool:
+        """Wait for every pipelined request's reply."""
+        ok = True
+        while self._pipeline:
+            ok = await self._settle(self._pipeline.popleft()) and ok
+        return ok
+
+    async def _settle(self, outcome: Awaitable[bool]) -> bool:
+        if await outcome:
+            return True
+        self.failed = True
+        return False
 
     async def run_item(self, item: Item, first_lineno: int = 1) -> bool:
         lineno = first_lineno + item.lineno - 1
@@ -198,21 +230,32 @@ class Session:
         self.renderer.parse_error(error, with_line=not self.options.interactive or error.lineno > 1)
 
     async def execute(self, request: Request, lineno: int = 1) -> bool:
-        """Check and send one request; its reply is printed by _on_received as it arrives."""
+        """Check and send one request and wait for its reply (printed by _on_received as it arrives)."""
+        sent = await self._send(request, lineno)
+        return await self._outcome(*sent) if sent is not None else False
+
+    async def submit(self, request: Request, lineno: int = 1) -> asyncio.Future[bool] | None:
+        """Check and send one request without waiting for its reply (None: rejected, nothing sent)."""
+        sent = await self._send(request, lineno)
+        return asyncio.ensure_future(self._outcome(*sent)) if sent is not None else None
+
+    async def _send(self, request: Request, lineno: int) -> tuple[Request, dict[str, object], str, _InFlight] | None:
         if self.lost:
             self.renderer.error("not connected to QEMU" + (": /reconnect first" if self.options.interactive else ""))
-            return False
+            return None
         checked = await self.check(request, lineno)
         if checked is None:
-            return False
-        request = checked
-        message = dict(request.message)
+            return None
+        message = dict(checked.message)
         exec_id = f"{_ID_PREFIX}{next(self._ids)}"
-        flight = _InFlight(request, lineno, message.pop("id", None))
+        flight = _InFlight(checked, lineno, message.pop("id", None))
         self._in_flight[exec_id] = flight
         self.events.command_sent()
         self.renderer.since = time.time()
-        self._quit_sent = request.command == "quit"
+        self._quit_sent = checked.command == "quit"
+        return checked, message, exec_id, flight
+
+    async def _outcome(self, request: Request, message: dict[str, object], exec_id: str, flight: _InFlight) -> bool:
         try:
             reply = await asyncio.wait_for(self.client.send(message, exec_id), self.options.timeout)
         except asyncio.CancelledError:
@@ -238,8 +281,6 @@ class Session:
         self.finished = self._quit_sent
         if self.catalog is not None:
             self.catalog.after_command(request.command)
-        if not ok and not self.options.interactive:
-            self.renderer.error(f"line {lineno}: {request.command}: {describe_error(reply)}")
         return ok
 
     async def query(self, command: str, arguments: dict[str, object] | None = None) -> object:
@@ -281,6 +322,8 @@ class Session:
             self.renderer.hmp_text(value)
         else:
             self.renderer.document(reply)
+        if "return" not in reply and not self.options.interactive:
+            self.renderer.error(f"line {flight.lineno}: {flight.request.command}: {describe_error(reply)}")
 
     def _on_event(self, event: dict[str, object]) -> None:
         name = str(event["event"])
