@@ -10,20 +10,21 @@ hooks, which stringify every message even when nobody logs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, Union
 
-from qemu.qmp import ConnectError, QMPClient
+from qemu.qmp import ConnectError, ExecInterruptedError, QMPClient, StateError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.protocol import Runstate
 from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
 Address = Union[str, tuple[str, int]]
-MessageHook = Callable[[Message], None]
+MessageHook = Callable[[Mapping[str, object]], None]
 
 
 class WireTap(Protocol):
@@ -94,6 +95,7 @@ class Connection(QMPClient):
     def __init__(self, *, on_sent: MessageHook, on_received: MessageHook, tap: WireTap | None = None) -> None:
         super().__init__("qmpsh", readbuflen=READ_LIMIT)
         self.last_received: Message | None = None  # to explain a failed negotiation
+        self._waiting: dict[str, asyncio.Future[Message]] = {}  # user requests sent by send()
         self._on_sent = on_sent
         self._on_received = on_received
         self._tap = tap
@@ -118,17 +120,50 @@ class Connection(QMPClient):
         if "event" in msg:
             return
         exec_id = msg.get("id")
-        if exec_id in self._pending:
+        waiter = self._waiting.get(exec_id)  # type: ignore[arg-type]
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(msg)
+        elif exec_id in self._pending:
             await self._pending[exec_id].put(msg)
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
         # shown by on_received; qemu.qmp would drop it or treat an id-less
         # error as fatal.
 
     async def send(self, msg: dict[str, object], exec_id: str) -> Message:
-        """Send a request under ``exec_id`` and return the raw reply message."""
-        msg = dict(msg)
-        msg["id"] = exec_id
-        return await self._raw(msg, assign_id=False)
+        """Send a user's request under ``exec_id`` and return the raw reply message.
+
+        This is the per-command hot path of scripts that pipe thousands of
+        lines, so it writes straight to the stream and waits on a future,
+        instead of qemu.qmp's execute path (a copy of the message, a queue, a
+        writer task and a queue per reply). Connecting, negotiating, reading
+        and qmpsh's own queries still go through QMPClient.
+
+        :raise ExecInterruptedError: the connection went away first.
+        :raise StateError: not connected.
+        """
+        if self.runstate != Runstate.RUNNING or self._writer is None:
+            raise StateError("not connected", self.runstate, Runstate.RUNNING)
+        request = {**msg, "id": exec_id}
+        data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
+        if self._tap:
+            self._tap.sent(Message(data))
+        self._on_sent(request)
+        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiting[exec_id] = waiter
+        try:
+            self._writer.write(data)
+            return await waiter
+        finally:
+            del self._waiting[exec_id]
+
+    async def _bh_disconnect(self) -> None:
+        try:
+            await super()._bh_disconnect()
+        finally:
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(ExecInterruptedError("Disconnected"))
 
     @property
     def running(self) -> bool:

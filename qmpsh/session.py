@@ -257,7 +257,8 @@ class Session:
 
     async def _outcome(self, request: Request, message: dict[str, object], exec_id: str, flight: _InFlight) -> bool:
         try:
-            reply = await asyncio.wait_for(self.client.send(message, exec_id), self.options.timeout)
+            async with asyncio.timeout(self.options.timeout):
+                reply = await self.client.send(message, exec_id)
         except asyncio.CancelledError:
             flight.abandoned = True
             raise
@@ -298,7 +299,7 @@ class Session:
 
     # -- wire taps (called in wire order by the connection) ----------------
 
-    def _on_sent(self, msg: Message) -> None:
+    def _on_sent(self, msg: Mapping[str, object]) -> None:
         flight = self._in_flight.get(msg.get("id"))  # type: ignore[arg-type]
         if flight is not None and self.options.verbose:
             self.renderer.document(self._as_user_sees(msg, flight))
@@ -336,9 +337,9 @@ class Session:
             self.renderer.event(event)
 
     @staticmethod
-    def _as_user_sees(msg: Message, flight: _InFlight) -> dict[str, object]:
+    def _as_user_sees(msg: Mapping[str, object], flight: _InFlight) -> dict[str, object]:
         """The message with qmpsh's own id replaced by the user's (or removed)."""
-        out = dict(msg._object)
+        out = dict(msg._object if isinstance(msg, Message) else msg)
         del out["id"]
         if flight.user_id is not None:
             out["id"] = flight.user_id
