@@ -107,13 +107,13 @@ async def events(session: Session, cmd: Builtin) -> bool:
                               f"printing inline: {session.options.event_filter}")
         return True
     mode, *names = cmd.words
+    if mode != "all" and not names:
+        session.renderer.error(f"/events {mode} needs event names")
+        return False
     try:
         session.options.event_filter = EventFilter(mode, tuple(names))
     except ValueError as err:
         session.renderer.error(f"/events: {err}")
-        return False
-    if mode != "all" and not names:
-        session.renderer.error(f"/events {mode} needs event names")
         return False
     session.renderer.note(f"printing inline: {session.options.event_filter}")
     return True

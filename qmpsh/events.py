@@ -106,8 +106,10 @@ class EventFilter:
     def parse(cls, spec: str) -> EventFilter:
         """``all``, ``only:NAME,NAME`` or ``hide:NAME,NAME`` (the --events option)."""
         mode, _, names = spec.partition(":")
-        if mode != "all" and not names:
-            raise ValueError(f"--events {mode} needs names: {mode}:NAME[,NAME...]")
+        if mode not in ("all", "only", "hide"):
+            raise ValueError(f"{spec!r} is not all, only:NAME[,NAME...] or hide:NAME[,NAME...]")
+        if (mode == "all") == bool(names):
+            raise ValueError("all takes no names" if names else f"{mode} needs names: {mode}:NAME[,NAME...]")
         return cls(mode, tuple(n for n in names.split(",") if n))
 
     def shows(self, name: str) -> bool:

@@ -12,6 +12,8 @@ A job whose final event came before ``/job`` (it was consumed by an earlier
 Polling cannot tell "ready" apart from "ready, and asked to complete a moment
 ago" (QEMU reports ``ready`` until the job has left that state), so a job
 found already ready is followed until it concludes, with a note saying so.
+A BLOCK_JOB_READY still in the window is no end if the job's completion came
+after it (it was completed while the user watched the toolbar).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from qmpsh.events import Event, Predicate
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.25
 SETTLE_SECONDS = 0.1  # how long an event already received may take to end the wait for it
-FINAL_BLOCK_EVENTS = ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_READY")
 
 
 def about(job_id: str) -> Predicate:
@@ -48,16 +49,37 @@ def about(job_id: str) -> Predicate:
     return accept
 
 
-def ending(job_id: str) -> Predicate:
-    """The event that ends /job: ready, completed or cancelled; concluded for non-block jobs."""
+def _final(event: Event) -> bool:
+    """Whether an event about a job says it is over (not merely ready)."""
+    name = event.get("event")
+    if name == "JOB_STATUS_CHANGE":
+        return event["data"].get("status") == "concluded"  # type: ignore[union-attr]
+    return name in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
+
+
+def ending(job_id: str, recent: Iterable[Event] = ()) -> Predicate:
+    """The event that ends /job: ready, completed or cancelled; concluded for non-block jobs.
+
+    A BLOCK_JOB_READY that ``recent`` events (in arrival order, the same objects) show
+    was followed by the job's end is stale: the job has moved on (block-job-complete).
+    """
     mine = about(job_id)
 
     def accept(event: Event) -> bool:
         if not mine(event):
             return False
-        if event.get("event") == "JOB_STATUS_CHANGE":
-            return event["data"].get("status") == "concluded"  # type: ignore[union-attr]
-        return event.get("event") in FINAL_BLOCK_EVENTS
+        if event.get("event") == "BLOCK_JOB_READY":
+            return not _over_since(event)
+        return _final(event)
+
+    def _over_since(event: Event) -> bool:
+        seen = False
+        for later in recent:
+            if later is event:
+                seen = True
+            elif seen and mine(later) and _final(later):
+                return True
+        return False
 
     return accept
 
@@ -164,7 +186,8 @@ async def follow(session: Session, cmd: Builtin) -> bool:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
         session.renderer.error(f"/job: timeout must be a number of seconds, not {timeout!r}")
         return False
-    end = asyncio.ensure_future(session.events.wait(ending(job_id), float(timeout) if timeout else None))
+    end = asyncio.ensure_future(session.events.wait(ending(job_id, session.ring.events),
+                                                    float(timeout) if timeout else None))
     bar = ProgressBar(session, job_id) if session.options.interactive else None
     info: dict[str, object] | None = None
     concluded_before = False  # its final event came before this /job: polling found it concluded

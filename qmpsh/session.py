@@ -90,7 +90,7 @@ class Session:
         assert self.address is not None
         await self.client.close_quietly()
         await self.connect(self.address)
-        self.schema, self._schema_task = None, None
+        self.schema, self._schema_task, self.vm_status = None, None, None
         if self.catalog is not None:
             self.catalog.clear()
             self.catalog.refresh()

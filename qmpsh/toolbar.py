@@ -29,8 +29,11 @@ def qemu_version(session: Session) -> str:
 class Toolbar:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.version = qemu_version(session)
         self.jobs: list[tuple[str, str, str, int | None]] = []  # id, type, status, percent
+
+    @property
+    def version(self) -> str:
+        return qemu_version(self.session)  # from the greeting: current after a reconnect too
 
     def __call__(self) -> HTML:
         session = self.session
@@ -44,14 +47,16 @@ class Toolbar:
         return HTML(" " + " │ ".join(_escape(p) for p in parts))
 
     async def keep_current(self, redraw: Callable[[], None]) -> None:
-        """Initial run state, then job progress while jobs exist."""
-        try:
-            status = await self.session.query("query-status")
-            if isinstance(status, dict):
-                self.session.vm_status = str(status.get("status"))
-        except QMPError:
-            pass
+        """The run state when it is not known (at start, after a reconnect), job progress while jobs exist."""
         while True:
+            if self.session.vm_status is None and self.session.client.running:
+                try:
+                    status = await self.session.query("query-status")
+                    if isinstance(status, dict):
+                        self.session.vm_status = str(status.get("status"))
+                        redraw()
+                except QMPError:
+                    pass
             catalog = self.session.catalog
             has_jobs = bool(self.jobs) or bool(catalog and catalog.snapshot.get(Source.JOB))
             if has_jobs and self.session.client.running:

@@ -1,0 +1,353 @@
+"""Watching block jobs in scripted qmpsh against real QEMU: /job, /jobs, /tree, /events, --events.
+
+The jobs copy real data: 16 MiB written into the base layer (node-A) through
+the guest's disk with HMP qemu-io, then a snapshot chain on top of it as the
+live block operations document builds it ([A] <- [B] <- [C] <- [D]). A
+stream or mirror only copies allocated data, so with ``speed=8M`` a job over
+that chain takes about two seconds and reports progress in many steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_qmpsh
+
+pytestmark = pytest.mark.qemu
+
+DEVICE = "/machine/peripheral/virtio0/virtio-backend"
+MiB = 1024 * 1024
+
+
+def write(pattern: int, offset_mib: int, length_mib: int) -> str:
+    """Write through the guest's disk, i.e. into whatever node is its active layer."""
+    return (f"human-monitor-command command-line='qemu-io -d {DEVICE} "
+            f"\"write -P {pattern:#x} {offset_mib}M {length_mib}M\"'\n")
+
+
+def snapshot(base: str, top: str) -> str:
+    return (f"blockdev-snapshot-sync node-name=node-{base} snapshot-file={top.lower()}.qcow2 "
+            f"snapshot-node-name=node-{top} format=qcow2\n")
+
+
+# 16 MiB in node-A, then the document's chain with a little data in each overlay.
+CHAIN = (write(0x11, 0, 16) + snapshot("A", "B") + write(0x22, 1, 1) + snapshot("B", "C") + write(0x33, 2, 1)
+         + snapshot("C", "D") + write(0x44, 3, 1))
+CHAIN_COMMANDS = 7
+
+
+@dataclass
+class Run:
+    status: int
+    docs: list[object]  # every stdout line, parsed
+    stderr: str
+    seconds: float
+
+    @property
+    def events(self) -> list[dict]:
+        return [d for d in self.docs if isinstance(d, dict) and "event" in d]
+
+    @property
+    def replies(self) -> list[dict]:
+        return [d for d in self.docs if isinstance(d, dict) and ("return" in d or "error" in d)]
+
+    @property
+    def lists(self) -> list[list]:
+        """What /jobs and /tree printed (each one JSON list), in order."""
+        return [d for d in self.docs if isinstance(d, list)]
+
+    def names(self) -> list[str]:
+        return [e["event"] for e in self.events]
+
+    def index(self, doc: object) -> int:
+        return next(i for i, d in enumerate(self.docs) if d is doc)
+
+    def show(self) -> str:
+        return f"exit status {self.status}\nstderr:\n{self.stderr}\nstdout:\n" + "\n".join(map(json.dumps, self.docs))
+
+
+def run(socket: str, script: str, *args: str, timeout: float = 60) -> Run:
+    started = time.monotonic()
+    result = run_qmpsh(*args, socket, stdin=script, timeout=timeout)
+    seconds = time.monotonic() - started
+    docs = []
+    for line in result.stdout.splitlines():
+        try:
+            docs.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"stdout line is not JSON: {line!r}\nstderr:\n{result.stderr}")
+    return Run(result.returncode, docs, result.stderr, seconds)
+
+
+def ok(outcome: Run, commands: int) -> None:
+    """Exit 0, nothing on stderr, and every one of ``commands`` commands succeeded."""
+    assert outcome.status == 0, outcome.show()
+    assert outcome.stderr == "", outcome.show()
+    assert len(outcome.replies) == commands, outcome.show()
+    assert all("return" in r for r in outcome.replies), outcome.show()
+
+
+def polls(log: Path, command: str = "query-jobs") -> list[tuple[float, object]]:
+    """(time, reply) of every ``command`` qmpsh sent, from its --logfile."""
+    sent: dict[object, str] = {}
+    found = []
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        msg = entry["message"]
+        if entry["direction"] == "sent" and "execute" in msg:
+            sent[msg.get("id")] = msg["execute"]
+        elif entry["direction"] == "received" and "id" in msg and sent.get(msg["id"]) == command:
+            found.append((datetime.fromisoformat(entry["time"]).timestamp(), msg.get("return")))
+    return found
+
+
+def job_rows(reply: object, job_id: str) -> list[dict]:
+    assert isinstance(reply, list)
+    return [j for j in reply if j.get("id", j.get("device")) == job_id]
+
+
+# -- /tree helpers ------------------------------------------------------------
+
+def trees(doc: object) -> dict[str, dict]:
+    """/tree's trees by their root's name."""
+    assert isinstance(doc, list) and all("node-name" in t and "chain" in t for t in doc), doc
+    return {t["node-name"]: t for t in doc}
+
+
+def all_names(tree: dict) -> list[str]:
+    return [tree["node-name"], *(n for c in tree.get("children", []) for n in all_names(c))]
+
+
+def is_tree_output(doc: object) -> bool:
+    return isinstance(doc, list) and bool(doc) and isinstance(doc[0], dict) and "chain" in doc[0]
+
+
+def is_jobs_output(doc: object) -> bool:
+    return isinstance(doc, list) and not is_tree_output(doc)
+
+
+# ---------------------------------------------------------------------------
+# /job follows a block-stream to completion; /jobs and /tree before, during, after
+
+
+def test_job_follows_block_stream_to_completion(qemu, tmp_path):
+    log = tmp_path / "qmp.log"
+    script = (CHAIN + "/tree\n"
+              + "block-stream device=node-D job-id=job0 speed=8M\n"
+              + "/jobs\n/tree\n/job job0\n/jobs\n/tree\nquery-block-jobs\nquery-block\n")
+    outcome = run(qemu.socket, script, "-l", str(log))
+    ok(outcome, CHAIN_COMMANDS + 3)
+
+    # The final event is on stdout (scripted: no bar), once, before what the next lines printed.
+    (completed,) = [e for e in outcome.events if e["event"] == "BLOCK_JOB_COMPLETED"]
+    assert completed["data"]["device"] == "job0" and completed["data"]["type"] == "stream", completed
+    assert "error" not in completed["data"] and completed["data"]["offset"] == completed["data"]["len"]
+    tree_before, tree_during, tree_after = [d for d in outcome.lists if is_tree_output(d)]
+    jobs_during, jobs_after = [d for d in outcome.lists if is_jobs_output(d)]
+    assert outcome.index(completed) < outcome.index(jobs_after), outcome.show()
+    assert outcome.replies[-2] == {"return": []}, outcome.show()  # query-block-jobs after /job: it is over
+
+    # /jobs while it runs: one row; afterwards: none.
+    assert len(jobs_during) == 1, jobs_during
+    row = jobs_during[0]
+    assert set(row) == {"id", "type", "status", "progress", "speed"}, row
+    assert (row["id"], row["type"], row["status"], row["speed"]) == ("job0", "stream", "running", 8 * MiB), row
+    assert isinstance(row["progress"], (int, float)) and 0 <= row["progress"] < 100, row
+    assert jobs_after == []
+
+    # /tree: the chain before, during (the stream's copy-on-read filter is not part of it) and after.
+    before = trees(tree_before)
+    assert list(before) == [DEVICE], tree_before
+    assert before[DEVICE]["chain"] == ["node-A", "node-B", "node-C", "node-D"]
+    active = before[DEVICE]["children"][0]
+    assert (active["node-name"], active["driver"], active["file"], active["edge"]) == (
+        "node-D", "qcow2", "d.qcow2", "root"), active
+    base = active["children"][0]["children"][0]["children"][0]
+    assert (base["node-name"], base["driver"], base["file"], base["edge"]) == ("node-A", "qcow2", "a.qcow2", "backing")
+
+    during = trees(tree_during)
+    assert list(during) == [DEVICE], tree_during  # the job is not a device: no tree of its own
+    assert during[DEVICE]["chain"] == ["node-A", "node-B", "node-C", "node-D"], tree_during
+    assert during[DEVICE]["children"][0]["driver"] == "copy-on-read", tree_during
+    assert "node-D" in all_names(during[DEVICE]), tree_during
+
+    after = trees(tree_after)
+    assert after[DEVICE]["chain"] == ["node-D"], tree_after
+    assert all_names(after[DEVICE]) == [DEVICE, "node-D"], tree_after
+    # node-A was added with -blockdev, so QEMU keeps it: a tree of its own; B and C are gone.
+    assert set(after) == {DEVICE, "node-A"} and after["node-A"]["chain"] == ["node-A"], tree_after
+    assert outcome.replies[-1]["return"][0]["inserted"]["node-name"] == "node-D"
+
+    # Progress was followed in steps: /job polled query-jobs a few times a second (the first reply is
+    # /jobs' own), and QEMU's current-progress grew from poll to poll while the job ran.
+    running = [(t, job_rows(r, "job0")[0]) for t, r in polls(log) if job_rows(r, "job0")]
+    followed = running[1:]
+    progress = [row["current-progress"] for _, row in followed]
+    total = followed[0][1]["total-progress"]
+    assert len(followed) >= 5, running
+    assert progress == sorted(progress) and len(set(progress)) >= 5, progress
+    assert all(0 <= p < total for p in progress), (progress, total)
+    assert followed[-1][0] - followed[0][0] >= 1.0, running  # the job took a while, and was watched
+    gaps = [b - a for (a, _), (b, _) in zip(followed, followed[1:])]
+    assert max(gaps) < 0.6, gaps
+
+
+# ---------------------------------------------------------------------------
+# /job follows a drive-mirror to ready; after block-job-cancel, to its end
+
+
+def test_job_follows_drive_mirror_to_ready(qemu):
+    script = (CHAIN + "drive-mirror device=node-D target=e.qcow2 format=qcow2 sync=full job-id=job0 speed=16M\n"
+              + "/job job0\nquery-block-jobs\nblock-job-cancel device=job0\n/job job0\nquery-block-jobs\nquery-block\n")
+    outcome = run(qemu.socket, script)
+    ok(outcome, CHAIN_COMMANDS + 5)
+    mirror, jobs_at_ready, cancel, jobs_after, block = outcome.replies[CHAIN_COMMANDS:]
+
+    # /job returned at BLOCK_JOB_READY: the next line saw a ready job that had copied everything.
+    (ready,) = [e for e in outcome.events if e["event"] == "BLOCK_JOB_READY"]
+    assert ready["data"]["device"] == "job0" and ready["data"]["type"] == "mirror"
+    assert outcome.index(ready) < outcome.index(jobs_at_ready), outcome.show()
+    (job,) = job_rows(jobs_at_ready["return"], "job0")
+    assert job["ready"] is True and job["status"] == "ready" and job["offset"] == job["len"] > 0, job
+    assert not [e for e in outcome.events if e["event"] == "BLOCK_JOB_COMPLETED"
+                and outcome.index(e) < outcome.index(jobs_at_ready)], outcome.show()
+
+    # block-job-cancel of a ready mirror completes it without pivoting; /job followed it to that end.
+    (completed,) = [e for e in outcome.events if e["event"] == "BLOCK_JOB_COMPLETED"]
+    assert "error" not in completed["data"], completed
+    assert outcome.index(cancel) < outcome.index(completed) < outcome.index(jobs_after), outcome.show()
+    assert jobs_after["return"] == []
+    assert block["return"][0]["inserted"]["node-name"] == "node-D"
+    assert (qemu.dir / "e.qcow2").is_file()
+
+
+# ---------------------------------------------------------------------------
+# a job that fails
+
+
+FAILING_TARGET = ('blockdev-add driver=blkdebug node-name=broken image={"driver":"null-co","size":40894464} '
+                  'inject-error=[{"event":"pwritev","errno":5}]\n')
+
+
+def test_job_that_fails_exits_1_with_qemus_error(qemu):
+    script = (write(0x11, 0, 4) + FAILING_TARGET
+              + "blockdev-mirror device=node-A target=broken sync=full job-id=job0 auto-dismiss=false\n"
+              + "/job job0\n/jobs\n"
+              + "query-status\n/job job0 timeout=10\n"  # again, once its events have left the window
+              + "job-dismiss id=job0\n/jobs\n")
+    outcome = run(qemu.socket, script)
+    assert outcome.status == 1, outcome.show()
+    # Every command ran (the failure did not stop the script) and succeeded.
+    assert [("return" in r) for r in outcome.replies] == [True] * 5, outcome.show()
+
+    (completed,) = [e for e in outcome.events if e["event"] == "BLOCK_JOB_COMPLETED"]
+    qemu_error = completed["data"]["error"]
+    assert qemu_error == "Input/output error", completed  # the injected EIO, in QEMU's words
+    failed = [line for line in outcome.stderr.splitlines() if line.startswith("error: /job:")]
+    assert failed == [f"error: /job: job0 failed: {qemu_error}"] * 2, outcome.stderr
+    assert "within" not in outcome.stderr, outcome.stderr  # the second /job did not wait for its timeout
+    assert outcome.seconds < 8, outcome.show()
+
+    # /jobs shows the concluded job with QEMU's error until it is dismissed.
+    concluded, dismissed = outcome.lists
+    assert concluded == [{"id": "job0", "type": "mirror", "status": "concluded", "progress": concluded[0]["progress"],
+                          "speed": 0, "error": qemu_error}], concluded
+    assert dismissed == []
+
+
+def test_job_found_concluded_after_its_event_was_taken(qemu):
+    """A job (auto-dismiss=false) whose final events left the window (a command after a /wait): /job
+    sees it concluded by polling instead of waiting for an event that already came."""
+    script = (write(0x11, 0, 1) + snapshot("A", "B")
+              + "block-stream device=node-B job-id=job0 auto-dismiss=false\n"
+              + "/wait BLOCK_JOB_COMPLETED device=job0\nquery-status\n/job job0 timeout=10\n")
+    outcome = run(qemu.socket, script)
+    ok(outcome, 4)
+    assert outcome.names()[-2:] == ["BLOCK_JOB_COMPLETED", "JOB_STATUS_CHANGE"], outcome.show()
+    assert outcome.seconds < 8, outcome.show()
+
+
+def test_job_on_unknown_id_fails_fast(qemu):
+    outcome = run(qemu.socket, "/job nosuch\nquery-status\n", timeout=20)
+    assert outcome.status == 1, outcome.show()
+    assert outcome.stderr.strip() == "error: /job: no job 'nosuch' (see /jobs)", outcome.show()
+    assert len(outcome.replies) == 1 and outcome.replies[0]["return"]["status"] == "prelaunch", outcome.show()
+    assert outcome.seconds < 5, outcome.show()
+
+
+def test_job_timeout_fails_and_the_job_goes_on(qemu, tmp_path):
+    log = tmp_path / "qmp.log"
+    script = (write(0x11, 0, 16) + snapshot("A", "B")
+              + "block-stream device=node-B job-id=job0 speed=2M\n"
+              + "/job job0 timeout=0.5\nquery-block-jobs\nblock-job-cancel device=job0\n"
+              + "/wait BLOCK_JOB_CANCELLED device=job0 timeout=10\n")
+    outcome = run(qemu.socket, script, "-l", str(log))
+    assert outcome.status == 1, outcome.show()
+    assert outcome.stderr.strip() == "error: /job: job0 not ready or concluded within 0.5 s; it goes on", outcome.show()
+    stream, jobs, cancel = outcome.replies[2:]
+    assert "return" in stream and "return" in cancel, outcome.show()
+    (job,) = job_rows(jobs["return"], "job0")
+    assert job["status"] == "running" and 0 < job["offset"] < job["len"], job  # it went on
+    assert [e["event"] for e in outcome.events if e["event"].startswith("BLOCK_JOB")] == ["BLOCK_JOB_CANCELLED"]
+    # It waited about the half second it was given.
+    first_poll = polls(log)[0][0]
+    after_timeout = polls(log, "query-block-jobs")[0][0]
+    assert 0.45 <= after_timeout - first_poll < 2.0, after_timeout - first_poll
+
+
+# ---------------------------------------------------------------------------
+# /events and --events
+
+
+def test_events_only_and_hide_change_what_prints(qemu):
+    script = ("cont\nstop\n"
+              "/events only STOP\ncont\nstop\n"
+              "/events hide STOP\ncont\nstop\n/wait STOP timeout=5\n"  # hidden, yet /wait sees it
+              "/events all\ncont\n/events\n")
+    outcome = run(qemu.socket, script)
+    assert outcome.status == 0, outcome.show()
+    assert all("return" in r for r in outcome.replies) and len(outcome.replies) == 7, outcome.show()
+    last_reply = outcome.index(outcome.replies[-1])
+    inline = [e["event"] for e in outcome.events if outcome.index(e) <= last_reply]
+    listed = [e for e in outcome.events if outcome.index(e) > last_reply]
+    assert inline == ["RESUME", "STOP", "STOP", "RESUME", "RESUME"], outcome.show()
+    # /events lists every recent event, the hidden ones too, in order, as they came.
+    assert [e["event"] for e in listed] == ["RESUME", "STOP", "RESUME", "STOP", "RESUME", "STOP", "RESUME"]
+    assert [e["timestamp"] for e in listed] == sorted((e["timestamp"] for e in listed),
+                                                      key=lambda t: (t["seconds"], t["microseconds"]))
+    notes = outcome.stderr.splitlines()
+    assert notes == ["printing inline: only:STOP", "printing inline: hide:STOP", "printing inline: all",
+                     "7 events kept; printing inline: all"], outcome.stderr
+
+
+def test_events_option_hides_job_status_change(qemu):
+    script = (write(0x11, 0, 1) + snapshot("A", "B")
+              + "block-stream device=node-B job-id=job0\n"
+              + "/wait JOB_STATUS_CHANGE id=job0 status=concluded timeout=10\n"
+              + "/job job0\n/events\n")
+    outcome = run(qemu.socket, script, "--events", "hide:JOB_STATUS_CHANGE")
+    assert outcome.status == 0, outcome.show()
+    assert len(outcome.replies) == 3, outcome.show()
+    # Inline, before /events: the job's completion, none of its status changes.
+    inline = outcome.names()[:outcome.names().index("BLOCK_JOB_COMPLETED") + 1]
+    assert inline == ["BLOCK_JOB_COMPLETED"], outcome.show()
+    # /events lists them all: created, running, waiting, pending, concluded, null and the completion.
+    listed = outcome.events[1:]
+    assert [e["event"] for e in listed].count("BLOCK_JOB_COMPLETED") == 1, outcome.show()
+    assert [e["data"]["status"] for e in listed if e["event"] == "JOB_STATUS_CHANGE"] == [
+        "created", "running", "waiting", "pending", "concluded", "null"], outcome.show()
+    assert outcome.stderr.strip().endswith("printing inline: hide:JOB_STATUS_CHANGE"), outcome.stderr
+
+
+@pytest.mark.parametrize("spec", ["bogus", "only:", "hide", "some:STOP"])
+def test_events_option_with_a_bad_spec_is_a_usage_error(spec, tmp_path):
+    result = run_qmpsh("--events", spec, str(tmp_path / "no-such-socket"), timeout=20)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "--events" in result.stderr and result.stdout == "", result.stderr
+    assert "cannot connect" not in result.stderr

@@ -1,0 +1,338 @@
+"""Watching block jobs at a real terminal (pty + pyte): /job's progress bar, /jobs, /tree,
+Ctrl-C during /job, --timestamps and the status toolbar.
+
+The data is set up first with scripted qmpsh (16 MiB in node-A, then the
+document's chain [A] <- [B] <- [C] <- [D]), so that a stream limited to a few
+MiB/s runs for seconds; then qmpsh is started in a pty on the same QEMU.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+
+import pexpect
+import pyte
+import pytest
+
+from tests.conftest import REPO, Qemu, qmpsh_env, run_qmpsh
+from tests.interactive.test_pty import (COLS, CTRL_C, ENTER, PROMPT, ROWS, Terminal, parse_row, second_monitor,
+                                        terminal)
+
+pytestmark = pytest.mark.qemu
+
+__all__ = ["terminal"]  # the fixture, shared with test_pty
+
+DEVICE = "/machine/peripheral/virtio0/virtio-backend"
+BAR_REMNANTS = ("━", "╺", "╸", "MiB/s", "-:--:--", "?/s")
+
+
+def write(pattern: int, offset_mib: int, length_mib: int) -> str:
+    return (f"human-monitor-command command-line='qemu-io -d {DEVICE} "
+            f"\"write -P {pattern:#x} {offset_mib}M {length_mib}M\"'\n")
+
+
+def snapshot(base: str, top: str) -> str:
+    return (f"blockdev-snapshot-sync node-name=node-{base} snapshot-file={top.lower()}.qcow2 "
+            f"snapshot-node-name=node-{top} format=qcow2\n")
+
+
+def prepare(vm: Qemu, layers: str = "ABCD") -> None:
+    """16 MiB of data in node-A, then snapshots up to the last of ``layers``."""
+    script = write(0x11, 0, 16) + "".join(snapshot(b, t) for b, t in zip(layers, layers[1:]))
+    result = run_qmpsh(vm.socket, stdin=script, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def events_qmp(vm: Qemu, *commands: str) -> None:
+    """Run commands on the QEMU's second monitor (as another client would)."""
+    assert all("return" in r for r in second_monitor(vm.dir / "qmp2.sock", *commands))
+
+
+def rows_after(term: Terminal, line: str) -> list[str]:
+    """The screen rows after the last row reading ``(QEMU) line``, up to the cursor's row."""
+    rows = term.rows
+    at = max(i for i, row in enumerate(rows) if row == PROMPT + line)
+    return rows[at + 1:term.screen.cursor.y]
+
+
+EVENT_ROW = re.compile(r"\[\d\d:\d\d:\d\d\.\d{6}\] \{")
+
+
+def events_in(rows: list[str]) -> list[dict]:
+    """The events printed on ``rows`` (each one a time and JSON, maybe wrapped over rows); nothing else."""
+    lines: list[str] = []
+    for row in rows:
+        if EVENT_ROW.match(row):
+            lines.append(row)
+        else:
+            assert lines, f"not an event: {row!r} in {rows}"
+            lines[-1] += row
+    return [parse_row(line) for line in lines]
+
+
+def last_reply(term: Terminal) -> dict:
+    """The last reply written (whole, however the screen wrapped it)."""
+    line = [line for line in term.plain().splitlines() if '{"return"' in line][-1]
+    return json.loads(line[line.index('{"return"'):])
+
+
+def table_cells(row: str) -> list[str]:
+    return [cell.strip() for cell in re.split(r"[│┃]", row)[1:-1]]
+
+
+def assert_no_bar(term: Terminal) -> None:
+    leftovers = [row for row in term.rows if any(mark in row for mark in BAR_REMNANTS)]
+    assert not leftovers, f"progress bar remnants: {leftovers}\n{term.dump()}"
+
+
+# ---------------------------------------------------------------------------
+# /job: the bar draws, then leaves only the final event and the prompt
+
+
+BAR = re.compile(r"^job0 stream running .*\s(\d+)%\s+[\d.]+/[\d.]+ MiB")
+
+
+def test_job_progress_bar_draws_and_finishes_cleanly(qemu_factory, terminal):
+    vm = qemu_factory(None, extra_qmp=["qmp2.sock"])
+    prepare(vm)
+    term = terminal(vm.socket)
+    term.run("block-stream device=node-D job-id=job0 speed=8M", '{"return": {}}')
+    term.send("/job job0")
+    term.wait_prompt("/job job0")
+    term.send(ENTER)
+    drawn: list[int] = []  # the percentages the bar showed, in order
+
+    def finished() -> bool:
+        bar = [BAR.match(row) for row in term.rows]
+        for match in filter(None, bar):
+            if not drawn or int(match.group(1)) != drawn[-1]:
+                drawn.append(int(match.group(1)))
+        return (term.rows_with(PROMPT + "/job job0") != [term.screen.cursor.y]
+                and term.cursor_row == PROMPT.rstrip() and term.screen.cursor.x == len(PROMPT))
+
+    term.wait_for(finished, "/job to draw its bar and end at a new prompt", timeout=15)
+    assert len(drawn) >= 3 and drawn == sorted(drawn) and drawn[-1] > drawn[0], (drawn, term.dump())
+    # The final event goes through the prompt's output thread: it may land above the prompt a moment later.
+    term.wait_for(lambda: any("BLOCK_JOB_COMPLETED" in row for row in rows_after(term, "/job job0"))
+                  and term.cursor_row == PROMPT.rstrip(), "the final event above the prompt")
+    assert [row for row in term.rows if row.startswith(PROMPT.strip())][-2:] == [
+        PROMPT + "/job job0", PROMPT.rstrip()], term.dump()
+
+    # Between the /job line and the prompt: the final event first, then at most the job's own last
+    # status changes (which may arrive once the bar is gone), and nothing else.
+    after = events_in(rows_after(term, "/job job0"))
+    event = after[0]
+    assert event["event"] == "BLOCK_JOB_COMPLETED" and event["data"]["device"] == "job0", term.dump()
+    assert event["data"]["offset"] == event["data"]["len"] and "error" not in event["data"]
+    assert [(e["event"], e["data"]["status"]) for e in after[1:]] in (
+        [], [("JOB_STATUS_CHANGE", "null")], [("JOB_STATUS_CHANGE", "concluded"), ("JOB_STATUS_CHANGE", "null")]
+    ), term.dump()
+    assert_no_bar(term)
+    assert all(not row for row in term.rows[term.screen.cursor.y + 1:]), term.dump()
+
+    # Events keep printing above the prompt afterwards.
+    events_qmp(vm, "cont", "stop")
+
+    def above_prompt() -> bool:
+        rows = rows_after(term, "/job job0")
+        return (any('"RESUME"' in row for row in rows) and any('"STOP"' in row for row in rows)
+                and term.cursor_row == PROMPT.rstrip())
+
+    term.wait_for(above_prompt, "RESUME and STOP above the prompt")
+    assert [e["event"] for e in events_in(rows_after(term, "/job job0"))][-2:] == ["RESUME", "STOP"], term.dump()
+    assert_no_bar(term)
+    term.run("query-status", '"paused"')
+
+
+def test_job_after_completion_shows_the_end_not_a_stale_ready(qemu, terminal):
+    """Watched without /wait: the mirror got ready, was completed, then /job is asked about it."""
+    term = terminal(qemu.socket)
+    term.run("drive-mirror device=node-A target=m.qcow2 format=qcow2 sync=full job-id=job0", '{"return": {}}')
+    term.wait_text("BLOCK_JOB_READY")
+    term.run("block-job-complete device=job0", '{"return": {}}')
+    term.wait_text("BLOCK_JOB_COMPLETED")
+    term.wait_prompt()
+    term.run("/job job0", "BLOCK_JOB_COMPLETED")
+    (event,) = events_in(rows_after(term, "/job job0"))
+    assert event["event"] == "BLOCK_JOB_COMPLETED" and event["data"]["device"] == "job0", term.dump()
+    assert "is ready" not in term.plain(), term.dump()
+
+
+# ---------------------------------------------------------------------------
+# /jobs and /tree at the terminal
+
+
+TREE_BEFORE = [
+    f"{DEVICE}  block-backend",
+    "└── root:  node-D  qcow2  d.qcow2",
+    "    └── backing:  node-C  qcow2  c.qcow2",
+    "        └── backing:  node-B  qcow2  b.qcow2",
+    "            └── backing:  node-A  qcow2  a.qcow2",
+    "  chain: [node-A] <- [node-B] <- [node-C] <- [node-D]",
+]
+TREE_AFTER = [
+    f"{DEVICE}  block-backend",
+    "└── root:  node-D  qcow2  d.qcow2",
+    "node-A  qcow2  a.qcow2",
+]
+
+
+def test_jobs_table_and_tree_at_the_terminal(qemu, terminal):
+    prepare(qemu)
+    term = terminal(qemu.socket)
+    term.run("/tree", "chain: [node-A]")
+    assert rows_after(term, "/tree") == TREE_BEFORE, term.dump()
+
+    term.run("block-stream device=node-D job-id=job0 speed=8M", '{"return": {}}')
+    term.run("/jobs", "┘")
+    table = rows_after(term, "/jobs")
+    header = next(row for row in table if "id" in row and "speed" in row)
+    assert table_cells(header) == ["id", "type", "status", "progress", "speed"], term.dump()
+    (row,) = [row for row in table if "job0" in row]
+    cells = table_cells(row)
+    assert cells[:3] == ["job0", "stream", "running"] and cells[4] == str(8 * 1024 * 1024), term.dump()
+    assert re.fullmatch(r"\d+(\.\d)?%", cells[3]), term.dump()
+
+    # While it runs: the stream's copy-on-read filter sits on top, and the chain is still A..D.
+    term.run("/tree", "chain: [node-A]")
+    during = rows_after(term, "/tree")
+    assert re.fullmatch(r"└── root:  #block\d+  copy-on-read  d\.qcow2", during[1]), term.dump()
+    assert during[:1] + during[2:] == [
+        f"{DEVICE}  block-backend",
+        "    └── file:  node-D  qcow2  d.qcow2",
+        "        └── backing:  node-C  qcow2  c.qcow2",
+        "            └── backing:  node-B  qcow2  b.qcow2",
+        "                └── backing:  node-A  qcow2  a.qcow2",
+        "  chain: [node-A] <- [node-B] <- [node-C] <- [node-D]",
+    ], term.dump()
+
+    term.run("/job job0", "BLOCK_JOB_COMPLETED")
+    term.run("/jobs", "no jobs")
+    assert rows_after(term, "/jobs") == ["no jobs"], term.dump()
+    term.run("/tree", "node-A  qcow2")
+    assert rows_after(term, "/tree") == TREE_AFTER, term.dump()
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C during /job stops the waiting, not the job
+
+
+def test_ctrl_c_during_job_stops_waiting_not_the_job(qemu, terminal):
+    prepare(qemu, "AB")
+    term = terminal(qemu.socket)
+    term.run("block-stream device=node-B job-id=job0 speed=2M", '{"return": {}}')
+    term.send("/job job0")
+    term.wait_prompt("/job job0")
+    term.send(ENTER)
+    term.wait_for(lambda: any(BAR.match(row) for row in term.rows), "the progress bar")
+    started = time.monotonic()
+    term.send(CTRL_C)
+    term.wait_text("interrupted", timeout=5)
+    term.wait_prompt(timeout=5)
+    assert time.monotonic() - started < 2, term.dump()
+    assert_no_bar(term)
+    assert rows_after(term, "/job job0") == ["interrupted"], term.dump()
+
+    term.run("query-block-jobs", '"device": "job0"')
+    (job,) = last_reply(term)["return"]
+    assert job["device"] == "job0" and job["status"] == "running" and 0 < job["offset"] < job["len"], job
+    assert "CANCELLED" not in term.plain() and "COMPLETED" not in term.plain(), term.dump()
+    # It goes on and can be followed again.
+    term.run("block-job-set-speed device=job0 speed=0", '{"return": {}}')
+    term.run("/job job0", "BLOCK_JOB_COMPLETED")
+    assert '"error"' not in term.plain(), term.dump()
+
+
+# ---------------------------------------------------------------------------
+# --timestamps
+
+
+@pytest.mark.parametrize("mode", ["absolute", "relative", "off"])
+def test_timestamps_option_changes_the_event_prefix(qemu_factory, terminal, mode):
+    vm = qemu_factory(None, extra_qmp=["qmp2.sock"])
+    term = terminal(vm.socket, "--timestamps", mode)
+    term.run("query-status", '"prelaunch"')  # relative times count from the last command sent
+    time.sleep(1.0)
+    events_qmp(vm, "cont")
+    term.wait_for(lambda: term.rows_with('"RESUME"'), "the RESUME event")
+    (row,) = [term.rows[i] for i in term.rows_with('"RESUME"')]
+    if mode == "absolute":
+        assert re.fullmatch(r'\[\d\d:\d\d:\d\d\.\d{6}\] \{"event": "RESUME"\}', row), term.dump()
+    elif mode == "relative":
+        match = re.fullmatch(r'\[\+(\d+\.\d{3})s\] \{"event": "RESUME"\}', row)
+        assert match and 0.9 <= float(match.group(1)) < 5, term.dump()
+    else:
+        assert re.fullmatch(r'\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, "event": "RESUME"\}', row), (
+            term.dump())
+
+
+# ---------------------------------------------------------------------------
+# the status toolbar
+
+
+class CprScreen(pyte.Screen):
+    """A screen that answers the terminal's cursor-position requests (ESC[6n) to the child."""
+
+    def __init__(self, columns: int, lines: int) -> None:
+        super().__init__(columns, lines)
+        self.child: pexpect.spawn | None = None
+
+    def write_process_input(self, data: str) -> None:
+        assert self.child is not None
+        self.child.send(data)
+
+
+class ToolbarTerminal(Terminal):
+    """Like Terminal, but prompt_toolkit may ask for the cursor position, so it draws its toolbar."""
+
+    def __init__(self, address: str, *args: str) -> None:
+        self.screen = CprScreen(COLS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = bytearray()
+        self.eof = False
+        env = qmpsh_env(TERM="xterm")
+        for name in ("COLUMNS", "LINES", "PROMPT_TOOLKIT_NO_CPR"):
+            env.pop(name, None)
+        self.child = pexpect.spawn(sys.executable, ["-m", "qmpsh", *args, address], env=env, cwd=str(REPO),
+                                   dimensions=(ROWS, COLS))
+        self.screen.child = self.child
+
+    @property
+    def toolbar(self) -> str:
+        return self.rows[-1]
+
+
+def test_status_toolbar(qemu_factory):
+    vm = qemu_factory(None, extra_qmp=["qmp2.sock"])
+    prepare(vm, "AB")
+    (_, version) = second_monitor(vm.dir / "qmp2.sock", "query-version")
+    qemu = version["return"]["qemu"]
+    expected = f" connected │ QEMU {qemu['major']}.{qemu['minor']}.{qemu['micro']} │ VM "
+    term = ToolbarTerminal(vm.socket)
+    try:
+        term.wait_prompt()
+        term.wait_for(lambda: term.toolbar == expected + "prelaunch", "the toolbar, VM prelaunch")
+        term.run("cont", '{"return": {}}')
+        term.wait_for(lambda: term.toolbar == expected + "running", "the toolbar, VM running")
+        term.run("stop", '{"return": {}}')
+        term.wait_for(lambda: term.toolbar == expected + "paused", "the toolbar, VM paused")
+
+        term.run("block-stream device=node-B job-id=job0 speed=4M", '{"return": {}}')
+        shown: list[int] = []
+
+        def job_progress() -> bool:
+            match = re.fullmatch(re.escape(expected + "paused") + r" │ job0 stream running (\d+)%", term.toolbar)
+            if match and (not shown or int(match.group(1)) != shown[-1]):
+                shown.append(int(match.group(1)))
+            return len(shown) >= 2
+
+        term.wait_for(job_progress, "the running job and its growing percentage in the toolbar")
+        assert shown == sorted(shown), shown
+        assert term.cursor_row == PROMPT.rstrip(), term.dump()  # the prompt stays usable meanwhile
+        term.run("block-job-cancel device=job0", '{"return": {}}')
+        term.wait_for(lambda: term.toolbar == expected + "paused", "the job to leave the toolbar")
+    finally:
+        term.close()
