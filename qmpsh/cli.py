@@ -7,8 +7,9 @@ import asyncio
 import enum
 import os
 import sys
+import textwrap
 
-from qmpsh import __version__
+from qmpsh import __version__, config
 
 
 class ExitStatus(enum.IntEnum):
@@ -18,26 +19,74 @@ class ExitStatus(enum.IntEnum):
     CONNECTION = 3  # could not connect, or the connection was lost
 
 
-EPILOG = """\
-input:
-  command key=value ...       qmp-shell syntax; dotted keys nest, values may be JSON
-  {"execute": ...}            raw QMP JSON, over several lines if needed
-  transaction( ... )          qmp-shell's transaction form
-  (QEMU) / -> / <- lines      pasted documentation works as it is
-  /wait EVENT [k=v] [timeout=S], /help, /quit    built-ins
+SCRIPT_TIMEOUT = 300.0
+DEFAULT_HISTORY_SIZE = 1000
 
-exit status:
-  0  every line succeeded (or quit)
-  1  a line failed (QMP error, parse error, /wait timeout)
-  2  usage error
-  3  connection failed or lost
-"""
+SUMMARY = "an interactive shell for the QEMU Machine Protocol (QMP)"
+DESCRIPTION = (
+    f"qmpsh is {SUMMARY}, a drop-in replacement for QEMU's qmp-shell. At a terminal it completes commands, "
+    "arguments and live values (node names, job ids) from the QEMU it is connected to, checks arguments against "
+    "QEMU's schema, and prints events the moment they arrive. With its input from a file or a pipe it runs a "
+    "script: replies and events go to stdout as JSON lines, and the exit status says how it went."
+)
+
+# The text after the options, as data: --help prints it (EPILOG) and the man page
+# (qmpsh.manpage) turns each section into one of its own, so the two never differ.
+HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("input", [
+        ("command key=value ...", "qmp-shell syntax; dotted keys nest, values may be JSON"),
+        ('{"execute": ...}', "raw QMP JSON, over several lines if needed"),
+        ("transaction( ... )", "qmp-shell's transaction form"),
+        ("(QEMU) / -> / <- lines", "pasted documentation works as it is"),
+        ("!command key=value ...", "send as typed: no schema checking or coercion for this line"),
+        ("/wait /job /jobs /tree /events /reconnect /help /quit", "built-ins (/help describes them)"),
+    ]),
+    ("exit status", [
+        ("0", "every line succeeded (or quit)"),
+        ("1", "a line failed (QMP error, parse error, /wait timeout)"),
+        ("2", "usage error (bad option, config file or logfile)"),
+        ("3", "connection failed or lost"),
+    ]),
+    ("environment", [
+        ("QMP_SOCKET", "the QMP server when no ADDRESS is given"),
+        ("QMPSH_CONFIG", "the config file to read instead of the default one (empty: none)"),
+        ("NO_COLOR", "no colour with --color auto"),
+        ("XDG_CONFIG_HOME, XDG_STATE_HOME", "where the config file and the history live"),
+        ("QMPSH_QEMU, QMPSH_QEMU_IMG", "the programs --launch runs (default: qemu-system-x86_64, qemu-img)"),
+    ]),
+    ("files", [
+        ("$XDG_CONFIG_HOME/qmpsh/config.toml", "defaults for options (~/.config/qmpsh/config.toml): the TOML keys "
+                                                f"{', '.join(config.KEYS)} take the values of the options of the "
+                                                "same name; options given on the command line win"),
+        ("$XDG_STATE_HOME/qmpsh/history", "the command history (~/.local/state/qmpsh/history), mode 0600"),
+    ]),
+]
+
+
+def _format_sections(sections: list[tuple[str, list[tuple[str, str]]]], width: int = 79) -> str:
+    out = []
+    for title, items in sections:
+        out.append(f"{title}:")
+        column = min(max(len(term) for term, _ in items), 26) + 2
+        for term, text in items:
+            lines = textwrap.wrap(text, width - column - 2, break_on_hyphens=False)
+            if len(term) > column - 2:
+                out.append(f"  {term}")
+                out += [f"  {' ' * column}{line}" for line in lines]
+            else:
+                out.append(f"  {term:<{column}}{lines[0]}")
+                out += [f"  {' ' * column}{line}" for line in lines[1:]]
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+EPILOG = _format_sections(HELP_SECTIONS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qmpsh",
-        description="An interactive shell for the QEMU Machine Protocol (QMP).",
+        description=textwrap.fill(DESCRIPTION, 79),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="QMP server: a unix socket path or HOST:PORT (default: $QMP_SOCKET)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each command sent, as JSON, before its reply")
     parser.add_argument("-p", "--pretty", action="store_true", help="indent JSON output")
+    parser.add_argument("--no-pretty", dest="pretty", action="store_false", default=False,
+                        help="compact JSON output, even if the config file says pretty")
     parser.add_argument("-l", "--logfile", metavar="PATH",
                         help="append every message sent and received as timestamped JSON lines")
     parser.add_argument("-N", "--skip-negotiation", action="store_true",
@@ -53,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-e", "--exit-on-error", action="store_true", help="stop at the first failed line")
     parser.add_argument("--no-schema", action="store_true",
                         help="send key=value arguments as typed: no checking or coercion against the QMP schema")
-    parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
+    parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto", metavar="WHEN",
                         help="colour output: auto (a terminal and no NO_COLOR), always or never")
     parser.add_argument("--events", metavar="SPEC", default="all", type=_event_filter,
                         help="which events print inline: all, only:NAME[,NAME...] or hide:NAME[,NAME...] "
@@ -67,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retry the first connection for up to SECONDS while QEMU starts")
     parser.add_argument("--reconnect", action="store_true",
                         help="at a terminal, reconnect by itself (with backoff) when QEMU goes away")
+    parser.add_argument("--history-size", metavar="N", type=_count, default=DEFAULT_HISTORY_SIZE,
+                        help=f"keep the last N commands in the history file (default: {DEFAULT_HISTORY_SIZE}; "
+                             "0: no history)")
+    parser.add_argument("--editing-mode", choices=("emacs", "vi"), default="emacs",
+                        help="key bindings for the input line (default: emacs)")
     parser.add_argument("--launch", action="store_true",
                         help="start QEMU for this session (QEMU arguments after --; none: the live block "
                              "operations document's setup) and stop it on exit")
@@ -76,8 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SCRIPT_TIMEOUT = 300.0
-
 
 def _seconds(text: str) -> float:
     try:
@@ -86,6 +140,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError("seconds cannot be negative")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("cannot be negative")
     return value
 
 
@@ -108,7 +172,15 @@ def _split_qemu_args(argv: list[str]) -> tuple[list[str], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     own, qemu_args = _split_qemu_args(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
-    args = parser.parse_args(own)
+    args = parser.parse_args(own)  # --help and --version work whatever the config file says
+    try:
+        defaults = config.load(parser)
+    except config.ConfigError as err:
+        print(f"qmpsh: {err}", file=sys.stderr)
+        return ExitStatus.USAGE
+    if defaults:  # the file's values become defaults: options given on the command line win
+        parser.set_defaults(**defaults)
+        args = parser.parse_args(own)
     if qemu_args and not args.launch:
         parser.error("QEMU arguments after -- need --launch")
     if args.launch and args.address:
@@ -174,7 +246,8 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
         if interactive:
             from qmpsh.repl import run_interactive
 
-            await run_interactive(session, describe_address(target), launched)
+            await run_interactive(session, describe_address(target), launched,
+                                  history_size=args.history_size, editing_mode=args.editing_mode)
             return ExitStatus.CONNECTION if session.lost else ExitStatus.OK
         from qmpsh.script import run_script
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app
+from prompt_toolkit.cursor_shapes import ModalCursorShapeConfig
+from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
@@ -22,8 +24,10 @@ from qemu.qmp import Runstate
 
 from qmpsh import __version__
 from qmpsh.catalog import Catalog
+from qmpsh.cli import DEFAULT_HISTORY_SIZE
 from qmpsh.client import ConnectFailure
 from qmpsh.completion import QmpCompleter, Sources
+from qmpsh.histlimit import LimitedHistory, trim
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import needs_more
@@ -61,8 +65,15 @@ class SharedHistory(FileHistory):
                 self._warn = None
 
 
-def open_history(session: Session) -> History:
-    """History under $XDG_STATE_HOME/qmpsh/ (0600); in memory, with a warning, if that fails."""
+def open_history(session: Session, size: int = DEFAULT_HISTORY_SIZE) -> History:
+    """History under $XDG_STATE_HOME/qmpsh/ (0600), its newest ``size`` entries; in memory, with a
+    warning, if that fails; none at all for size 0."""
+    if size <= 0:
+        return LimitedHistory(InMemoryHistory(), 0)
+    return LimitedHistory(_open_history_file(session, size), size)
+
+
+def _open_history_file(session: Session, size: int) -> History:
     path = state_dir() / "history"
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -70,6 +81,7 @@ def open_history(session: Session) -> History:
     except OSError as err:
         session.renderer.note(f"history not saved: cannot write {path}: {err.strerror}")
         return InMemoryHistory()
+    trim(path, size)
     return SharedHistory(str(path), session.renderer.note)
 
 
@@ -152,7 +164,8 @@ def completer_for(session: Session) -> QmpCompleter:
     return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands))
 
 
-async def run_interactive(session: Session, where: str, launched: object = None) -> None:
+async def run_interactive(session: Session, where: str, launched: object = None, *,
+                          history_size: int = DEFAULT_HISTORY_SIZE, editing_mode: str = "emacs") -> None:
     await session.load_commands()
     completer = completer_for(session)
     toolbar = Toolbar(session)
@@ -161,7 +174,9 @@ async def run_interactive(session: Session, where: str, launched: object = None)
         "(HMP) " if session.options.hmp else "(QEMU) ",
         multiline=True,
         key_bindings=key_bindings(session.options.hmp),
-        history=open_history(session),
+        history=open_history(session, history_size),
+        editing_mode=EditingMode.VI if editing_mode == "vi" else EditingMode.EMACS,
+        cursor=ModalCursorShapeConfig() if editing_mode == "vi" else None,  # vi: block or beam by mode
         completer=completer,
         lexer=PygmentsLexer(QmpLexer),
         prompt_continuation=_continuation,

@@ -1,0 +1,149 @@
+"""The config file: defaults for qmpsh's options, in TOML.
+
+``$XDG_CONFIG_HOME/qmpsh/config.toml`` (``~/.config/qmpsh/config.toml``), or
+the file ``QMPSH_CONFIG`` names (set but empty: no config file). Each key is
+the long name of an option and takes the value that option takes::
+
+    pretty = true
+    color = "never"
+    events = "hide:JOB_STATUS_CHANGE"
+    timestamps = "relative"
+    history-size = 5000
+    editing-mode = "vi"
+
+The values become the argument parser's defaults, so an option given on the
+command line wins. The parser also checks them (choices, ranges, the events
+syntax), so the file accepts exactly what the options accept. A file that is
+not TOML, an unknown key or a value of the wrong type is a ``ConfigError``
+whose message is one line naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+from pathlib import Path
+
+# key -> the TOML type its value must have; the key is also the option's long name
+KEYS: dict[str, type] = {
+    "pretty": bool,
+    "color": str,
+    "events": str,
+    "timestamps": str,
+    "history-size": int,
+    "editing-mode": str,
+}
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", str: "a string"}
+
+
+class ConfigError(Exception):
+    """A config file qmpsh cannot use; the message is one line: ``PATH:LINE: what is wrong``."""
+
+
+def config_path() -> tuple[Path | None, bool]:
+    """The config file to read, and whether the user named it (then it must exist)."""
+    named = os.environ.get("QMPSH_CONFIG")
+    if named is not None:
+        return (Path(named) if named else None), True
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):  # unset, empty or relative: the XDG default
+        base = os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "qmpsh" / "config.toml", False
+
+
+def load(parser: argparse.ArgumentParser, path: Path | None = None, must_exist: bool = False) -> dict[str, object]:
+    """The option defaults the config file sets, by argparse ``dest`` (empty without a file).
+
+    Raises ConfigError when the file cannot be read or used.
+    """
+    if path is None:
+        path, must_exist = config_path()
+        if path is None:
+            return {}
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(f"{path}: no such config file (named by QMPSH_CONFIG)") from None
+        return {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
+    values = parse(text, str(path))
+    return apply_to(parser, values, text, str(path))
+
+
+def parse(text: str, where: str) -> dict[str, object]:
+    """TOML text -> a table; a syntax error names the line and column."""
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.DOTALL)
+        if found:
+            what, line, column = found.groups()
+            position = f"{line}:{column}"
+        else:
+            what = re.sub(r" \(at end of document\)$", "", message)
+            position = str(text.count("\n") + (0 if text.endswith("\n") else 1) or 1)
+        raise ConfigError(f"{where}:{position}: not valid TOML: {_lower_first(what)}") from None
+
+
+def apply_to(parser: argparse.ArgumentParser, values: dict[str, object], text: str, where: str) -> dict[str, object]:
+    """Check a config table against the parser's options; return the defaults it sets, by dest."""
+    actions = {option[2:]: action for action in parser._actions for option in action.option_strings
+               if option.startswith("--")}
+    defaults: dict[str, object] = {}
+    for key, value in values.items():
+        at = _located(where, text, key)
+        if key not in KEYS or key not in actions:
+            close = difflib.get_close_matches(key, list(KEYS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(KEYS)})"
+            raise ConfigError(f"{at}: unknown key {key!r}{hint}")
+        action = actions[key]
+        wanted = KEYS[key]
+        if type(value) is not wanted:  # bool is an int subclass: compare exactly
+            raise ConfigError(f"{at}: {key} must be {_TYPE_NAMES[wanted]}, not {_show(value)}")
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(str(choice) for choice in action.choices)
+            raise ConfigError(f"{at}: {key} must be one of {choices}, not {_show(value)}")
+        if callable(action.type):
+            try:
+                value = action.type(str(value))
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+                raise ConfigError(f"{at}: {key} = {_show(value)}: {err}") from None
+        defaults[action.dest] = value
+    return defaults
+
+
+def _located(where: str, text: str, key: str) -> str:
+    """``PATH:LINE`` for the line that sets ``key`` (a key, a dotted key or a [table]); else PATH."""
+    name = re.escape(key)
+    pattern = re.compile(rf"""^\s*(?:\[+\s*)?(?:{name}|"{name}"|'{name}')\s*[=.\]]""")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.match(line):
+            return f"{where}:{number}"
+    return where
+
+
+def _show(value: object) -> str:
+    if isinstance(value, (bool, int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
