@@ -290,7 +290,9 @@ class Sources:
         source = source_for(want.command, want.path)
         if source is not None and self._catalog is not None:
             for value in self._catalog.snapshot.get(source, _at(want.given, path)):
-                values.setdefault(value, source.value)
+                # QEMU's automatic node names (#block123) only crowd the menu, unless asked for.
+                if not value.startswith("#") or want.prefix.startswith("#"):
+                    values.setdefault(value, source.value)
         return [Candidate(v, v, values[v]) for v in rank(want.prefix, values)]
 
 
