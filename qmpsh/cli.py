@@ -170,6 +170,9 @@ def _split_qemu_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # JSON strings may hold lone surrogates ("\ud800"): print them as that same JSON escape.
+        stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
     own, qemu_args = _split_qemu_args(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(own)  # --help and --version work whatever the config file says

@@ -89,12 +89,19 @@ def describe_failure(err: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
+def reply_id(msg: Mapping[str, object]) -> str | None:
+    """A reply's id when it can be one of ours (a string); a server may send anything there."""
+    exec_id = msg.get("id")
+    return exec_id if isinstance(exec_id, str) else None
+
+
 class Connection(QMPClient):
     """A QMPClient whose traffic is tapped in wire order."""
 
     def __init__(self, *, on_sent: MessageHook, on_received: MessageHook, tap: WireTap | None = None) -> None:
         super().__init__("qmpsh", readbuflen=READ_LIMIT)
         self.last_received: Message | None = None  # to explain a failed negotiation
+        self.last_activity = time.monotonic()  # when the server last sent anything: it is alive
         self._waiting: dict[str, asyncio.Future[Message]] = {}  # user requests sent by send()
         self._on_sent = on_sent
         self._on_received = on_received
@@ -113,13 +120,14 @@ class Connection(QMPClient):
         if self._tap:
             self._tap.received(msg)
         self.last_received = msg
+        self.last_activity = time.monotonic()
         return msg
 
     async def _on_message(self, msg: Message) -> None:
         self._on_received(msg)
         if "event" in msg:
             return
-        exec_id = msg.get("id")
+        exec_id = reply_id(msg)
         waiter = self._waiting.get(exec_id)  # type: ignore[arg-type]
         if waiter is not None:
             if not waiter.done():
@@ -130,16 +138,16 @@ class Connection(QMPClient):
         # shown by on_received; qemu.qmp would drop it or treat an id-less
         # error as fatal.
 
-    async def send(self, msg: dict[str, object], exec_id: str) -> Message:
-        """Send a user's request under ``exec_id`` and return the raw reply message.
+    def submit(self, msg: dict[str, object], exec_id: str) -> asyncio.Future[Message]:
+        """Send a user's request under ``exec_id``; the future gets the raw reply message.
 
         This is the per-command hot path of scripts that pipe thousands of
-        lines, so it writes straight to the stream and waits on a future,
+        lines, so it writes straight to the stream and hands back a future,
         instead of qemu.qmp's execute path (a copy of the message, a queue, a
         writer task and a queue per reply). Connecting, negotiating, reading
-        and qmpsh's own queries still go through QMPClient.
+        and qmpsh's own queries still go through QMPClient. The future fails
+        with ExecInterruptedError if the connection goes away first.
 
-        :raise ExecInterruptedError: the connection went away first.
         :raise StateError: not connected.
         """
         if self.runstate != Runstate.RUNNING or self._writer is None:
@@ -151,11 +159,9 @@ class Connection(QMPClient):
         self._on_sent(request)
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[exec_id] = waiter
-        try:
-            self._writer.write(data)
-            return await waiter
-        finally:
-            del self._waiting[exec_id]
+        waiter.add_done_callback(lambda _: self._waiting.pop(exec_id, None))
+        self._writer.write(data)
+        return waiter
 
     async def _bh_disconnect(self) -> None:
         try:
@@ -180,9 +186,11 @@ class Connection(QMPClient):
                 await asyncio.wait_for(self.connect(address), timeout or CONNECT_TIMEOUT)
                 return
             except TimeoutError:
+                greeted = self._greeting is not None
                 await self.close_quietly()
-                what = "greeting" if self.await_greeting else "connection"
-                raise ConnectFailure(f"no {what} from the server within {timeout or CONNECT_TIMEOUT:g} s") from None
+                what = ("no answer to capabilities negotiation" if greeted else
+                        "no greeting" if self.await_greeting else "no connection")
+                raise ConnectFailure(f"{what} from the server within {timeout or CONNECT_TIMEOUT:g} s") from None
             except ConnectError as err:
                 retry = isinstance(err.exc, (FileNotFoundError, ConnectionRefusedError))
                 if retry and time.monotonic() < deadline:

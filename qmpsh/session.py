@@ -18,7 +18,7 @@ from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.message import Message
 
 from qmpsh.catalog import Catalog
-from qmpsh.client import Address, Connection, WireTap
+from qmpsh.client import Address, Connection, WireTap, reply_id
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
 from qmpsh.schema import Schema, SchemaError
@@ -257,14 +257,14 @@ class Session:
 
     async def _outcome(self, request: Request, message: dict[str, object], exec_id: str, flight: _InFlight) -> bool:
         try:
-            async with asyncio.timeout(self.options.timeout):
-                reply = await self.client.send(message, exec_id)
+            reply = await self._reply(self.client.submit(message, exec_id))
         except asyncio.CancelledError:
             flight.abandoned = True
             raise
         except TimeoutError:
             flight.abandoned = True
-            what = f"no reply to {request.command} within {self.options.timeout:g} s"
+            oldest = next(iter(self._in_flight.values()), flight)  # pipelined: the first one unanswered
+            what = f"no reply to {oldest.request.command} within {self.options.timeout:g} s"
             if self.options.interactive:
                 self.renderer.error(f"{what}; a late reply will be shown as late")
             else:
@@ -283,6 +283,25 @@ class Session:
         if self.catalog is not None:
             self.catalog.after_command(request.command)
         return ok
+
+    async def _reply(self, waiter: asyncio.Future[Message]) -> Message:
+        """The reply, once it comes; TimeoutError after --timeout seconds in which the server sent nothing.
+
+        A server busy sending (an event flood) is alive: only silence counts.
+        """
+        timeout = self.options.timeout
+        try:
+            if timeout is None:
+                return await waiter
+            while True:
+                idle = time.monotonic() - self.client.last_activity
+                if idle >= timeout:
+                    raise TimeoutError
+                done, _ = await asyncio.wait((waiter,), timeout=timeout - idle)
+                if done:
+                    return waiter.result()
+        finally:
+            waiter.cancel()  # when the caller stopped waiting (Ctrl-C, timeout)
 
     async def query(self, command: str, arguments: dict[str, object] | None = None) -> object:
         """Run a command for qmpsh itself: not printed, not counted as a line."""
@@ -308,11 +327,11 @@ class Session:
         if "event" in msg:
             self._on_event(msg._object)
             return
-        exec_id = msg.get("id")
+        exec_id = reply_id(msg)
         flight = self._in_flight.pop(exec_id, None)  # type: ignore[arg-type]
         if flight is None:
             if not str(exec_id).startswith("__qmp#"):  # not a reply to qmpsh's own queries
-                what = "an error without an id" if "error" in msg and exec_id is None else "a reply with an unknown id"
+                what = "an error without an id" if "error" in msg and "id" not in msg else "a reply with an unknown id"
                 self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg._object)}")
             return
         if flight.abandoned:
