@@ -82,6 +82,10 @@ def describe_failure(err: BaseException) -> str:
         return f"the server sent JSON that is not an object: {str(cause.value)[:60]}"
     if isinstance(cause, EOFError):
         return "the server closed the connection"
+    if isinstance(cause, BrokenPipeError):
+        return "the server closed the connection"
+    if isinstance(cause, ConnectionResetError):
+        return "the server reset the connection (it hung up on requests it had not read)"
     if isinstance(cause, OSError) and cause.errno:
         return os.strerror(cause.errno)
     if isinstance(cause, (KeyError, TypeError, AssertionError)):

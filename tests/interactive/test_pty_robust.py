@@ -1,0 +1,219 @@
+"""Keeping the session at a real terminal (pty + pyte): Ctrl-C during a slow reply,
+two sessions sharing one history file, a history location that cannot be written.
+
+The server is the fake QMP server (``tests/fakeqmp.py``): a real QEMU cannot be
+made to answer a given command three seconds late.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.history import FileHistory
+
+from tests.fakeqmp import FakeQMPServer, delay, reply
+from tests.interactive.test_pty import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal, terminal
+
+__all__ = ["terminal"]  # the fixture, shared with test_pty
+
+# query-migrate: a command qmpsh itself never sends (its status bar polls query-status and query-jobs).
+SLOW_COMMAND = "query-migrate"
+SLOW = {"return": {"status": "slow-reply-from-the-server"}}
+FAST = {"return": {"name": "fast-reply-of-its-own"}}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[FakeQMPServer]:
+    with FakeQMPServer(tmp_path / "qmp.sock") as fake:
+        yield fake
+
+
+def history_path() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"]) / "qmpsh" / "history"
+
+
+def lines_with(term: Terminal, text: str) -> list[int]:
+    return [i for i, line in enumerate(term.plain().split("\n")) if text in line]
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C while waiting for a slow reply
+
+
+def test_ctrl_c_stops_waiting_and_the_late_reply_is_shown_as_late(server, terminal):
+    server.when(SLOW_COMMAND, delay(3), reply(SLOW), times=1)
+    server.when("query-name", reply(FAST))
+    term = terminal(str(server.path))
+
+    term.send(SLOW_COMMAND)
+    term.wait_prompt(SLOW_COMMAND)
+    row = term.screen.cursor.y
+    term.send(ENTER)
+    term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
+                  f"{SLOW_COMMAND} to be sent")
+    term.pump(0.3)  # qmpsh is waiting for the reply now
+    assert "slow-reply" not in term.plain(), term.dump()
+
+    started = time.monotonic()
+    term.send(CTRL_C)
+    term.wait_text("interrupted", timeout=2)
+    term.wait_prompt(timeout=2)
+    stopped_after = time.monotonic() - started
+    assert stopped_after < 1.5, f"Ctrl-C took {stopped_after:.1f} s to stop waiting\n{term.dump()}"
+    assert "slow-reply" not in term.plain(), term.dump()  # the reply has not come yet
+
+    # The next command goes out before the late reply arrives; the server answers in order.
+    term.send("query-name" + ENTER)
+    term.wait_text("fast-reply-of-its-own", timeout=10)
+    term.wait_prompt()
+    term.pump(0.3)
+
+    text = term.plain()
+    assert "Traceback" not in text, text
+    notes = lines_with(term, "late reply to")
+    assert len(notes) == 1, text
+    lines = text.split("\n")
+    assert f"late reply to {SLOW_COMMAND}" in lines[notes[0]], text
+    slow = lines_with(term, "slow-reply-from-the-server")
+    fast = lines_with(term, "fast-reply-of-its-own")
+    assert len(slow) == 1 and len(fast) == 1, text
+    # The late reply sits right under its note, and query-name's reply is its own, after it.
+    assert slow[0] == notes[0] + 1, text
+    assert fast[0] > slow[0], text
+    assert "late reply to query-name" not in text, text
+    assert "error" not in text, text
+
+    # Still a working shell, and the late reply is not handed to a later command either.
+    term.run("query-name", "fast-reply-of-its-own")
+    assert term.plain().count("slow-reply-from-the-server") == 1, term.dump()
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0, term.dump()
+
+
+def test_ctrl_c_twice_then_both_late_replies(server, terminal):
+    """Two abandoned commands: each late reply is named after its own command."""
+    server.when(SLOW_COMMAND, delay(1.5), reply(SLOW), times=1)
+    server.when("query-uuid", delay(1.5), reply({"return": {"UUID": "late-uuid"}}), times=1)
+    term = terminal(str(server.path))
+    for command in (SLOW_COMMAND, "query-uuid"):
+        term.send(command)
+        term.wait_prompt(command)
+        row = term.screen.cursor.y
+        term.send(ENTER)
+        term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
+                      f"{command} to be sent")
+        term.pump(0.2)
+        term.send(CTRL_C)
+        term.wait_prompt(timeout=2)
+    term.wait_text("late-uuid", timeout=10)
+    term.wait_prompt()
+    text = term.plain()
+    lines = text.split("\n")
+    status_note = lines_with(term, f"late reply to {SLOW_COMMAND}")
+    uuid_note = lines_with(term, "late reply to query-uuid")
+    assert len(status_note) == 1 and len(uuid_note) == 1, text
+    assert "slow-reply-from-the-server" in lines[status_note[0] + 1], text
+    assert "late-uuid" in lines[uuid_note[0] + 1], text
+
+
+# ---------------------------------------------------------------------------
+# History
+
+
+def read_entries(path: Path) -> list[str]:
+    """The history file's entries, checking that every line is well formed."""
+    entries: list[list[str]] = []
+    for line in path.read_text().split("\n"):
+        if line.startswith("# "):
+            entries.append([])
+        elif line.startswith("+"):
+            assert entries, f"an entry line before any entry header: {line!r}"
+            entries[-1].append(line[1:])
+        else:
+            assert line == "", f"a broken line in the history file: {line!r}"
+    return ["\n".join(lines) for lines in entries]
+
+
+def test_two_sessions_share_one_history_file(server, terminal):
+    count = 12
+    first = terminal(str(server.path))
+    second = terminal(str(server.path))
+    expected: list[str] = []
+    replies = 0
+    for i in range(count):
+        lines = {first: f"query-first-{i} seq={i} text=\"{'a' * 40}\"",
+                 second: f"query-second-{i} seq={i} text=\"{'b' * 40}\""}
+        for term, line in lines.items():
+            term.wait_prompt()
+            term.send(line + ENTER)  # both sessions store their entries at the same moment
+        replies += 1
+        for term in lines:
+            term.wait_for(lambda t=term: t.plain().count('{"return": {}}') >= replies, f"reply {replies}")
+        expected += lines.values()
+    # A multi-line entry from each, pasted.
+    for name, term in (("first", first), ("second", second)):
+        term.wait_prompt()
+        term.paste(f'{{\n    "execute": "query-{name}-multi",\n    "arguments": {{}}\n}}\n')
+        expected.append(f'{{\n    "execute": "query-{name}-multi",\n    "arguments": {{}}\n}}')
+    for term in (first, second):
+        term.wait_for(lambda t=term: t.plain().count('{"return": {}}') >= count + 1, "the pasted request's reply")
+        term.wait_prompt()
+        term.send(CTRL_D)
+    for term in (first, second):
+        assert term.wait_exit() == 0, term.dump()
+
+    path = history_path()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    entries = read_entries(path)
+    assert sorted(entries) == sorted(expected), path.read_text()
+    # prompt_toolkit reads it back the same way.
+    assert sorted(FileHistory(str(path)).load_history_strings()) == sorted(expected)
+
+    # A third session finds the last entry of the file under Up.
+    third = terminal(str(server.path))
+    third.send(UP)
+    last = entries[-1]
+    third.wait_for(lambda: last.split("\n")[-1] in third.rows[third.screen.cursor.y], "the last entry under Up")
+
+
+def test_unwritable_history_location_warns_once_and_goes_on(tmp_path, monkeypatch, server, terminal):
+    blocker = tmp_path / "a-regular-file"
+    blocker.write_text("not a directory\n")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "state"))
+    term = terminal(str(server.path))
+    for n in range(3):
+        term.run(f"query-name n={n}", '{"return": {}}')
+    text = term.plain()
+    assert text.count("history not saved") == 1, text
+    warning = next(line for line in text.split("\n") if "history not saved" in line)
+    assert str(blocker / "state" / "qmpsh") in warning and "Not a directory" in warning, warning
+    assert "Traceback" not in text
+    # The session still has its history in memory.
+    term.send(UP)
+    term.wait_prompt("query-name n=2")
+    term.send("\x15" + CTRL_D)  # clear the line, leave
+    assert term.wait_exit() == 0, term.dump()
+    assert blocker.read_text() == "not a directory\n"
+
+
+def test_history_file_that_stops_being_writable_warns_once(server, terminal):
+    term = terminal(str(server.path))
+    term.run("query-name n=0", '{"return": {}}')
+    path = history_path()
+    assert "query-name n=0" in path.read_text()
+    path.unlink()
+    path.mkdir()  # where the file was: writes now fail with EISDIR
+    for n in range(1, 4):
+        term.run(f"query-name n={n}", '{"return": {}}')
+    text = term.plain()
+    assert text.count("history not saved") == 1, text
+    warning = next(line for line in text.split("\n") if "history not saved" in line)
+    assert "Is a directory" in warning, warning
+    assert text.count('{"return": {}}') == 4, text
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0, term.dump()
