@@ -8,6 +8,7 @@ import enum
 import os
 import sys
 import textwrap
+from collections.abc import Callable
 
 from qmpsh import __version__, config
 
@@ -133,24 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("seconds cannot be negative")
-    return value
+def _non_negative(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
+    """An argparse type: ``convert`` the text, refusing what is not ``what`` or below zero."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError("cannot be negative")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("cannot be negative")
-    return value
+_seconds = _non_negative(float, "a number of seconds")
+_count = _non_negative(int, "a whole number")
 
 
 def _event_filter(spec: str) -> object:

@@ -68,6 +68,7 @@ class Session:
         self.finished = False  # quit or /quit: the session is over
         self.lost = False  # the connection went away
         self._quit_sent = False  # QEMU closing the socket after quit is the expected end
+        self._losing = False  # lose() is finding out why the connection ended
         self.commands: list[str] = []  # from query-commands, for completion
         self.schema: Schema | None = None  # None until loaded, or when the server has none
         self.catalog: Catalog | None = None  # live values, kept only where something completes
@@ -106,10 +107,14 @@ class Session:
             self.commands = sorted(c["name"] for c in reply if isinstance(c, dict) and "name" in c)
 
     async def lose(self, what: str) -> None:
-        """The connection broke: say why, once."""
-        if self.lost or self.finished:
+        """The connection broke: say why, once (pipelined requests all notice at the same moment)."""
+        if self.lost or self.finished or self._losing:
             return
-        reason = await self.client.close_quietly() or "the server closed the connection"
+        self._losing = True
+        try:
+            reason = await self.client.close_quietly() or "the server closed the connection"
+        finally:
+            self._losing = False
         self.connection_lost(f" {what}: {reason}" if what else f": {reason}")
 
     # -- the schema ------------------------------------------------------------
