@@ -153,9 +153,9 @@ def wanted(text: str) -> Wanted:
     if line.startswith("!"):
         line = line[1:]  # "!command ...": sent unchecked, completed all the same
     words = [t for t, _ in tokens(line)]
-    if line.startswith("transaction("):
-        if line == "transaction(":
-            return Nothing()
+    if words[:1] == ["transaction("]:
+        if line.rstrip() == line and len(words) == 1:
+            return Nothing()  # the cursor is still on "transaction("
         in_transaction = True
         words = words[1:]
     if not line.strip() or line[-1].isspace():

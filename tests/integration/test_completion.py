@@ -378,7 +378,7 @@ SEED_TEXTS = [
     "!blockdev-add driver=raw file=node-A ",
     "x-blockdev-change parent=node-A child=",
 ]
-NASTY = ["", " ", "\n", "=", "==", ".", "...=", "a..b=", "/", "/wait", "/wait ", "/help ", "transaction(",
+NASTY = ["", " ", "\n", "=", "==", ".", "...=", "a..b=", "/", "/wait", "/wait ", "/help ", "transaction(", "transaction(abort",
          "transaction(\n)", "(QEMU)", "TRANS> ", "!", "!!", "{", "}", "[", '"', "'", "block-stream device='",
          "blockdev-add driver=qcow2 file=x file.", "blockdev-add file.=", "blockdev-add .driver=",
          "blockdev-add driver=qcow2 driver=raw ", "blockdev-add driver=[] file.", "blockdev-add driver={} ",
