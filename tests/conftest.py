@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests explore new inputs on every developer run; CI (CI=true) replays a fixed
+# sequence so that a run is reproducible, and nobody's slow machine trips a deadline.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, database=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
 QEMU_IMG = os.environ.get("QMPSH_QEMU_IMG", "qemu-img")
