@@ -310,9 +310,3 @@ class QmpCompleter(Completer):
         for candidate in self.sources.candidates(want):
             yield Completion(candidate.text, -len(typed), display_meta=candidate.meta or None)
 
-
-class CommandCompleter(QmpCompleter):
-    """Command names only (no schema): kept for the interactive loop until it has a schema."""
-
-    def __init__(self, commands: Callable[[], Iterable[str]]) -> None:
-        super().__init__(Sources(lambda: None, None, commands))
