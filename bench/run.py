@@ -58,11 +58,12 @@ ROW_FLOOD_RATE = "event flood (events/s)"
 ROW_FLOOD_ORDER = "event flood: all printed, in order"
 ROW_FLOOD_RSS = "event flood: peak RSS (MB)"
 ROW_FLOOD_WAIT = "event flood after reply, /wait last (events/s)"
+ROW_FLOOD_PTY = "event flood at a pty while typing (events/s)"
 ROW_RSS = "peak RSS, throughput run (MB)"
 ROW_COMPLETION = "completion from cache, p95 (ms)"
 ROWS = (ROW_THROUGHPUT, ROW_THROUGHPUT_CPU, ROW_THROUGHPUT_WALL, ROW_STARTUP, ROW_IMPORTS, ROW_PROMPT,
         ROW_PROMPT_SCHEMA, ROW_SCHEMA, ROW_SCHEMA_COLOUR, ROW_FLOOD_RATE, ROW_FLOOD_ORDER, ROW_FLOOD_RSS,
-        ROW_FLOOD_WAIT, ROW_RSS, ROW_COMPLETION)
+        ROW_FLOOD_WAIT, ROW_FLOOD_PTY, ROW_RSS, ROW_COMPLETION)
 
 HEAVY_IMPORTS = ("prompt_toolkit", "rich", "pygments")
 
@@ -589,6 +590,44 @@ class Bench:
             f"peak RSS {peak(rss_after)} MB", "qmpsh >= 50000", after_rate >= 50_000,
             {"events": n, "wall_s": [round(w, 3) for w in waits], "output": counts})
 
+    def pty_flood(self) -> None:
+        """Target 5, second half: events flood a pty while the user types; the typed line must survive."""
+        import pexpect
+
+        n = self.sizes.flood // 5
+        self.log(f"event flood at a pty: {n} events while typing")
+        env = dict(self.env, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+        last = f'"seq": {n - 1}}}'.encode()
+        rates: list[float] = []
+        with FakeQMPProcess(self.workdir / "ptyflood.sock", "--flood", str(n), "--flood-on", "query-name",
+                            "--flood-after-reply", python=PYTHON) as server:
+            for _ in range(self.sizes.flood_runs):
+                argv = self.tools["qmpsh"].argv(str(server.path), "--color", "never", "--timestamps", "off")
+                child = pexpect.spawn(argv[0], argv[1:], env=env, cwd=str(RUN_DIR), dimensions=(30, 100))
+                try:
+                    child.expect_exact("(QEMU)", timeout=30)
+                    child.send("query-name\r")
+                    started, seen, typed = time.perf_counter(), b"", 0
+                    while last not in seen:
+                        try:
+                            seen += child.read_nonblocking(1 << 20, timeout=0.02)
+                        except pexpect.TIMEOUT:
+                            pass
+                        if typed < 8 and time.perf_counter() - started > 0.02 * (typed + 1):
+                            child.send("x")
+                            typed += 1
+                        if time.perf_counter() - started > 120:
+                            raise SystemExit("bench: the pty flood did not finish in 120 s")
+                    rates.append(n / (time.perf_counter() - started))
+                    child.send("\x15\x04")  # tests/interactive/test_pty_flood.py checks the typed line; leave
+                    child.expect(pexpect.EOF, timeout=10)
+                finally:
+                    child.close(force=True)
+        rate = median(rates)
+        self.rows[ROW_FLOOD_PTY] = Row({"qmpsh": round(rate), "qmp-shell": "n/a", "raw": "n/a"},
+                                       f"{n} events, redraws batched by prompt_toolkit", "report", None,
+                                       {"events": n, "rates": [round(r) for r in rates]})
+
     def completion(self) -> None:
         """Target 6, in-process against its own QEMU (bench/completion.py): p95 from the cache."""
         self.log("completion latency: seed chain + 200 named nodes, a mirror job")
@@ -784,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.prompt_vs_schema(qemu.socket)
             bench.schema(qemu.socket)
             bench.flood()
+            bench.pty_flood()
             bench.completion()
             elapsed = time.monotonic() - started
             info["load_after"] = round(os.getloadavg()[0], 2)
