@@ -157,3 +157,18 @@ def run_qmpsh(*args: str, stdin: str = "", timeout: float = 120, env: dict[str, 
         [sys.executable, "-m", "qmpsh", *args], input=stdin, capture_output=True, text=True,
         timeout=timeout, env=env or qmpsh_env(), cwd=cwd or REPO,
     )
+
+
+GUEST_DISK = "/machine/peripheral/virtio0/virtio-backend"  # the document's virtio0, as qemu-io -d names it
+
+
+def qemu_io_write(pattern: int, offset_mib: int, length_mib: int) -> str:
+    """A script line writing through the guest's disk, i.e. into whatever node is its active layer."""
+    return (f"human-monitor-command command-line='qemu-io -d {GUEST_DISK} "
+            f"\"write -P {pattern:#x} {offset_mib}M {length_mib}M\"'\n")
+
+
+def snapshot_sync(base: str, top: str) -> str:
+    """The document's blockdev-snapshot-sync line putting node-TOP (top.qcow2) over node-BASE."""
+    return (f"blockdev-snapshot-sync node-name=node-{base} snapshot-file={top.lower()}.qcow2 "
+            f"snapshot-node-name=node-{top} format=qcow2\n")

@@ -17,23 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_qmpsh
+from tests.conftest import GUEST_DISK, qemu_io_write, run_qmpsh, snapshot_sync
 
 pytestmark = pytest.mark.qemu
 
-DEVICE = "/machine/peripheral/virtio0/virtio-backend"
+DEVICE = GUEST_DISK
 MiB = 1024 * 1024
 
 
-def write(pattern: int, offset_mib: int, length_mib: int) -> str:
-    """Write through the guest's disk, i.e. into whatever node is its active layer."""
-    return (f"human-monitor-command command-line='qemu-io -d {DEVICE} "
-            f"\"write -P {pattern:#x} {offset_mib}M {length_mib}M\"'\n")
-
-
-def snapshot(base: str, top: str) -> str:
-    return (f"blockdev-snapshot-sync node-name=node-{base} snapshot-file={top.lower()}.qcow2 "
-            f"snapshot-node-name=node-{top} format=qcow2\n")
+write, snapshot = qemu_io_write, snapshot_sync
 
 
 # 16 MiB in node-A, then the document's chain with a little data in each overlay.

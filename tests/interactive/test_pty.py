@@ -28,7 +28,7 @@ pytestmark = pytest.mark.qemu
 
 COLS, ROWS = 100, 30
 PROMPT = "(QEMU) "
-TIMEOUT = 10.0
+TIMEOUT = 20.0  # a wait ends as soon as the screen is right; this bounds only a failure on a busy machine
 
 UP = "\x1b[A"
 TAB = "\t"

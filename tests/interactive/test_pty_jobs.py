@@ -17,7 +17,7 @@ import pexpect
 import pyte
 import pytest
 
-from tests.conftest import REPO, Qemu, qmpsh_env, run_qmpsh
+from tests.conftest import GUEST_DISK, REPO, Qemu, qemu_io_write, qmpsh_env, run_qmpsh, snapshot_sync
 from tests.interactive.test_pty import (COLS, CTRL_C, ENTER, PROMPT, ROWS, Terminal, parse_row, second_monitor,
                                         terminal)
 
@@ -25,18 +25,11 @@ pytestmark = pytest.mark.qemu
 
 __all__ = ["terminal"]  # the fixture, shared with test_pty
 
-DEVICE = "/machine/peripheral/virtio0/virtio-backend"
+DEVICE = GUEST_DISK
 BAR_REMNANTS = ("━", "╺", "╸", "MiB/s", "-:--:--", "?/s")
 
 
-def write(pattern: int, offset_mib: int, length_mib: int) -> str:
-    return (f"human-monitor-command command-line='qemu-io -d {DEVICE} "
-            f"\"write -P {pattern:#x} {offset_mib}M {length_mib}M\"'\n")
-
-
-def snapshot(base: str, top: str) -> str:
-    return (f"blockdev-snapshot-sync node-name=node-{base} snapshot-file={top.lower()}.qcow2 "
-            f"snapshot-node-name=node-{top} format=qcow2\n")
+write, snapshot = qemu_io_write, snapshot_sync
 
 
 def prepare(vm: Qemu, layers: str = "ABCD") -> None:
