@@ -85,7 +85,7 @@ def describe_failure(err: BaseException) -> str:
     if isinstance(cause, BrokenPipeError):
         return "the server closed the connection"
     if isinstance(cause, ConnectionResetError):
-        return "the server reset the connection (it hung up on requests it had not read)"
+        return "the server reset the connection"
     if isinstance(cause, OSError) and cause.errno:
         return os.strerror(cause.errno)
     if isinstance(cause, (KeyError, TypeError, AssertionError)):

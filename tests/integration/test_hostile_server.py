@@ -488,7 +488,7 @@ def test_server_hangs_up_mid_reply(server, mode):
     line = one_error_line(run)
     reasons = ["the server closed the connection in the middle of a message"]
     if not mode:
-        reasons.append("the server reset the connection (it hung up on requests it had not read)")
+        reasons.append("the server reset the connection")
     assert line in [f"error: connection to QEMU lost while waiting for the reply to query-status: {r}"
                     for r in reasons], line
     assert run.elapsed < QUICK, run
@@ -502,7 +502,7 @@ def test_server_hangs_up_instead_of_replying(server):
     assert run.docs()[:2] == [{"execute": "query-status", "arguments": {}}, {"return": {}}]
     line = one_error_line(run)
     assert line.startswith("error: connection to QEMU lost while waiting for the reply to query-name: "), line
-    assert line.endswith(("the server closed the connection", "Connection reset by peer")), line
+    assert line.endswith(("the server closed the connection", "the server reset the connection")), line
     assert run.elapsed < QUICK, run
 
 
