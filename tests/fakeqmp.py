@@ -308,6 +308,9 @@ class FakeQMPServer:
     ``negotiate=False`` accepts commands without ``qmp_capabilities``.
     """
 
+    #: What serves each client; a subclass may answer more (e.g. exec-oob).
+    connection_class: type[Connection] = Connection
+
     def __init__(self, path: str | os.PathLike[str], handler: Handler | None = None, *,
                  greeting: JSON | None = GREETING, negotiate: bool = True,
                  answers: dict[str, JSON] | None = None) -> None:
@@ -372,7 +375,7 @@ class FakeQMPServer:
                 sock, _ = self._listener.accept()
             except OSError:
                 return  # stop() closed the listener
-            conn = Connection(self, sock)
+            conn = self.connection_class(self, sock)
             with self._lock:
                 self.connections.append(conn)
             threading.Thread(target=conn.serve, name="fakeqmp-conn", daemon=True).start()

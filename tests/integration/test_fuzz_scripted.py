@@ -40,7 +40,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,17 +244,7 @@ class _OobConnection(Connection):
 
 
 class FuzzServer(FakeQMPServer):
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            conn = _OobConnection(self, sock)
-            with self._lock:
-                self.connections.append(conn)
-            threading.Thread(target=conn.serve, name="fakeqmp-conn", daemon=True).start()
+    connection_class = _OobConnection
 
 
 # -- running one script and checking it ------------------------------------------------
