@@ -208,5 +208,5 @@ def test_qmpsh_runs_a_job_flow_while_another_client_uses_the_second_monitor(qemu
 
     # The other client really was busy alongside.
     assert worker.steps == ["cont", "pause", "set-speed", "resume", "stop"], worker.steps
-    # Its busy loop ran at least once per step it waited for (how often more depends on the machine's speed).
-    assert worker.commands >= 4 * 3, worker.commands
+    # Its busy loop ran more than once (how many more times depends on the speed of the machine).
+    assert worker.commands >= 4 * 2, worker.commands
