@@ -45,17 +45,22 @@ def lines_with(term: Terminal, text: str) -> list[int]:
 # Ctrl-C while waiting for a slow reply
 
 
+def submit(term, command: str) -> None:
+    """Type ``command``, press Enter, and wait until the prompt has gone (the command is running)."""
+    term.send(command)
+    term.wait_prompt(command)
+    row = term.screen.cursor.y
+    term.send(ENTER)
+    term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
+                  f"{command} to be sent")
+
+
 def test_ctrl_c_stops_waiting_and_the_late_reply_is_shown_as_late(server, terminal):
     server.when(SLOW_COMMAND, delay(3), reply(SLOW), times=1)
     server.when("query-name", reply(FAST))
     term = terminal(str(server.path))
 
-    term.send(SLOW_COMMAND)
-    term.wait_prompt(SLOW_COMMAND)
-    row = term.screen.cursor.y
-    term.send(ENTER)
-    term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
-                  f"{SLOW_COMMAND} to be sent")
+    submit(term, SLOW_COMMAND)
     term.pump(0.3)  # qmpsh is waiting for the reply now
     assert "slow-reply" not in term.plain(), term.dump()
 
@@ -101,12 +106,7 @@ def test_ctrl_c_twice_then_both_late_replies(server, terminal):
     server.when("query-uuid", delay(1.5), reply({"return": {"UUID": "late-uuid"}}), times=1)
     term = terminal(str(server.path))
     for command in (SLOW_COMMAND, "query-uuid"):
-        term.send(command)
-        term.wait_prompt(command)
-        row = term.screen.cursor.y
-        term.send(ENTER)
-        term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
-                      f"{command} to be sent")
+        submit(term, command)
         term.pump(0.2)
         term.send(CTRL_C)
         term.wait_prompt(timeout=2)
