@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py --json out.json   # also write every number as JSON
     .venv/bin/python bench/run.py --qmpsh-rev REV   # qmpsh as of git revision REV
     .venv/bin/python bench/run.py --profile         # cProfile of qmpsh over the throughput script
+    .venv/bin/python bench/run.py --only startup    # one part (repeatable), e.g. to measure one commit
 
 Every tool runs as a real subprocess against the same QEMU (or the same fake
 QMP server, ``tests/fakeqmp.py``, for event floods and oversized schemas) in
@@ -66,6 +67,10 @@ ROWS = (ROW_THROUGHPUT, ROW_THROUGHPUT_CPU, ROW_THROUGHPUT_WALL, ROW_STARTUP, RO
         ROW_FLOOD_WAIT, ROW_FLOOD_PTY, ROW_RSS, ROW_COMPLETION)
 
 HEAVY_IMPORTS = ("prompt_toolkit", "rich", "pygments")
+
+# What any client built on qemu.qmp's QMPClient pays before its first byte: the interpreter, then asyncio,
+# then qemu.qmp itself. Timed with the start-up row, in the same interleaved runs.
+STARTUP_FLOORS = {"python": "pass", "+asyncio": "import asyncio", "+qemu.qmp": "import qemu.qmp"}
 
 
 @dataclass
@@ -385,17 +390,27 @@ class Bench:
         runs = self.sizes.startup_runs
         self.log(f"start-up: one query-status line, {runs} runs per tool")
         walls: dict[str, list[float]] = {t: [] for t in TOOLS}
+        floors: dict[str, list[float]] = {f: [] for f in STARTUP_FLOORS}
         for _ in range(runs):
             for tool in self.tools.values():
                 result = run(tool.argv(sock), self.input_for(tool, "query-status", 1), self.env)
                 check_rc(result, f"{tool.name} start-up")
                 walls[tool.name].append(result.wall)
+            for floor, code in STARTUP_FLOORS.items():
+                result = run([PYTHON, "-c", code], b"", self.env)
+                check_rc(result, f"start-up floor {floor}")
+                floors[floor].append(result.wall)
         ms = {t: median(walls[t]) * 1000 for t in TOOLS}
+        floor_ms = {f: median(v) * 1000 for f, v in floors.items()}
         ratio = ms["qmpsh"] / ms["qmp-shell"]
         self.rows[ROW_STARTUP] = Row(
             {t: round(ms[t], 1) for t in TOOLS},
-            f"qmpsh/qmp-shell {ratio:.2f}, qmpsh/raw {ms['qmpsh'] / ms['raw']:.2f}", "qmpsh/qmp-shell <= 0.7",
-            ratio <= 0.7, {"runs": runs, "wall_s": {t: [round(w, 4) for w in walls[t]] for t in TOOLS}})
+            f"qmpsh/qmp-shell {ratio:.2f}, qmpsh/raw {ms['qmpsh'] / ms['raw']:.2f}; floors/qmp-shell: "
+            + ", ".join(f"{f} {floor_ms[f] / ms['qmp-shell']:.2f}" for f in STARTUP_FLOORS),
+            "qmpsh/qmp-shell <= 0.7", ratio <= 0.7,
+            {"runs": runs, "wall_s": {t: [round(w, 4) for w in walls[t]] for t in TOOLS},
+             "floor_ms": {f: round(v, 1) for f, v in floor_ms.items()},
+             "floor_code": STARTUP_FLOORS})
 
         # What a scripted run imports: python -X importtime reports every module on stderr.
         result = run([PYTHON, "-X", "importtime", "-m", "qmpsh", sock], b"query-status\n", self.env)
@@ -527,7 +542,7 @@ class Bench:
 
     # -- 5. event flood --
 
-    def flood(self) -> None:
+    def flood(self, sock: str) -> None:  # noqa: ARG002  (the fake server, not QEMU)
         n = self.sizes.flood
         runs = self.sizes.flood_runs
         self.log(f"event flood: {n} events before the reply, {runs} runs per tool")
@@ -590,7 +605,7 @@ class Bench:
             f"peak RSS {peak(rss_after)} MB", "qmpsh >= 50000", after_rate >= 50_000,
             {"events": n, "wall_s": [round(w, 3) for w in waits], "output": counts})
 
-    def pty_flood(self) -> None:
+    def pty_flood(self, sock: str) -> None:  # noqa: ARG002  (the fake server, not QEMU)
         """Target 5, second half: events flood a pty while the user types; the typed line must survive."""
         import pexpect
 
@@ -628,7 +643,7 @@ class Bench:
                                        f"{n} events, redraws batched by prompt_toolkit", "report", None,
                                        {"events": n, "rates": [round(r) for r in rates]})
 
-    def completion(self) -> None:
+    def completion(self, sock: str) -> None:  # noqa: ARG002  (bench/completion.py starts its own QEMU)
         """Target 6, in-process against its own QEMU (bench/completion.py): p95 from the cache."""
         self.log("completion latency: seed chain + 200 named nodes, a mirror job")
         script = str(Path(__file__).resolve().parent / "completion.py")
@@ -757,11 +772,14 @@ def fmt(value: object) -> str:
     return str(value)
 
 
-def table(rows: dict[str, Row], smoke: bool = False) -> str:
+def table(rows: dict[str, Row], smoke: bool = False, partial: bool = False) -> str:
+    """The results as a text table: every row, or with ``partial`` (--only) just the rows measured."""
     header = ["row", *TOOLS, "ratio", "target", "met"]
     body = []
     for name in ROWS:
         row = rows.get(name)
+        if row is None and partial:
+            continue
         if row is None:
             body.append([name, "(not run)", "", "", "", "", ""])
             continue
@@ -771,6 +789,10 @@ def table(rows: dict[str, Row], smoke: bool = False) -> str:
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+# The benchmark's parts, in the order they run: each is a Bench method of that name (with _ for -).
+PARTS = ("throughput", "startup", "prompt", "prompt-vs-schema", "schema", "flood", "pty-flood", "completion")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -783,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="benchmark qmpsh as of git revision REV (exported with git archive; the checkout "
                              "is not touched) instead of the working tree: to measure an optimisation's effect")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--only", metavar="PART", action="append", choices=PARTS,
+                        help=f"run only this part (repeatable): {', '.join(PARTS)}; the other rows say (not run)")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
     global RUN_DIR
@@ -817,14 +841,9 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             if not args.smoke:
                 bench.warm_up(qemu.socket)
-            bench.throughput(qemu.socket)
-            bench.startup(qemu.socket)
-            bench.prompt(qemu.socket)
-            bench.prompt_vs_schema(qemu.socket)
-            bench.schema(qemu.socket)
-            bench.flood()
-            bench.pty_flood()
-            bench.completion()
+            for part in PARTS:
+                if not args.only or part in args.only:
+                    getattr(bench, part.replace("-", "_"))(qemu.socket)
             elapsed = time.monotonic() - started
             info["load_after"] = round(os.getloadavg()[0], 2)
         finally:
@@ -839,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = info["load_before"] > 0.5 * (os.cpu_count() or 1)  # type: ignore[operator]
     print(f"1-minute load average: {info['load_before']} before, {info['load_after']} after"
           + (" - the machine was busy: expect noise, rerun when it is idle" if busy else "") + "\n")
-    print(table(bench.rows, args.smoke))
+    print(table(bench.rows, args.smoke, partial=bool(args.only)))
     if args.json:
         payload = {"machine": info, "smoke": args.smoke, "sizes": sizes.__dict__,
                    "rows": {name: row.__dict__ for name, row in bench.rows.items()}}
