@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -807,8 +807,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--only", metavar="PART", action="append", choices=PARTS,
                         help=f"run only this part (repeatable): {', '.join(PARTS)}; the other rows say (not run)")
+    parser.add_argument("--startup-runs", metavar="N", type=int,
+                        help=f"repetitions of the start-up row (default {Sizes.startup_runs}): more to see a few ms")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
+    if args.startup_runs:
+        sizes = replace(sizes, startup_runs=args.startup_runs)
     global RUN_DIR
 
     def log(text: str) -> None:
