@@ -21,11 +21,9 @@ whose message is one line naming the file and the line.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
-from pathlib import Path
 
 # key -> the TOML type its value must have; the key is also the option's long name
 KEYS: dict[str, type] = {
@@ -43,18 +41,18 @@ class ConfigError(Exception):
     """A config file qmpsh cannot use; the message is one line: ``PATH:LINE: what is wrong``."""
 
 
-def config_path() -> tuple[Path | None, bool]:
+def config_path() -> tuple[str | None, bool]:
     """The config file to read, and whether the user named it (then it must exist)."""
     named = os.environ.get("QMPSH_CONFIG")
     if named is not None:
-        return (Path(named) if named else None), True
+        return (named or None), True
     base = os.environ.get("XDG_CONFIG_HOME", "")
     if not os.path.isabs(base):  # unset, empty or relative: the XDG default
         base = os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "qmpsh" / "config.toml", False
+    return os.path.join(base, "qmpsh", "config.toml"), False
 
 
-def load(parser: argparse.ArgumentParser, path: Path | None = None, must_exist: bool = False) -> dict[str, object]:
+def load(parser: argparse.ArgumentParser, path: str | None = None, must_exist: bool = False) -> dict[str, object]:
     """The option defaults the config file sets, by argparse ``dest`` (empty without a file).
 
     Raises ConfigError when the file cannot be read or used.
@@ -64,7 +62,8 @@ def load(parser: argparse.ArgumentParser, path: Path | None = None, must_exist: 
         if path is None:
             return {}
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except FileNotFoundError:
         if must_exist:
             raise ConfigError(f"{path}: no such config file (named by QMPSH_CONFIG)") from None
@@ -76,8 +75,8 @@ def load(parser: argparse.ArgumentParser, path: Path | None = None, must_exist: 
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
-    values = parse(text, str(path))
-    return apply_to(parser, values, text, str(path))
+    values = parse(text, path)
+    return apply_to(parser, values, text, path)
 
 
 def parse(text: str, where: str) -> dict[str, object]:
@@ -106,6 +105,8 @@ def apply_to(parser: argparse.ArgumentParser, values: dict[str, object], text: s
     for key, value in values.items():
         at = _located(where, text, key)
         if key not in KEYS or key not in actions:
+            import difflib  # only for this error: not on every start
+
             close = difflib.get_close_matches(key, list(KEYS), n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(KEYS)})"
             raise ConfigError(f"{at}: unknown key {key!r}{hint}")

@@ -94,11 +94,11 @@ def test_qmpsh_config_names_another_file(monkeypatch, tmp_path):
 def test_xdg_default_location(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CONFIG_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert config.config_path() == (tmp_path / ".config" / "qmpsh" / "config.toml", False)
+    assert config.config_path() == (str(tmp_path / ".config" / "qmpsh" / "config.toml"), False)
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/dir")  # not absolute: ignored, as the XDG spec says
-    assert config.config_path() == (tmp_path / ".config" / "qmpsh" / "config.toml", False)
+    assert config.config_path() == (str(tmp_path / ".config" / "qmpsh" / "config.toml"), False)
     monkeypatch.setenv("QMPSH_CONFIG", "/etc/qmpsh.toml")
-    assert config.config_path() == (Path("/etc/qmpsh.toml"), True)
+    assert config.config_path() == ("/etc/qmpsh.toml", True)
 
 
 def test_help_and_version_work_with_a_broken_file(monkeypatch, capsys):
