@@ -13,16 +13,19 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.message import Message
 
-from qmpsh.catalog import Catalog
 from qmpsh.client import Address, Connection, WireTap, reply_id
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
-from qmpsh.schema import Schema, SchemaError
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
+
+if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
+    from qmpsh.catalog import Catalog
+    from qmpsh.schema import Schema
 
 _ID_PREFIX = "qmpsh-"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
@@ -130,6 +133,8 @@ class Session:
         return await asyncio.shield(self._schema_task)
 
     async def _load_schema(self) -> Schema | None:
+        from qmpsh.schema import Schema
+
         try:
             reply = await self.query("query-qmp-schema")
         except QMPError as err:
@@ -150,6 +155,8 @@ class Session:
         schema = await self.ensure_schema()
         if schema is None:
             return request
+        from qmpsh.schema import SchemaError  # loaded with the schema
+
         try:
             coerced = schema.coerce_arguments(request.command, args)
         except SchemaError as err:
