@@ -1,7 +1,8 @@
 """Live values for completion: block node-names, job ids, device ids, bitmaps, exports.
 
 Values are fetched in the background into a new ``Snapshot`` that replaces
-the old one whole; a refresh asked for during a refresh restarts it. Readers
+the old one whole; a refresh asked for during a refresh runs once more after
+it, however many times it was asked. Readers
 (the completer) only ever look at the current snapshot: they never wait on
 QEMU, so a slow or frozen QEMU cannot freeze typing.
 """
@@ -179,7 +180,13 @@ def _chain(node: Mapping[str, object], by_file: Mapping[str, Mapping[str, object
 
 
 class Catalog:
-    """The current snapshot, and a background refresh that never stacks up."""
+    """The current snapshot, and a background refresh that never stacks up and is never starved.
+
+    Asking for a refresh only marks the snapshot stale. One background task fetches while it is
+    stale: it waits DEBOUNCE first, so a burst of asks costs one fetch, and asks that come while
+    it fetches cost one more fetch after it. Under a steady stream of asks (an event flood) the
+    snapshot is still renewed every DEBOUNCE plus one fetch, instead of never.
+    """
 
     DEBOUNCE = 0.05  # seconds: a burst of events costs one refresh
 
@@ -187,24 +194,27 @@ class Catalog:
         self._query = query
         self.snapshot = Snapshot()
         self._task: asyncio.Task[None] | None = None
+        self._stale = False
         self.refreshes = 0  # completed refreshes, for tests and the curious
 
     def refresh(self) -> None:
-        """Refresh in the background; a refresh under way is restarted."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = asyncio.ensure_future(self._refresh())
+        """Refresh in the background, after any refresh under way."""
+        self._stale = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._refresh())
 
     async def _refresh(self) -> None:
-        await asyncio.sleep(self.DEBOUNCE)
-        snapshot = await fetch(self._query)
-        self.snapshot = snapshot
-        self.refreshes += 1
+        while self._stale:
+            await asyncio.sleep(self.DEBOUNCE)
+            self._stale = False  # asks from here on need the fetch after this one
+            self.snapshot = await fetch(self._query)
+            self.refreshes += 1
 
     def clear(self) -> None:
         """Forget everything (after a reconnect stale names would mislead)."""
         if self._task is not None:
             self._task.cancel()
+        self._stale = False
         self.snapshot = Snapshot()
 
     async def settled(self) -> None:

@@ -356,6 +356,39 @@ def test_completion_answers_from_the_cache_while_qemu_is_frozen(qemu):
     in_loop(test)
 
 
+def test_a_steady_stream_of_refresh_triggers_still_renews_the_values(qemu):
+    """Events that change live values, one every 20 ms (faster than the debounce): new values still arrive."""
+
+    async def test() -> None:
+        async with connected(qemu) as (session, completer):
+            catalog = session.catalog
+            stop = asyncio.Event()
+
+            async def storm() -> None:  # what an event flood does: one after_event per event
+                while not stop.is_set():
+                    catalog.after_event("BLOCK_JOB_ERROR")
+                    await asyncio.sleep(0.02)
+
+            flood = asyncio.ensure_future(storm())
+            try:
+                await asyncio.sleep(0.2)
+                before, started = catalog.refreshes, time.monotonic()
+                await run(session, CHAIN[0])
+                deadline = time.monotonic() + 3
+                while "node-B" not in texts(completer, "block-stream device="):
+                    assert time.monotonic() < deadline, "node-B never arrived while the triggers kept coming"
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.5)
+                # each fetch follows its own DEBOUNCE: at most one per DEBOUNCE, not one per trigger
+                most = (time.monotonic() - started) / catalog.DEBOUNCE + 1
+                assert 2 <= catalog.refreshes - before <= most
+            finally:
+                stop.set()
+                await flood
+
+    in_loop(test)
+
+
 # -- robustness: never raise ------------------------------------------------------------------
 
 
