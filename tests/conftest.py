@@ -1,7 +1,7 @@
-"""Shared fixtures: real QEMU processes with QMP sockets, and running qmpsh.
+"""Shared fixtures: real QEMU (and qemu-storage-daemon) processes with QMP sockets, and running qmpsh.
 
-QEMU is required: a missing qemu-system-x86_64 or qemu-img fails the tests
-that need it (``bash .ci/setup`` installs both), it never skips them.
+QEMU is required: a missing qemu-system-x86_64, qemu-img or qemu-storage-daemon
+fails the tests that need it (``bash .ci/setup`` installs them), it never skips them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
 QEMU_IMG = os.environ.get("QMPSH_QEMU_IMG", "qemu-img")
+STORAGE_DAEMON = os.environ.get("QMPSH_QEMU_STORAGE_DAEMON", "qemu-storage-daemon")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -41,7 +42,8 @@ def _private_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 
 def require_qemu() -> None:
-    for tool, package in ((QEMU, "qemu-system-x86"), (QEMU_IMG, "qemu-utils")):
+    for tool, package in ((QEMU, "qemu-system-x86"), (QEMU_IMG, "qemu-utils"),
+                          (STORAGE_DAEMON, "qemu-system-common")):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run 'bash .ci/setup test' (installs Debian's {package})")
 
@@ -52,7 +54,7 @@ def qemu_img(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 @dataclass
 class Qemu:
-    """A running QEMU (TCG, -S) serving QMP on ``socket``; images live in ``dir``."""
+    """A running QEMU (TCG, -S), or qemu-storage-daemon, serving QMP on ``socket``; images live in ``dir``."""
 
     dir: Path
     socket: str
@@ -94,13 +96,28 @@ def start_qemu(workdir: Path, args: list[str], name: str = "qmp.sock", extra_qmp
     qmp = ["-qmp", f"unix:{sock},server=on,wait=off"]
     for extra in extra_qmp:
         qmp += ["-qmp", f"unix:{workdir / extra},server=on,wait=off"]
+    return _serving(QEMU, args, qmp, workdir, name)
+
+
+def start_storage_daemon(workdir: Path, args: list[str], name: str = "qsd.sock") -> Qemu:
+    """Start qemu-storage-daemon in ``workdir`` with ``args`` and a QMP monitor on a unix socket."""
+    require_qemu()
+    sock = str(workdir / name)
+    qmp = ["--chardev", f"socket,id=qmp0,path={sock},server=on,wait=off", "--monitor", "chardev=qmp0"]
+    return _serving(STORAGE_DAEMON, args, qmp, workdir, name)
+
+
+def _serving(program: str, args: list[str], qmp: list[str], workdir: Path, name: str) -> Qemu:
+    """Run ``program`` in ``workdir``, its output to NAME.log; return once its QMP socket NAME accepts."""
+    sock = str(workdir / name)
+    argv = [program, *args, *qmp]
     log = open(workdir / f"{name}.log", "wb")
-    proc = subprocess.Popen([QEMU, *args, *qmp], cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     log.close()
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"QEMU exited: {(workdir / f'{name}.log').read_text()}")
+            raise RuntimeError(f"{argv[0]} exited: {(workdir / f'{name}.log').read_text()}")
         if os.path.exists(sock):
             with socket.socket(socket.AF_UNIX) as probe:
                 try:
@@ -110,7 +127,7 @@ def start_qemu(workdir: Path, args: list[str], name: str = "qmp.sock", extra_qmp
                     pass
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("QEMU did not open its QMP socket in 30 s")
+            raise RuntimeError(f"{argv[0]} did not open its QMP socket in 30 s")
         time.sleep(0.02)
     return Qemu(workdir, sock, proc, args)
 
@@ -141,6 +158,19 @@ def qemu_factory(tmp_path: Path) -> Iterator:
 def qemu(qemu_factory) -> Qemu:
     """The live block operations document's QEMU: a fresh 39M a.qcow2 as node-A on virtio0."""
     return qemu_factory()
+
+
+@pytest.fixture
+def storage_daemon(tmp_path: Path) -> Iterator[Qemu]:
+    """qemu-storage-daemon with the document's node-A (a fresh 39M a.qcow2) and no devices, no VM."""
+    require_qemu()
+    qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "39M", cwd=tmp_path)
+    daemon = start_storage_daemon(tmp_path, [
+        "--blockdev", "driver=file,node-name=file,filename=a.qcow2",
+        "--blockdev", "driver=qcow2,node-name=node-A,file=file",
+    ])
+    yield daemon
+    daemon.stop()
 
 
 def qmpsh_env(**extra: str) -> dict[str, str]:
