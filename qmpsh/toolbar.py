@@ -10,12 +10,13 @@ import asyncio
 from collections.abc import Callable
 
 from prompt_toolkit.formatted_text import HTML
-from qemu.qmp import QMPError
+from qemu.qmp import ExecuteError, QMPError
 
 from qmpsh.catalog import Source
 from qmpsh.session import Session
 
 POLL_SECONDS = 1.0
+STATUS_RETRY_MAX = 32.0  # seconds: the longest wait before asking again for a run state that failed
 
 
 def qemu_version(session: Session) -> str:
@@ -47,16 +48,27 @@ class Toolbar:
         return HTML(" " + " │ ".join(_escape(p) for p in parts))
 
     async def keep_current(self, redraw: Callable[[], None]) -> None:
-        """The run state when it is not known (at start, after a reconnect), job progress while jobs exist."""
+        """The run state when it is not known (at start, after a reconnect), job progress while jobs exist.
+
+        A server without ``query-status`` (qemu-storage-daemon) has no run state: it is not asked
+        again until a reconnect. Other failures are retried after 1, 2, 4 ... 32 seconds.
+        """
+        retry_in, next_try = POLL_SECONDS, 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            if self.session.vm_status is None and self.session.client.running:
+            if self.session.vm_status is None and self.session.client.running and loop.time() >= next_try:
                 try:
                     status = await self.session.query("query-status")
-                    if isinstance(status, dict):
-                        self.session.vm_status = str(status.get("status"))
-                        redraw()
+                    self.session.vm_status = str(status.get("status")) if isinstance(status, dict) else ""
+                    retry_in = POLL_SECONDS
+                    redraw()
+                except ExecuteError as err:
+                    if err.error_class == "CommandNotFound":
+                        self.session.vm_status = ""  # no VM here: nothing to show, nothing to ask
+                    else:
+                        next_try, retry_in = loop.time() + retry_in, min(2 * retry_in, STATUS_RETRY_MAX)
                 except QMPError:
-                    pass
+                    next_try, retry_in = loop.time() + retry_in, min(2 * retry_in, STATUS_RETRY_MAX)
             catalog = self.session.catalog
             has_jobs = bool(self.jobs) or bool(catalog and catalog.snapshot.get(Source.JOB))
             if has_jobs and self.session.client.running:

@@ -329,3 +329,24 @@ def test_status_toolbar(qemu_factory):
         term.wait_for(lambda: term.toolbar == expected + "paused", "the job to leave the toolbar")
     finally:
         term.close()
+
+
+def test_status_toolbar_on_a_storage_daemon(storage_daemon, tmp_path):
+    """qemu-storage-daemon has no VM and no query-status: the toolbar shows none and stops asking."""
+    (version,) = [json.loads(line) for line in run_qmpsh(storage_daemon.socket, stdin="query-version\n")
+                  .stdout.splitlines()]
+    qemu = version["return"]["qemu"]
+    expected = f" connected │ QEMU {qemu['major']}.{qemu['minor']}.{qemu['micro']}"
+    log = tmp_path / "wire.log"
+    term = ToolbarTerminal(storage_daemon.socket, "-l", str(log))
+    try:
+        term.wait_prompt()
+        term.wait_for(lambda: term.toolbar == expected, "the toolbar without a VM state")
+        time.sleep(3.5)  # the toolbar's poll runs once a second
+        term.run("query-block", '{"return": []}')
+        assert term.toolbar == expected, term.dump()
+    finally:
+        term.close()
+    asked = [line for line in log.read_text().splitlines()
+             if json.loads(line)["direction"] == "sent" and json.loads(line)["message"].get("execute") == "query-status"]
+    assert len(asked) == 1, asked

@@ -1,5 +1,6 @@
 """Keeping the session at a real terminal (pty + pyte): Ctrl-C during a slow reply,
-two sessions sharing one history file, a history location that cannot be written.
+two sessions sharing one history file, a history location that cannot be written,
+a status toolbar whose query-status keeps failing.
 
 The server is the fake QMP server (``tests/fakeqmp.py``): a real QEMU cannot be
 made to answer a given command three seconds late.
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from prompt_toolkit.history import FileHistory
 
-from tests.fakeqmp import FakeQMPServer, delay, reply
+from tests.fakeqmp import FakeQMPServer, delay, error, reply
 from tests.interactive.test_pty import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal, terminal
 
 __all__ = ["terminal"]  # the fixture, shared with test_pty
@@ -217,3 +218,20 @@ def test_history_file_that_stops_being_writable_warns_once(server, terminal):
     assert text.count('{"return": {}}') == 4, text
     term.send(CTRL_D)
     assert term.wait_exit() == 0, term.dump()
+
+
+# ---------------------------------------------------------------------------
+# the status toolbar's polling
+
+
+def test_failing_query_status_is_asked_less_and_less_often(server, terminal):
+    """A server that answers query-status with an error: asked after 1, 2, 4 ... s, not every second."""
+    server.when("query-status", error("GenericError", "not now"))
+    term = terminal(str(server.path))
+    term.wait_prompt()
+    started = time.monotonic()
+    time.sleep(4.5)  # every second: about 5 asks; backing off: at 0, 1 and 3 s
+    term.run("query-version", '"return"')
+    asked = [r for r in server.requests if isinstance(r, dict) and r.get("execute") == "query-status"]
+    elapsed = time.monotonic() - started
+    assert 2 <= len(asked) <= 3, f"{len(asked)} query-status in {elapsed:.1f} s"
