@@ -284,6 +284,8 @@ class Sources:
                     values.update((v, "enum") for v in schema.enum_values(type_name))
                 elif schema.json_type(type_name) == "boolean":
                     values.update({"true": "boolean", "false": "boolean"})
+            if leaf == "format" and schema.describe(member.type) == "string":
+                values.update((d, "block driver") for d in schema.block_drivers())
             obj_type = (schema.action_type(want.command) if want.action else schema.arg_type(want.command))
             if not path and obj_type and schema.tag(obj_type) == leaf:
                 values.update((c, "variant") for c in schema.variant_cases(obj_type))

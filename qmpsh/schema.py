@@ -109,6 +109,15 @@ class Schema:
     def variant_cases(self, type_name: str) -> list[str]:
         return [str(v["case"]) for v in self.types.get(type_name, {}).get("variants", [])]  # type: ignore[index, union-attr]
 
+    def block_drivers(self) -> list[str]:
+        """The block drivers this QEMU has: blockdev-add's ``driver`` branches.
+
+        They are what a ``format`` string argument takes (drive-mirror, drive-backup,
+        blockdev-snapshot-sync ...), which the schema types only as a string.
+        """
+        options = self.arg_type("blockdev-add")
+        return self.variant_cases(options) if options and self.tag(options) == "driver" else []
+
     def arg_type(self, name: str) -> str | None:
         """The argument type of a command or the data type of an event."""
         entry = self.commands.get(name) or self.events.get(name)

@@ -203,6 +203,11 @@ def test_enum_and_boolean_values(qemu):
             assert {"qcow2", "raw", "file"} <= set(texts(completer, "blockdev-add driver="))
             assert texts(completer, "blockdev-add driver=qco")[:2] == ["qcow", "qcow2"]
             assert "file" in texts(completer, "blockdev-add driver=qcow2 file.driver=")
+            # format= is a plain string in the schema: the block drivers are offered all the same
+            assert texts(completer, mirror + "format=qco")[:2] == ["qcow", "qcow2"]
+            assert list(metas(completer, "blockdev-snapshot-sync format=ra").items())[0] == ("raw", "block driver")
+            assert "qcow2" in texts(completer, "transaction(\ndrive-backup device=node-A target=x format=")
+            assert metas(completer, "screendump filename=x format=") == {"png": "enum", "ppm": "enum"}  # its own enum
             assert {"inet", "unix"} <= set(texts(completer, "nbd-server-start addr.type="))
             # Inside a transaction too.
             assert "full" in texts(completer, "transaction(\ndrive-backup device=node-A target=x sync=")
