@@ -1,4 +1,4 @@
-"""Live values for completion: block node-names, job ids, device ids, bitmaps, exports.
+"""Live values for completion: block node-names, job ids, device ids, bitmaps, exports, device types.
 
 Values are fetched in the background into a new ``Snapshot`` that replaces
 the old one whole; a refresh asked for during a refresh runs once more after
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from qemu.qmp import QMPError
@@ -25,6 +25,7 @@ class Source(Enum):
     BITMAP = "dirty bitmap"
     EXPORT = "export"
     IMAGE = "image file"
+    DEVICE_TYPE = "device type"  # what device_add can add: fixed for a QEMU binary, fetched once
 
 
 #: Which live values an argument takes: (command pattern, argument path, source).
@@ -49,6 +50,8 @@ ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
     ("nbd-server-remove", "name", Source.EXPORT),
     ("block-export-del", "id", Source.EXPORT),
     ("device_del", "id", Source.DEVICE),
+    ("device_add", "driver", Source.DEVICE_TYPE),
+    ("device-list-properties", "typename", Source.DEVICE_TYPE),
     ("blockdev-*-tray", "id", Source.DEVICE),
     ("blockdev-*-medium", "id", Source.DEVICE),
     ("eject", "id", Source.DEVICE),
@@ -163,6 +166,15 @@ async def fetch(query: Query) -> Snapshot:
     )
 
 
+async def fetch_device_types(query: Query) -> tuple[str, ...]:
+    """The device types device_add takes (none if the server cannot say: qemu-storage-daemon)."""
+    try:
+        types = await query("qom-list-types", {"implements": "device", "abstract": False})
+    except QMPError:
+        return ()
+    return tuple(sorted(_names(types, "name")))
+
+
 def _chain(node: Mapping[str, object], by_file: Mapping[str, Mapping[str, object]]) -> tuple[str, ...]:
     """The image files of a node's backing chain, top first, followed by file name (``flat`` has no nesting)."""
     chain: list[str] = []
@@ -195,6 +207,7 @@ class Catalog:
         self.snapshot = Snapshot()
         self._task: asyncio.Task[None] | None = None
         self._stale = False
+        self._device_types: tuple[str, ...] | None = None  # fetched with the first refresh only
         self.refreshes = 0  # completed refreshes, for tests and the curious
 
     def refresh(self) -> None:
@@ -207,7 +220,10 @@ class Catalog:
         while self._stale:
             await asyncio.sleep(self.DEBOUNCE)
             self._stale = False  # asks from here on need the fetch after this one
-            self.snapshot = await fetch(self._query)
+            snapshot = await fetch(self._query)
+            if self._device_types is None:
+                self._device_types = await fetch_device_types(self._query)
+            self.snapshot = replace(snapshot, values={**snapshot.values, Source.DEVICE_TYPE: self._device_types})
             self.refreshes += 1
 
     def clear(self) -> None:
@@ -215,6 +231,7 @@ class Catalog:
         if self._task is not None:
             self._task.cancel()
         self._stale = False
+        self._device_types = None  # the server may be another QEMU now
         self.snapshot = Snapshot()
 
     async def settled(self) -> None:

@@ -43,10 +43,23 @@ CHAIN = [
 # -- helpers ---------------------------------------------------------------------
 
 
+class Sent:
+    """A wire tap keeping the commands sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def sent(self, msg) -> None:
+        self.commands.append(str(msg["execute"]) if "execute" in msg else "")
+
+    def received(self, msg) -> None:
+        pass
+
+
 @asynccontextmanager
-async def connected(qemu: Qemu):
+async def connected(qemu: Qemu, tap: Sent | None = None):
     """A session on ``qemu`` with its completer built as the interactive loop builds it; settled."""
-    session = Session(Renderer(), Options(interactive=True))
+    session = Session(Renderer(), Options(interactive=True), tap=tap)
     await session.client.connect(qemu.socket)
     try:
         completer = completer_for(session)
@@ -262,7 +275,8 @@ def test_wait_events_and_transaction_actions(qemu):
 
 def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
     async def test() -> None:
-        async with connected(qemu) as (session, completer):
+        tap = Sent()
+        async with connected(qemu, tap) as (session, completer):
             assert {"node-A", "file"} <= set(texts(completer, "block-stream device="))
             for line in CHAIN:
                 await run(session, line)
@@ -302,6 +316,13 @@ def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
             assert texts(completer, "block-dirty-bitmap-remove node=node-A name=") == []
             assert texts(completer, "block-dirty-bitmap-add node=node-B name=") == []  # a new name
             assert texts(completer, "device_del id=") == ["virtio0"]
+            # Device types, from qom-list-types: concrete ones only, asked once per connection.
+            types = metas(completer, "device_add driver=virtio-blk-")
+            assert {"virtio-blk-pci", "virtio-blk-device"} <= set(types) and set(types.values()) == {"device type"}
+            assert "virtio-blk-pci-base" not in types  # abstract: device_add cannot add it
+            assert "virtio-net-pci" in texts(completer, "device-list-properties typename=virtio-n")
+            assert tap.commands.count("query-named-block-nodes") > 1  # refreshed after each command ...
+            assert tap.commands.count("qom-list-types") == 1  # ... but the types only once
 
             # The document's first way out: cancel the ready mirror. job0 stops being offered.
             await run(session, "block-job-cancel device=job0")
