@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from qemu.qmp import QMPError
+from qemu.qmp import ExecuteError, QMPError
 
 
 class Source(Enum):
@@ -166,12 +166,15 @@ async def fetch(query: Query) -> Snapshot:
     )
 
 
-async def fetch_device_types(query: Query) -> tuple[str, ...]:
-    """The device types device_add takes (none if the server cannot say: qemu-storage-daemon)."""
+async def fetch_device_types(query: Query) -> tuple[str, ...] | None:
+    """The device types device_add takes: none if the server says it has none (qemu-storage-daemon),
+    None if the question failed otherwise (ask again next time)."""
     try:
         types = await query("qom-list-types", {"implements": "device", "abstract": False})
-    except QMPError:
+    except ExecuteError:
         return ()
+    except QMPError:
+        return None
     return tuple(sorted(_names(types, "name")))
 
 
@@ -223,13 +226,14 @@ class Catalog:
             snapshot = await fetch(self._query)
             if self._device_types is None:
                 self._device_types = await fetch_device_types(self._query)
-            self.snapshot = replace(snapshot, values={**snapshot.values, Source.DEVICE_TYPE: self._device_types})
+            self.snapshot = replace(snapshot, values={**snapshot.values, Source.DEVICE_TYPE: self._device_types or ()})
             self.refreshes += 1
 
     def clear(self) -> None:
         """Forget everything (after a reconnect stale names would mislead)."""
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # done only once the loop runs again: a refresh() now must not wait for it
+            self._task = None
         self._stale = False
         self._device_types = None  # the server may be another QEMU now
         self.snapshot = Snapshot()

@@ -415,6 +415,25 @@ def test_a_steady_stream_of_refresh_triggers_still_renews_the_values(qemu):
     in_loop(test)
 
 
+def test_a_refresh_right_after_clear_runs_although_the_old_one_was_under_way(qemu):
+    """What a reconnect does (clear, then refresh) while a refresh waits or fetches: the new one still runs."""
+
+    async def test() -> None:
+        async with connected(qemu) as (session, completer):
+            catalog = session.catalog
+            for pause in (0.0, catalog.DEBOUNCE + 0.002):  # during the debounce, then during the fetch
+                catalog.refresh()
+                await asyncio.sleep(pause)
+                catalog.clear()
+                assert texts(completer, "block-stream device=") == []
+                catalog.refresh()
+                await asyncio.wait_for(catalog.settled(), TIMEOUT)
+                assert "node-A" in texts(completer, "block-stream device="), f"nothing fetched (pause {pause})"
+                assert "virtio-blk-pci" in texts(completer, "device_add driver=virtio-blk")
+
+    in_loop(test)
+
+
 # -- robustness: never raise ------------------------------------------------------------------
 
 
