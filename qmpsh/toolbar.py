@@ -51,11 +51,15 @@ class Toolbar:
         """The run state when it is not known (at start, after a reconnect), job progress while jobs exist.
 
         A server without ``query-status`` (qemu-storage-daemon) has no run state: it is not asked
-        again until a reconnect. Other failures are retried after 1, 2, 4 ... 32 seconds.
+        again until a reconnect. Other failures are retried after about 1, 2, 4 ... 32 seconds,
+        and at once on a new connection.
         """
         retry_in, next_try = POLL_SECONDS, 0.0
         loop = asyncio.get_running_loop()
+        greeting = self.session.client.greeting  # a new one with every connection
         while True:
+            if self.session.client.greeting is not greeting:
+                greeting, retry_in, next_try = self.session.client.greeting, POLL_SECONDS, 0.0
             if self.session.vm_status is None and self.session.client.running and loop.time() >= next_try:
                 try:
                     status = await self.session.query("query-status")

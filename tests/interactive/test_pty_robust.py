@@ -235,3 +235,18 @@ def test_failing_query_status_is_asked_less_and_less_often(server, terminal):
     asked = [r for r in server.requests if isinstance(r, dict) and r.get("execute") == "query-status"]
     elapsed = time.monotonic() - started
     assert 2 <= len(asked) <= 3, f"{len(asked)} query-status in {elapsed:.1f} s"
+
+
+def test_a_new_connection_asks_for_the_run_state_at_once(server, terminal):
+    """After failures pushed the next query-status 4 s away, /reconnect asks on the new connection at once."""
+    server.when("query-status", error("GenericError", "not now"), times=3)  # asked at 0, 1 and 3 s
+    server.answers["query-status"] = {"return": {"status": "running", "singlestep": False, "running": True}}
+
+    def asked() -> int:
+        return sum(1 for r in server.requests if isinstance(r, dict) and r.get("execute") == "query-status")
+
+    term = terminal(str(server.path))
+    term.wait_prompt()
+    term.wait_for(lambda: asked() == 3, "three failed query-status", timeout=6)
+    term.run("/reconnect", "connected to")
+    term.wait_for(lambda: asked() == 4, "query-status on the new connection", timeout=2)
