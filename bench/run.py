@@ -791,6 +791,13 @@ def table(rows: dict[str, Row], smoke: bool = False, partial: bool = False) -> s
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 # The benchmark's parts, in the order they run: each is a Bench method of that name (with _ for -).
 PARTS = ("throughput", "startup", "prompt", "prompt-vs-schema", "schema", "flood", "pty-flood", "completion")
 
@@ -806,8 +813,8 @@ def main(argv: list[str] | None = None) -> int:
                              "is not touched) instead of the working tree: to measure an optimisation's effect")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--only", metavar="PART", action="append", choices=PARTS,
-                        help=f"run only this part (repeatable): {', '.join(PARTS)}; the other rows say (not run)")
-    parser.add_argument("--startup-runs", metavar="N", type=int,
+                        help=f"run only this part (repeatable): {', '.join(PARTS)}; the table shows only its rows")
+    parser.add_argument("--startup-runs", metavar="N", type=_positive,
                         help=f"repetitions of the start-up row (default {Sizes.startup_runs}): more to see a few ms")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()

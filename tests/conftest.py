@@ -42,8 +42,15 @@ def _private_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 
 def require_qemu() -> None:
-    for tool, package in ((QEMU, "qemu-system-x86"), (QEMU_IMG, "qemu-utils"),
-                          (STORAGE_DAEMON, "qemu-system-common")):
+    _require((QEMU, "qemu-system-x86"), (QEMU_IMG, "qemu-utils"))
+
+
+def require_storage_daemon() -> None:
+    _require((STORAGE_DAEMON, "qemu-system-common"), (QEMU_IMG, "qemu-utils"))
+
+
+def _require(*tools: tuple[str, str]) -> None:
+    for tool, package in tools:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run 'bash .ci/setup test' (installs Debian's {package})")
 
@@ -101,7 +108,7 @@ def start_qemu(workdir: Path, args: list[str], name: str = "qmp.sock", extra_qmp
 
 def start_storage_daemon(workdir: Path, args: list[str], name: str = "qsd.sock") -> Qemu:
     """Start qemu-storage-daemon in ``workdir`` with ``args`` and a QMP monitor on a unix socket."""
-    require_qemu()
+    require_storage_daemon()
     sock = str(workdir / name)
     qmp = ["--chardev", f"socket,id=qmp0,path={sock},server=on,wait=off", "--monitor", "chardev=qmp0"]
     return _serving(STORAGE_DAEMON, args, qmp, workdir, name)
@@ -163,7 +170,7 @@ def qemu(qemu_factory) -> Qemu:
 @pytest.fixture
 def storage_daemon(tmp_path: Path) -> Iterator[Qemu]:
     """qemu-storage-daemon with the document's node-A (a fresh 39M a.qcow2) and no devices, no VM."""
-    require_qemu()
+    require_storage_daemon()
     qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "39M", cwd=tmp_path)
     daemon = start_storage_daemon(tmp_path, [
         "--blockdev", "driver=file,node-name=file,filename=a.qcow2",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import subprocess
 import sys
 
@@ -31,9 +33,28 @@ def test_help_wraps_to_columns(monkeypatch, capsys, columns):
 
 
 @pytest.mark.parametrize("value", ["", "0", "-5", "wide"])
-def test_unusable_columns_fall_back(monkeypatch, value):
+def test_unusable_columns_fall_back_to_the_terminal_then_80(monkeypatch, value):
     monkeypatch.setenv("COLUMNS", value)
-    assert cli._terminal_columns() > 0  # a terminal's width, or 80 when stdout is no terminal
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((132, 40)))
+    assert cli._terminal_columns() == 132
+    monkeypatch.setattr(os, "get_terminal_size", no_terminal)
+    assert cli._terminal_columns() == 80
+
+
+def no_terminal(fd: int) -> os.terminal_size:
+    raise OSError(25, "Inappropriate ioctl for device")
+
+
+@pytest.mark.parametrize("columns", [None, "0", "37", "200"])
+def test_width_is_argparses_own(monkeypatch, columns):
+    """The same width argparse's formatter finds through shutil, with or without a terminal."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    for size in (lambda fd: os.terminal_size((101, 30)), no_terminal):
+        monkeypatch.setattr(os, "get_terminal_size", size)
+        assert cli._HelpFormatter("qmpsh")._width == argparse.HelpFormatter("qmpsh")._width
 
 
 def test_build_parser_does_not_import_shutil():
