@@ -33,9 +33,12 @@ query-block-jobs
     assert result.returncode == 0, result.stderr
     out = json_lines(result.stdout)
     assert out[0]["return"]["status"] == "prelaunch"
-    assert {"event": "BLOCK_JOB_COMPLETED"}.items() <= out[-2].items() or any(
-        o.get("event") == "BLOCK_JOB_COMPLETED" for o in out)
     assert out[-1] == {"return": []}
+    # The job's end comes between the stream's reply and the last reply, as QEMU sent it.
+    replies = [i for i, o in enumerate(out) if "return" in o]
+    (completed,) = [i for i, o in enumerate(out) if o.get("event") == "BLOCK_JOB_COMPLETED"]
+    assert len(replies) == 4 and replies[2] < completed < replies[3], out
+    assert out[completed]["data"]["device"] == "job0"
     # What was printed is exactly what was received after negotiation, in the same order.
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     received = [e["message"] for e in logged if e["direction"] == "received"][2:]  # greeting, capabilities
