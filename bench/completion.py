@@ -27,6 +27,7 @@ from pathlib import Path
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
+from qmpsh.catalog import Source
 from qmpsh.render import Renderer
 from qmpsh.repl import completer_for
 from qmpsh.schema import Schema
@@ -89,7 +90,7 @@ async def measure(sock: str, repeats: int) -> dict[str, object]:
     completer = completer_for(session)
     await session.ensure_schema()
     await session.catalog.settled()  # type: ignore[union-attr]
-    nodes = len(session.catalog.snapshot.values.get(next(iter(session.catalog.snapshot.values))))  # type: ignore[union-attr]
+    nodes = len(session.catalog.snapshot.get(Source.NODE))  # type: ignore[union-attr]
     times: dict[str, list[float]] = {c: [] for c in CURSORS}
     counts: dict[str, int] = {}
     for _ in range(repeats):
@@ -98,6 +99,9 @@ async def measure(sock: str, repeats: int) -> dict[str, object]:
             found = list(completer.get_completions(Document(cursor), CompleteEvent(completion_requested=True)))
             times[cursor].append((time.perf_counter() - started) * 1000)
             counts[cursor] = len(found)
+    # A completer that offered nothing would be fast too: the live nodes must really be offered.
+    if counts["block-stream device=node-"] < 4 or counts["block-job-cancel device="] != 1:
+        raise SystemExit(f"bench: completion offered too little: {counts}")
     everything = [t for ts in times.values() for t in ts]
     await session.client.close_quietly()
     return {
