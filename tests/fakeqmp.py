@@ -38,10 +38,8 @@ How a request is answered, in order:
 1. a behaviour scripted with ``when(command, *actions)``: the actions run in
    the order given (so ``events(N), reply()`` sends the events before the
    reply, ``reply(), events(N)`` after it);
-2. otherwise the ``handler(request)``: it returns a reply object (sent with
-   the request's id echoed), a list of actions, or None for no answer. The
-   default handler answers ``{"return": {}}``, or what ``answers`` holds for
-   that command.
+2. otherwise ``{"return": {}}``, or what ``answers`` holds for that command,
+   with the request's id echoed.
 
 An action is any callable ``action(conn, request)``; ``conn`` is the
 :class:`Connection` (``send``, ``send_raw``, ``close``, ``silent``).
@@ -59,12 +57,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 JSON = dict[str, Any]
 Action = Callable[["Connection", JSON], None]
-HandlerResult = Union[JSON, list[Action], None]
-Handler = Callable[[JSON], HandlerResult]
 
 #: What QEMU 7.2 (Debian 12) sends on connect.
 GREETING: JSON = {
@@ -92,22 +88,11 @@ def with_id(obj: JSON, request: JSON) -> JSON:
     return obj
 
 
-def event_message(name: str, data: JSON | None = None, when: float | None = None) -> JSON:
-    """An event as QEMU sends it: timestamp first, then event, then data (if any)."""
-    when = time.time() if when is None else when
-    seconds = int(when)
-    msg: JSON = {"timestamp": {"seconds": seconds, "microseconds": int((when - seconds) * 1_000_000)},
-                 "event": name}
-    if data is not None:
-        msg["data"] = data
-    return msg
-
-
 # -- actions -------------------------------------------------------------------
 
 
 def reply(obj: JSON | None = None) -> Action:
-    """Answer the request: ``obj`` (default: the server's handler's answer) with its id echoed."""
+    """Answer the request: ``obj`` (default: the server's answer for it) with its id echoed."""
 
     def act(conn: Connection, request: JSON) -> None:
         answer = obj if obj is not None else conn.server.default_answer(request)
@@ -208,7 +193,7 @@ class Connection:
         self.server = server
         self.sock = sock
         self.silent = False
-        self.negotiated = not server.negotiate
+        self.negotiated = False
         self.closed = False
         self._lock = threading.Lock()
 
@@ -285,15 +270,7 @@ class Connection:
             self.send(with_id({"error": _NOT_NEGOTIATED}, request))
             return
         actions = self.server.scripted(command)
-        if actions is None:
-            result = self.server.handler(request)
-            if result is None:
-                return
-            if isinstance(result, dict):
-                self.send(with_id(result, request))
-                return
-            actions = result
-        for action in actions:
+        for action in [reply()] if actions is None else actions:
             if self.closed:
                 break
             action(self, request)
@@ -302,22 +279,17 @@ class Connection:
 class FakeQMPServer:
     """A fake QMP server on a unix socket, serving each client in its own thread.
 
-    ``handler(request)`` answers commands nobody scripted (default:
-    :meth:`default_answer`); ``answers`` maps command names to fixed reply
-    objects for the default handler; ``greeting=None`` sends no greeting and
-    ``negotiate=False`` accepts commands without ``qmp_capabilities``.
+    ``answers`` maps command names to the reply objects for commands nobody
+    scripted (:meth:`default_answer`); ``greeting=None`` sends no greeting.
     """
 
     #: What serves each client; a subclass may answer more (e.g. exec-oob).
     connection_class: type[Connection] = Connection
 
-    def __init__(self, path: str | os.PathLike[str], handler: Handler | None = None, *,
-                 greeting: JSON | None = GREETING, negotiate: bool = True,
+    def __init__(self, path: str | os.PathLike[str], *, greeting: JSON | None = GREETING,
                  answers: dict[str, JSON] | None = None) -> None:
         self.path = Path(path)
-        self.handler: Handler = handler or self.default_answer
         self.greeting = greeting
-        self.negotiate = negotiate
         self.answers: dict[str, JSON] = dict(answers or {})
         self.requests: list[object] = []  # every request received, on any connection, in order
         self.connections: list[Connection] = []
@@ -417,7 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the command that triggers the flood (default: query-status)")
     parser.add_argument("--flood-after-reply", action="store_true",
                         help="send the events after the reply (default: before it)")
-    parser.add_argument("--event", default="JOB_STATUS_CHANGE", help="the flood's event name")
     parser.add_argument("--answer", action="append", default=[], metavar="COMMAND=FILE",
                         help="answer COMMAND with the JSON reply object in FILE (e.g. {\"return\": [...]})")
     return parser
@@ -431,7 +402,7 @@ def serve_forever(argv: Iterable[str] | None = None) -> int:
         answers[command] = json.loads(Path(path).read_text())
     server = FakeQMPServer(args.socket, answers=answers)
     if args.flood:
-        flood = events(args.flood, name=args.event)
+        flood = events(args.flood)
         order = [reply(), flood] if args.flood_after_reply else [flood, reply()]
         server.when(args.flood_on, *order)
     done = threading.Event()
