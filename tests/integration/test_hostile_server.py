@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_qmpsh
-from tests.fakeqmp import (GREETING, FakeQMPServer, close, close_mid_reply, delay, encode, error, events, raw,
+from tests.fakeqmp import (GREETING, FakeQMPServer, close, close_mid_reply, delay, encode, events, raw,
                            reply, silence)
 
 RUN_TIMEOUT = 20.0  # seconds any one qmpsh run may take before the test calls it a hang
@@ -68,6 +68,15 @@ def one_error_line(run: Run) -> str:
     assert len(lines) == 1, f"expected one line on stderr, got {run.stderr!r}"
     assert lines[0].startswith("error: "), run.stderr
     return lines[0]
+
+
+def connect_failed(run: Run, path: object, reason: str) -> None:
+    """qmpsh gave up connecting at once: exit 3 and one line, ``cannot connect to PATH: ...reason...``."""
+    assert run.returncode == 3, run
+    line = one_error_line(run)
+    assert line.startswith(f"error: cannot connect to {path}: "), line
+    assert reason in line, line
+    assert run.elapsed < QUICK, run
 
 
 @pytest.fixture
@@ -276,14 +285,6 @@ def test_error_without_id_is_noted_and_the_real_reply_attributed(server):
     assert "Invalid JSON syntax" in lines[0]
 
 
-def test_error_reply_fails_the_line_not_the_connection(server):
-    server.when("query-status", error("GenericError", "not today"))
-    run = qmpsh(str(server.path), stdin="query-status\nquery-name\n")
-    assert run.returncode == 1, run
-    assert run.docs() == [{"error": {"class": "GenericError", "desc": "not today"}}, {"return": {}}]
-    assert one_error_line(run) == "error: line 1: query-status: GenericError: not today"
-
-
 @pytest.mark.parametrize("answer", [b'{"id": "qmpsh-1"}\n', b'{"id": "qmpsh-1", "error": "boom"}\n'],
                          ids=["neither-return-nor-error", "error-not-an-object"])
 def test_malformed_reply_fails_the_line(server, answer):
@@ -318,11 +319,7 @@ def test_missing_greeting_times_out_fast(tmp_path):
 def test_malformed_greeting(tmp_path, greeting, reason):
     with FakeQMPServer(tmp_path / "qmp.sock", greeting=greeting) as server:
         run = qmpsh("--timeout", "5", str(server.path), stdin="query-status\n")
-    assert run.returncode == 3, run
-    line = one_error_line(run)
-    assert line.startswith(f"error: cannot connect to {server.path}: "), line
-    assert reason in line, line
-    assert run.elapsed < QUICK, run
+    connect_failed(run, server.path, reason)
     assert server.requests == []
 
 
@@ -337,11 +334,7 @@ def test_broken_greeting(raw_server, sent, reason):
 
     srv = raw_server(script)
     run = qmpsh("--timeout", "5", str(srv.path), stdin="query-status\n")
-    assert run.returncode == 3, run
-    line = one_error_line(run)
-    assert line.startswith(f"error: cannot connect to {srv.path}: "), line
-    assert reason in line, line
-    assert run.elapsed < QUICK, run
+    connect_failed(run, srv.path, reason)
 
 
 @pytest.mark.parametrize("with_id", [True, False], ids=["echoing-id", "id-less"])
@@ -378,10 +371,7 @@ def test_broken_negotiation_reply(raw_server, answer, reason):
 
     srv = raw_server(script)
     run = qmpsh("--timeout", "5", str(srv.path), stdin="query-status\n")
-    assert run.returncode == 3, run
-    line = one_error_line(run)
-    assert reason in line, line
-    assert run.elapsed < QUICK, run
+    connect_failed(run, srv.path, reason)
 
 
 def test_unanswered_negotiation_times_out_and_says_so(raw_server):

@@ -72,7 +72,8 @@ def test_qmp_error_fails_the_run_and_says_where(qemu):
     assert result.returncode == 1
     out = json_lines(result.stdout)
     assert out[1]["error"]["class"] == "GenericError" and out[2] == {"return": {}}
-    assert result.stderr.startswith("error: line 2: block-stream: GenericError:")
+    assert result.stderr.splitlines() == [  # one line: where, which command, and QEMU's own words
+        "error: line 2: block-stream: GenericError: Cannot find device='nope' nor node-name='nope'"]
 
 
 def test_parse_error_sends_nothing_and_fails(qemu):
