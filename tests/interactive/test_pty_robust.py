@@ -2,8 +2,9 @@
 two sessions sharing one history file, a history location that cannot be written,
 a status toolbar whose query-status keeps failing.
 
-The server is the fake QMP server (``tests/fakeqmp.py``): a real QEMU cannot be
-made to answer a given command three seconds late.
+The history tests run against real QEMU. The others use the fake QMP server
+(``tests/fakeqmp.py``): a real QEMU cannot be made to answer a given command
+three seconds late, or to fail query-status on demand.
 """
 
 from __future__ import annotations
@@ -140,15 +141,20 @@ def read_entries(path: Path) -> list[str]:
     return ["\n".join(lines) for lines in entries]
 
 
-def test_two_sessions_share_one_history_file(server, terminal):
+def add_bitmap(name: str) -> str:
+    """A real command whose reply is {"return": {}}, different for every name."""
+    return f"block-dirty-bitmap-add node=node-A name={name}"
+
+
+def test_two_sessions_share_one_history_file(qemu_factory, terminal):
+    vm = qemu_factory(None, extra_qmp=["qmp2.sock"])  # one client per QMP monitor: two monitors
     count = 12
-    first = terminal(str(server.path))
-    second = terminal(str(server.path))
+    first = terminal(vm.socket)
+    second = terminal(str(vm.dir / "qmp2.sock"))
     expected: list[str] = []
     replies = 0
     for i in range(count):
-        lines = {first: f"query-first-{i} seq={i} text=\"{'a' * 40}\"",
-                 second: f"query-second-{i} seq={i} text=\"{'b' * 40}\""}
+        lines = {first: add_bitmap(f"first-{i}-{'a' * 40}"), second: add_bitmap(f"second-{i}-{'b' * 40}")}
         for term, line in lines.items():
             term.wait_prompt()
             term.send(line + ENTER)  # both sessions store their entries at the same moment
@@ -159,8 +165,10 @@ def test_two_sessions_share_one_history_file(server, terminal):
     # A multi-line entry from each, pasted.
     for name, term in (("first", first), ("second", second)):
         term.wait_prompt()
-        term.paste(f'{{\n    "execute": "query-{name}-multi",\n    "arguments": {{}}\n}}\n')
-        expected.append(f'{{\n    "execute": "query-{name}-multi",\n    "arguments": {{}}\n}}')
+        pasted = (f'{{\n    "execute": "block-dirty-bitmap-add",\n'
+                  f'    "arguments": {{"node": "node-A", "name": "{name}-multi"}}\n}}')
+        term.paste(pasted + "\n")
+        expected.append(pasted)
     for term in (first, second):
         term.wait_for(lambda t=term: t.plain().count('{"return": {}}') >= count + 1, "the pasted request's reply")
         term.wait_prompt()
@@ -176,19 +184,19 @@ def test_two_sessions_share_one_history_file(server, terminal):
     assert sorted(FileHistory(str(path)).load_history_strings()) == sorted(expected)
 
     # A third session finds the last entry of the file under Up.
-    third = terminal(str(server.path))
+    third = terminal(vm.socket)
     third.send(UP)
     last = entries[-1]
     third.wait_for(lambda: last.split("\n")[-1] in third.rows[third.screen.cursor.y], "the last entry under Up")
 
 
-def test_unwritable_history_location_warns_once_and_goes_on(tmp_path, monkeypatch, server, terminal):
+def test_unwritable_history_location_warns_once_and_goes_on(tmp_path, monkeypatch, qemu, terminal):
     blocker = tmp_path / "a-regular-file"
     blocker.write_text("not a directory\n")
     monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "state"))
-    term = terminal(str(server.path))
+    term = terminal(qemu.socket)
     for n in range(3):
-        term.run(f"query-name n={n}", '{"return": {}}')
+        term.run(add_bitmap(f"bm{n}"), '{"return": {}}')
     text = term.plain()
     assert text.count("history not saved") == 1, text
     warning = next(line for line in text.split("\n") if "history not saved" in line)
@@ -196,21 +204,21 @@ def test_unwritable_history_location_warns_once_and_goes_on(tmp_path, monkeypatc
     assert "Traceback" not in text
     # The session still has its history in memory.
     term.send(UP)
-    term.wait_prompt("query-name n=2")
+    term.wait_prompt(add_bitmap("bm2"))
     term.send("\x15" + CTRL_D)  # clear the line, leave
     assert term.wait_exit() == 0, term.dump()
     assert blocker.read_text() == "not a directory\n"
 
 
-def test_history_file_that_stops_being_writable_warns_once(server, terminal):
-    term = terminal(str(server.path))
-    term.run("query-name n=0", '{"return": {}}')
+def test_history_file_that_stops_being_writable_warns_once(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.run(add_bitmap("bm0"), '{"return": {}}')
     path = history_path()
-    assert "query-name n=0" in path.read_text()
+    assert add_bitmap("bm0") in path.read_text()
     path.unlink()
     path.mkdir()  # where the file was: writes now fail with EISDIR
     for n in range(1, 4):
-        term.run(f"query-name n={n}", '{"return": {}}')
+        term.run(add_bitmap(f"bm{n}"), '{"return": {}}')
     text = term.plain()
     assert text.count("history not saved") == 1, text
     warning = next(line for line in text.split("\n") if "history not saved" in line)
