@@ -41,7 +41,8 @@ QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
 PYTHON = sys.executable
 
 sys.path.insert(0, str(REPO))
-from tests.fakeqmp import FakeQMPProcess  # noqa: E402  (plain module: no pytest import)
+from tests.fakeqmp import FakeQMPProcess  # noqa: E402  (plain modules: no pytest import)
+from tests.monitor import qmp  # noqa: E402
 
 TOOLS = ("qmpsh", "qmp-shell", "raw")
 
@@ -255,21 +256,6 @@ class Qemu:
                 self.proc.wait()
 
 
-def qmp_query(sock: str, command: str) -> dict[str, object]:
-    """One command over a fresh connection; the whole reply object."""
-    with socket.socket(socket.AF_UNIX) as conn:
-        conn.connect(sock)
-        reader = conn.makefile("rb")
-        reader.readline()
-        for request in ({"execute": "qmp_capabilities"}, {"execute": command}):
-            conn.sendall(json.dumps(request).encode() + b"\n")
-            while True:
-                reply = json.loads(reader.readline())
-                if "return" in reply or "error" in reply:
-                    break
-        return reply
-
-
 # -- measurements ---------------------------------------------------------------------------
 
 
@@ -466,8 +452,8 @@ class Bench:
         scale = self.sizes.schema_scale
         runs = self.sizes.prompt_runs
         self.log(f"time to prompt against a fake server: QEMU's schema x1 and x{scale}, {runs} runs")
-        schema = qmp_query(sock, "query-qmp-schema")
-        commands = qmp_query(sock, "query-commands")
+        schema = qmp(sock, "query-qmp-schema")
+        commands = qmp(sock, "query-commands")
         entries = schema["return"]
         assert isinstance(entries, list)
         big = list(entries)

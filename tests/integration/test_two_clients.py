@@ -13,66 +13,20 @@ from __future__ import annotations
 
 import json
 import selectors
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, qmpsh_env
+from tests.monitor import Monitor
 
 pytestmark = pytest.mark.qemu
 
 DEVICE = "/machine/peripheral/virtio0/virtio-backend"
 DEADLINE = 60.0  # the whole flow, qmpsh's run included; far below any test timeout
-
-
-class Monitor:
-    """A plain QMP client on a unix socket: commands with ids, events kept aside."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(20)
-        self.sock.connect(str(path))
-        self.stream = self.sock.makefile("rwb")
-        self.events: list[dict] = []
-        self.ids = 0
-        assert "QMP" in json.loads(self.stream.readline())
-        self.ok("qmp_capabilities")
-
-    def execute(self, command: str, **arguments: object) -> dict:
-        self.ids += 1
-        my_id = f"other-{self.ids}"
-        message: dict[str, object] = {"execute": command, "id": my_id}
-        if arguments:
-            message["arguments"] = arguments
-        self.stream.write(json.dumps(message).encode() + b"\n")
-        self.stream.flush()
-        while True:
-            line = self.stream.readline()
-            if not line:
-                raise EOFError("QEMU closed the second monitor")
-            msg = json.loads(line)
-            if "event" in msg:
-                self.events.append(msg)
-            elif msg.get("id") == my_id:
-                return msg
-
-    def ok(self, command: str, **arguments: object) -> object:
-        reply = self.execute(command, **arguments)
-        assert "return" in reply, (command, arguments, reply)
-        return reply["return"]
-
-    def saw(self, name: str, **data: object) -> bool:
-        return any(e["event"] == name and all(e.get("data", {}).get(k) == v for k, v in data.items())
-                   for e in self.events)
-
-    def close(self) -> None:
-        self.stream.close()
-        self.sock.close()
 
 
 class OtherClient(threading.Thread):

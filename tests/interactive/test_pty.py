@@ -8,190 +8,19 @@ sequences removed) to count replies even after they scroll off the screen.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import stat
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pexpect
-import pyte
 import pytest
 
-from tests.conftest import REPO, Qemu, qmpsh_env
+from tests.conftest import Qemu
+from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, TAB, TIMEOUT, UP, parse_row
+from tests.monitor import qmp
 
 pytestmark = pytest.mark.qemu
-
-COLS, ROWS = 100, 30
-PROMPT = "(QEMU) "
-TIMEOUT = 20.0  # a wait ends as soon as the screen is right; this bounds only a failure on a busy machine
-
-UP = "\x1b[A"
-TAB = "\t"
-ENTER = "\r"
-CTRL_C = "\x03"
-CTRL_D = "\x04"
-PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
-
-
-class Terminal:
-    """qmpsh in a pty whose output feeds a pyte screen."""
-
-    def __init__(self, address: str, *args: str) -> None:
-        self.screen = pyte.Screen(COLS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = bytearray()
-        self.eof = False
-        env = qmpsh_env(PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
-        for name in ("COLUMNS", "LINES"):
-            env.pop(name, None)
-        self.child = pexpect.spawn(sys.executable, ["-m", "qmpsh", *args, address], env=env, cwd=str(REPO),
-                                   dimensions=(ROWS, COLS))
-
-    # -- reading -------------------------------------------------------------
-
-    def pump(self, timeout: float = 0.05) -> None:
-        """Feed whatever the child wrote (waiting up to ``timeout`` for the first byte)."""
-        while not self.eof:
-            try:
-                data = self.child.read_nonblocking(65536, timeout=timeout)
-            except pexpect.TIMEOUT:
-                return
-            except pexpect.EOF:
-                self.eof = True
-                return
-            self.raw += data
-            self.stream.feed(data)
-            timeout = 0
-
-    @property
-    def rows(self) -> list[str]:
-        return [row.rstrip() for row in self.screen.display]
-
-    @property
-    def cursor_row(self) -> str:
-        return self.rows[self.screen.cursor.y]
-
-    def plain(self) -> str:
-        """Everything written so far, without escape sequences."""
-        return _ANSI.sub("", self.raw.decode("utf-8", "replace")).replace("\r", "")
-
-    def dump(self) -> str:
-        body = "\n".join(f"{i:2} |{row}" for i, row in enumerate(self.rows))
-        return f"screen (cursor at row {self.screen.cursor.y}, col {self.screen.cursor.x}):\n{body}"
-
-    def wait_for(self, predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.pump()
-            if predicate():
-                return
-            if time.monotonic() > deadline or self.eof:
-                if predicate():
-                    return
-                pytest.fail(f"timed out waiting for {what}{' (qmpsh exited)' if self.eof else ''}\n{self.dump()}")
-
-    def wait_prompt(self, text: str = "", timeout: float = TIMEOUT) -> None:
-        """Wait until the cursor sits at the end of ``(QEMU) text``."""
-        line = PROMPT + text
-
-        def ready() -> bool:
-            return self.cursor_row == line.rstrip() and self.screen.cursor.x == len(line)
-
-        self.wait_for(ready, f"the prompt row to read {line!r}", timeout)
-
-    def wait_text(self, text: str, timeout: float = TIMEOUT) -> None:
-        self.wait_for(lambda: text in self.plain(), f"{text!r} in the output", timeout)
-
-    def rows_with(self, text: str) -> list[int]:
-        return [i for i, row in enumerate(self.rows) if text in row]
-
-    # -- writing -------------------------------------------------------------
-
-    def send(self, keys: str) -> None:
-        self.child.send(keys)
-
-    def paste(self, text: str) -> None:
-        self.child.send(PASTE_START + text + PASTE_END)
-
-    def run(self, line: str, expect: str) -> None:
-        """Type ``line`` + Enter at a fresh prompt, wait for ``expect`` and the next prompt."""
-        before = self.plain().count(expect)
-        self.wait_prompt()
-        self.send(line + ENTER)
-        self.wait_for(lambda: self.plain().count(expect) > before, f"{expect!r} after {line!r}")
-        self.wait_prompt()
-
-    # -- exit ------------------------------------------------------------------
-
-    def wait_exit(self, timeout: float = TIMEOUT) -> int:
-        self.wait_for(lambda: self.eof, "qmpsh to exit", timeout)
-        deadline = time.monotonic() + timeout
-        while self.child.isalive():
-            if time.monotonic() > deadline:
-                pytest.fail(f"qmpsh closed its terminal but did not exit\n{self.dump()}")
-            time.sleep(0.02)
-        self.child.close()
-        if self.child.signalstatus is not None:
-            pytest.fail(f"qmpsh died of signal {self.child.signalstatus}\n{self.dump()}")
-        return self.child.exitstatus
-
-    def close(self) -> None:
-        if not self.child.closed:
-            self.child.close(force=True)
-
-
-@pytest.fixture
-def terminal() -> Iterator[Callable[..., Terminal]]:
-    """Start qmpsh in a pty: ``terminal(address, *options)``; all closed at the end."""
-    started: list[Terminal] = []
-
-    def start(address: str, *args: str) -> Terminal:
-        term = Terminal(address, *args)
-        started.append(term)
-        term.wait_prompt()
-        return term
-
-    yield start
-    for term in started:
-        term.close()
-
-
-def second_monitor(path: Path, *commands: str) -> list[dict]:
-    """Run commands on another QMP monitor of the same QEMU; return their replies."""
-    replies = []
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(TIMEOUT)
-        sock.connect(str(path))
-        stream = sock.makefile("rwb")
-
-        def reply() -> dict:
-            while True:
-                line = stream.readline()
-                if not line:
-                    raise EOFError("QEMU closed the second monitor")
-                msg = json.loads(line)
-                if "return" in msg or "error" in msg:
-                    return msg
-
-        assert "QMP" in json.loads(stream.readline())
-        for command in ("qmp_capabilities", *commands):
-            stream.write(json.dumps({"execute": command}).encode() + b"\n")
-            stream.flush()
-            replies.append(reply())
-    return replies
-
-
-def parse_row(row: str) -> dict:
-    """The JSON document on a screen row (after an event's time)."""
-    return json.loads(row[row.index("{"):])
-
 
 # ---------------------------------------------------------------------------
 # 1. events above the prompt
@@ -203,7 +32,7 @@ def test_event_appears_above_half_typed_line(qemu_factory, terminal):
     term.send("query-sta")
     term.wait_prompt("query-sta")
 
-    assert second_monitor(vm.dir / "qmp2.sock", "cont")[-1] == {"return": {}}
+    assert qmp(vm.dir / "qmp2.sock", "cont") == {"return": {}}
 
     def event_above_prompt() -> bool:
         events = term.rows_with("RESUME")

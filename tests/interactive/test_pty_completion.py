@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.interactive.test_pty import CTRL_C, ENTER, PROMPT, TAB, Terminal, terminal  # noqa: F401 (fixture)
+from tests.interactive.ptyterm import CTRL_C, ENTER, PROMPT, TAB, Terminal
 
 pytestmark = pytest.mark.qemu
 

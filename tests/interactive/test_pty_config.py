@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interactive.test_pty import CTRL_D, ENTER, PROMPT, UP, terminal  # noqa: F401  (fixture)
+from tests.interactive.ptyterm import CTRL_D, ENTER, PROMPT, UP
 
 pytestmark = pytest.mark.qemu
 

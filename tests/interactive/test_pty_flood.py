@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from tests.fakeqmp import FakeQMPServer, events, reply
-from tests.interactive.test_pty import ENTER, PROMPT, terminal  # noqa: F401 - the fixture
+from tests.interactive.ptyterm import ENTER, PROMPT
 
 FLOOD = 5000
 

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 
-import pexpect
-import pyte
 import pytest
 
-from tests.conftest import GUEST_DISK, REPO, Qemu, qemu_io_write, qmpsh_env, run_qmpsh, snapshot_sync
-from tests.interactive.test_pty import (COLS, CTRL_C, ENTER, PROMPT, ROWS, Terminal, parse_row, second_monitor,
-                                        terminal)
+from tests.conftest import GUEST_DISK, Qemu, qemu_io_write, run_qmpsh, snapshot_sync
+from tests.interactive.ptyterm import CTRL_C, ENTER, PROMPT, Terminal, parse_row
+from tests.monitor import Monitor, qmp
 
 pytestmark = pytest.mark.qemu
-
-__all__ = ["terminal"]  # the fixture, shared with test_pty
 
 DEVICE = GUEST_DISK
 BAR_REMNANTS = ("━", "╺", "╸", "MiB/s", "-:--:--", "?/s")
@@ -41,7 +36,9 @@ def prepare(vm: Qemu, layers: str = "ABCD") -> None:
 
 def events_qmp(vm: Qemu, *commands: str) -> None:
     """Run commands on the QEMU's second monitor (as another client would)."""
-    assert all("return" in r for r in second_monitor(vm.dir / "qmp2.sock", *commands))
+    with Monitor(vm.dir / "qmp2.sock") as monitor:
+        for command in commands:
+            monitor.ok(command)
 
 
 def rows_after(term: Terminal, line: str) -> list[str]:
@@ -266,58 +263,30 @@ def test_timestamps_option_changes_the_event_prefix(qemu_factory, terminal, mode
 # the status toolbar
 
 
-class CprScreen(pyte.Screen):
-    """A screen that answers the terminal's cursor-position requests (ESC[6n) to the child."""
-
-    def __init__(self, columns: int, lines: int) -> None:
-        super().__init__(columns, lines)
-        self.child: pexpect.spawn | None = None
-
-    def write_process_input(self, data: str) -> None:
-        assert self.child is not None
-        self.child.send(data)
-
-
-class ToolbarTerminal(Terminal):
-    """Like Terminal, but prompt_toolkit may ask for the cursor position, so it draws its toolbar."""
-
-    def __init__(self, address: str, *args: str) -> None:
-        self.screen = CprScreen(COLS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = bytearray()
-        self.eof = False
-        env = qmpsh_env(TERM="xterm")
-        for name in ("COLUMNS", "LINES", "PROMPT_TOOLKIT_NO_CPR"):
-            env.pop(name, None)
-        self.child = pexpect.spawn(sys.executable, ["-m", "qmpsh", *args, address], env=env, cwd=str(REPO),
-                                   dimensions=(ROWS, COLS))
-        self.screen.child = self.child
-
-    @property
-    def toolbar(self) -> str:
-        return self.rows[-1]
+def toolbar(term: Terminal) -> str:
+    """The bottom row: prompt_toolkit draws the toolbar there when the terminal answers CPR."""
+    return term.rows[-1]
 
 
 def test_status_toolbar(qemu_factory):
     vm = qemu_factory(None, extra_qmp=["qmp2.sock"])
     prepare(vm, "AB")
-    (_, version) = second_monitor(vm.dir / "qmp2.sock", "query-version")
-    qemu = version["return"]["qemu"]
+    qemu = qmp(vm.dir / "qmp2.sock", "query-version")["return"]["qemu"]
     expected = f" connected │ QEMU {qemu['major']}.{qemu['minor']}.{qemu['micro']} │ VM "
-    term = ToolbarTerminal(vm.socket)
+    term = Terminal(vm.socket, cpr=True)
     try:
         term.wait_prompt()
-        term.wait_for(lambda: term.toolbar == expected + "prelaunch", "the toolbar, VM prelaunch")
+        term.wait_for(lambda: toolbar(term) == expected + "prelaunch", "the toolbar, VM prelaunch")
         term.run("cont", '{"return": {}}')
-        term.wait_for(lambda: term.toolbar == expected + "running", "the toolbar, VM running")
+        term.wait_for(lambda: toolbar(term) == expected + "running", "the toolbar, VM running")
         term.run("stop", '{"return": {}}')
-        term.wait_for(lambda: term.toolbar == expected + "paused", "the toolbar, VM paused")
+        term.wait_for(lambda: toolbar(term) == expected + "paused", "the toolbar, VM paused")
 
         term.run("block-stream device=node-B job-id=job0 speed=4M", '{"return": {}}')
         shown: list[int] = []
 
         def job_progress() -> bool:
-            match = re.fullmatch(re.escape(expected + "paused") + r" │ job0 stream running (\d+)%", term.toolbar)
+            match = re.fullmatch(re.escape(expected + "paused") + r" │ job0 stream running (\d+)%", toolbar(term))
             if match and (not shown or int(match.group(1)) != shown[-1]):
                 shown.append(int(match.group(1)))
             return len(shown) >= 2
@@ -326,7 +295,7 @@ def test_status_toolbar(qemu_factory):
         assert shown == sorted(shown), shown
         assert term.cursor_row == PROMPT.rstrip(), term.dump()  # the prompt stays usable meanwhile
         term.run("block-job-cancel device=job0", '{"return": {}}')
-        term.wait_for(lambda: term.toolbar == expected + "paused", "the job to leave the toolbar")
+        term.wait_for(lambda: toolbar(term) == expected + "paused", "the job to leave the toolbar")
     finally:
         term.close()
 
@@ -338,13 +307,13 @@ def test_status_toolbar_on_a_storage_daemon(storage_daemon, tmp_path):
     qemu = version["return"]["qemu"]
     expected = f" connected │ QEMU {qemu['major']}.{qemu['minor']}.{qemu['micro']}"
     log = tmp_path / "wire.log"
-    term = ToolbarTerminal(storage_daemon.socket, "-l", str(log))
+    term = Terminal(storage_daemon.socket, "-l", str(log), cpr=True)
     try:
         term.wait_prompt()
-        term.wait_for(lambda: term.toolbar == expected, "the toolbar without a VM state")
+        term.wait_for(lambda: toolbar(term) == expected, "the toolbar without a VM state")
         time.sleep(3.5)  # the toolbar's poll runs once a second
         term.run("query-block", '{"return": []}')
-        assert term.toolbar == expected, term.dump()
+        assert toolbar(term) == expected, term.dump()
     finally:
         term.close()
     asked = [line for line in log.read_text().splitlines()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.interactive.test_pty import CTRL_D, terminal  # noqa: F401 - the fixture
+from tests.interactive.ptyterm import CTRL_D
 
 
 def test_reconnect_after_qemu_restarts(qemu_factory, terminal):  # noqa: F811

@@ -19,9 +19,7 @@ import pytest
 from prompt_toolkit.history import FileHistory
 
 from tests.fakeqmp import FakeQMPServer, delay, error, reply
-from tests.interactive.test_pty import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal, terminal
-
-__all__ = ["terminal"]  # the fixture, shared with test_pty
+from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal
 
 # query-migrate: a command qmpsh itself never sends (its status bar polls query-status and query-jobs).
 SLOW_COMMAND = "query-migrate"

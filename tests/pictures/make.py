@@ -24,46 +24,28 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
-import pexpect  # noqa: E402
 import pyte  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.style import Style  # noqa: E402
 from rich.terminal_theme import MONOKAI  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from tests.interactive import test_pty  # noqa: E402
-from tests.interactive.test_pty import ENTER, TAB  # noqa: E402
+from tests.interactive import ptyterm  # noqa: E402
+from tests.interactive.ptyterm import ENTER, TAB  # noqa: E402
 
 COLS, ROWS = 112, 20
 WORKDIR = Path(tempfile.gettempdir()) / "qmpsh-tour"  # a fixed name: it shows in the pictures
 
 
-class Screen(pyte.Screen):
-    """A screen that answers cursor-position requests, as a real terminal does (prompt_toolkit
-    then knows where the bottom is and draws its toolbar there)."""
-
-    child: pexpect.spawn | None = None
-
-    def write_process_input(self, data: str) -> None:
-        if self.child is not None:
-            self.child.send(data)
-
-
-class Terminal(test_pty.Terminal):
-    """test_pty's terminal, sized for a picture and answering like a real one, running ``qmpsh --launch``."""
+class Terminal(ptyterm.Terminal):
+    """The test terminal, sized for a picture and answering like a real one, running ``qmpsh --launch``."""
 
     def __init__(self, *args: str) -> None:
-        self.screen = Screen(COLS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = bytearray()
-        self.eof = False
         private = tempfile.mkdtemp(prefix="qmpsh-pictures-")  # no history or config file of yours
         env = {**os.environ, "TERM": "xterm-256color", "XDG_STATE_HOME": private, "XDG_CONFIG_HOME": private}
-        for name in ("COLUMNS", "LINES", "NO_COLOR", "QMP_SOCKET", "PROMPT_TOOLKIT_NO_CPR"):
+        for name in ("NO_COLOR", "QMP_SOCKET"):
             env.pop(name, None)
-        self.child = pexpect.spawn(sys.executable, ["-m", "qmpsh", "--launch", "--workdir", str(WORKDIR), *args],
-                                   env=env, cwd=str(REPO), dimensions=(ROWS, COLS))
-        self.screen.child = self.child
+        super().__init__(None, "--launch", "--workdir", str(WORKDIR), *args, cpr=True, size=(COLS, ROWS), env=env)
         self.private = private
 
     def close(self) -> None:
