@@ -207,7 +207,15 @@ class Connection(QMPClient):
                 raise ConnectFailure(reason) from None
 
     async def close_quietly(self) -> str | None:
-        """Disconnect; the reason the connection had ended, if it ended by a fault."""
+        """Disconnect; the reason the connection had ended, if it ended by a fault.
+
+        The disconnect runs to its end even if the caller is cancelled (leaving the prompt while
+        a lost connection is being closed): cut short, qemu.qmp leaves the error of its reader or
+        writer unretrieved, and asyncio prints it with a traceback at exit.
+        """
+        return await asyncio.shield(self._close())
+
+    async def _close(self) -> str | None:
         try:
             await self.disconnect()
         except Exception as err:  # noqa: BLE001 - whatever ended the session is the reason
