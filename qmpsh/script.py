@@ -18,20 +18,17 @@ from qmpsh.syntax import ParseError
 
 
 async def _lines(stream: TextIO) -> AsyncIterator[str]:
-    """Lines of ``stream``; a pipe is read without blocking the event loop."""
+    """Lines of ``stream``; a pipe or socket is read without blocking the event loop."""
     fd = stream.fileno()
-    if stat.S_ISREG(os.fstat(fd).st_mode):
-        for line in stream:  # a file never blocks
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        # A file never blocks, and a device such as /dev/null cannot be polled (epoll refuses it).
+        for line in stream:
             yield line
         return
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", 0))
-    except (OSError, ValueError):  # e.g. /dev/null cannot be polled
-        for line in stream:
-            yield line
-        return
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", 0))
     while line_bytes := await reader.readline():
         yield line_bytes.decode("utf-8", errors="replace")
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REPO, qemu_img, qmpsh_env, run_qmpsh, seed_args
 
 
@@ -60,6 +62,23 @@ def test_verbose_prints_each_command_before_its_reply(qemu):
         {"execute": "query-name", "id": "mine"},
         {"return": {}, "id": "mine"},
     ]
+
+
+@pytest.mark.parametrize("kind", ["file", "pipe", "/dev/null"])
+def test_every_kind_of_stdin_is_read_to_its_end(qemu, tmp_path, kind):
+    """A file, a pipe, or a device that cannot be polled (/dev/null): all read, then exit 0."""
+    script = tmp_path / "script.txt"
+    script.write_text("query-status\nquery-name\n")
+    argv = [sys.executable, "-m", "qmpsh", qemu.socket]
+    if kind == "pipe":
+        result = subprocess.run(argv, input=script.read_text(), capture_output=True, text=True, timeout=30,
+                                env=qmpsh_env(), cwd=REPO)
+    else:
+        with open(script if kind == "file" else os.devnull) as stdin:
+            result = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=30, env=qmpsh_env(),
+                                    cwd=REPO)
+    assert result.returncode == 0 and result.stderr == "", result
+    assert len(json_lines(result.stdout)) == (0 if kind == "/dev/null" else 2), result.stdout
 
 
 def test_pretty_indents(qemu):
