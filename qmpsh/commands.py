@@ -7,9 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from qmpsh.events import event_filter
-from qmpsh.jobs import follow, list_jobs
 from qmpsh.syntax import Builtin
-from qmpsh.tree import show_tree
 
 if TYPE_CHECKING:
     from qmpsh.session import Session
@@ -132,5 +130,30 @@ async def reconnect(session: Session, cmd: Builtin) -> bool:
     return True
 
 
-BUILTINS: dict[str, Handler] = {"wait": wait, "job": follow, "jobs": list_jobs, "events": events, "tree": show_tree,
+# /job, /jobs and /tree live in their own modules, imported when first used: every session builds
+# this table, and a script that never follows a job should not load them.
+
+
+async def job(session: Session, cmd: Builtin) -> bool:
+    """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded."""
+    from qmpsh.jobs import follow
+
+    return await follow(session, cmd)
+
+
+async def jobs(session: Session, cmd: Builtin) -> bool:
+    """/jobs: the current jobs (id, type, status, progress, speed)."""
+    from qmpsh.jobs import list_jobs
+
+    return await list_jobs(session, cmd)
+
+
+async def tree(session: Session, cmd: Builtin) -> bool:
+    """/tree: the block graph of every device, with its backing chain."""
+    from qmpsh.tree import show_tree
+
+    return await show_tree(session, cmd)
+
+
+BUILTINS: dict[str, Handler] = {"wait": wait, "job": job, "jobs": jobs, "events": events, "tree": tree,
                                 "reconnect": reconnect, "help": show_help, "quit": quit_shell}

@@ -177,7 +177,7 @@ class ProgressBar:
 
 
 async def follow(session: Session, cmd: Builtin) -> bool:
-    """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded."""
+    """Follow a job until it is ready or has concluded: a progress bar at a terminal, its end in scripts."""
     if len(cmd.words) != 1 or set(cmd.args) - {"timeout"}:
         session.renderer.error("usage: /job JOB-ID [timeout=SECONDS]")
         return False
@@ -247,7 +247,7 @@ async def follow(session: Session, cmd: Builtin) -> bool:
 
 
 async def list_jobs(session: Session, cmd: Builtin) -> bool:
-    """/jobs: the current jobs (id, type, status, progress, speed)."""
+    """A table of the current jobs, with the speed of block jobs."""
     jobs, block_jobs = await asyncio.gather(session.query("query-jobs"), session.query("query-block-jobs"))
     speeds = {j.get("device"): j.get("speed") for j in block_jobs or [] if isinstance(j, dict)}  # type: ignore[union-attr]
     rows = []

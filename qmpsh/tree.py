@@ -103,7 +103,7 @@ def build(graph: Mapping[str, object], named: list[Mapping[str, object]]) -> lis
 
 
 async def show_tree(session: Session, cmd: Builtin) -> bool:
-    """/tree: the block graph of every device, with its backing chain."""
+    """Draw the block graph (a JSON list in scripts), each tree with its backing chain."""
     try:
         graph, named = await asyncio.gather(session.query("x-debug-query-block-graph"),
                                             session.query("query-named-block-nodes", {"flat": True}))
