@@ -52,15 +52,14 @@ def config_path() -> tuple[str | None, bool]:
     return os.path.join(base, "qmpsh", "config.toml"), False
 
 
-def load(parser: argparse.ArgumentParser, path: str | None = None, must_exist: bool = False) -> dict[str, object]:
+def load(parser: argparse.ArgumentParser) -> dict[str, object]:
     """The option defaults the config file sets, by argparse ``dest`` (empty without a file).
 
     Raises ConfigError when the file cannot be read or used.
     """
+    path, must_exist = config_path()
     if path is None:
-        path, must_exist = config_path()
-        if path is None:
-            return {}
+        return {}
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -103,27 +102,34 @@ def apply_to(parser: argparse.ArgumentParser, values: dict[str, object], text: s
                if option.startswith("--")}
     defaults: dict[str, object] = {}
     for key, value in values.items():
-        at = _located(where, text, key)
-        if key not in KEYS or key not in actions:
-            import difflib  # only for this error: not on every start
+        try:
+            action = actions.get(key) if key in KEYS else None
+            if action is None:
+                import difflib  # only for this error: not on every start
 
-            close = difflib.get_close_matches(key, list(KEYS), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(KEYS)})"
-            raise ConfigError(f"{at}: unknown key {key!r}{hint}")
-        action = actions[key]
-        wanted = KEYS[key]
-        if type(value) is not wanted:  # bool is an int subclass: compare exactly
-            raise ConfigError(f"{at}: {key} must be {_TYPE_NAMES[wanted]}, not {_show(value)}")
-        if action.choices is not None and value not in action.choices:
-            choices = ", ".join(str(choice) for choice in action.choices)
-            raise ConfigError(f"{at}: {key} must be one of {choices}, not {_show(value)}")
-        if callable(action.type):
-            try:
-                value = action.type(str(value))
-            except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
-                raise ConfigError(f"{at}: {key} = {_show(value)}: {err}") from None
-        defaults[action.dest] = value
+                close = difflib.get_close_matches(key, list(KEYS), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(KEYS)})"
+                raise ValueError(f"unknown key {key!r}{hint}")
+            defaults[action.dest] = _option_value(key, value, action)
+        except ValueError as problem:  # located only now: finding the line costs a scan of the file
+            raise ConfigError(f"{_located(where, text, key)}: {problem}") from None
     return defaults
+
+
+def _option_value(key: str, value: object, action: argparse.Action) -> object:
+    """``value`` as the option takes it; ValueError saying what is wrong with it."""
+    wanted = KEYS[key]
+    if type(value) is not wanted:  # bool is an int subclass: compare exactly
+        raise ValueError(f"{key} must be {_TYPE_NAMES[wanted]}, not {_show(value)}")
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(str(choice) for choice in action.choices)
+        raise ValueError(f"{key} must be one of {choices}, not {_show(value)}")
+    if callable(action.type):
+        try:
+            return action.type(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+            raise ValueError(f"{key} = {_show(value)}: {err}") from None
+    return value
 
 
 def _located(where: str, text: str, key: str) -> str:
