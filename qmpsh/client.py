@@ -93,6 +93,9 @@ def describe_failure(err: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
+_OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself
+
+
 def reply_id(msg: Mapping[str, object]) -> str | None:
     """A reply's id when it can be one of ours (a string); a server may send anything there."""
     exec_id = msg.get("id")
@@ -114,10 +117,9 @@ class Connection(QMPClient):
         # listener would otherwise keep every event forever.
         self._listeners.clear()
 
-    def _cb_outbound(self, msg: Message) -> Message:
+    def _cb_outbound(self, msg: Message) -> Message:  # what QMPClient sends: negotiation, qmpsh's own queries
         if self._tap:
             self._tap.sent(msg)
-        self._on_sent(msg)
         return msg
 
     def _cb_inbound(self, msg: Message) -> Message:
@@ -128,16 +130,15 @@ class Connection(QMPClient):
         return msg
 
     async def _on_message(self, msg: Message) -> None:
-        self._on_received(msg)
-        if "event" in msg:
+        exec_id = None if "event" in msg else reply_id(msg)
+        if exec_id is not None and exec_id.startswith(_OWN_ID_PREFIX):  # a reply to QMPClient's own request
+            if exec_id in self._pending:  # (a query given up on gets its reply late: dropped)
+                await self._pending[exec_id].put(msg)
             return
-        exec_id = reply_id(msg)
+        self._on_received(msg)
         waiter = self._waiting.get(exec_id)  # type: ignore[arg-type]
-        if waiter is not None:
-            if not waiter.done():
-                waiter.set_result(msg)
-        elif exec_id in self._pending:
-            await self._pending[exec_id].put(msg)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
         # shown by on_received; qemu.qmp would drop it or treat an id-less
         # error as fatal.

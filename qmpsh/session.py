@@ -341,10 +341,9 @@ class Session:
             return
         exec_id = reply_id(msg)
         flight = self._in_flight.pop(exec_id, None)  # type: ignore[arg-type]
-        if flight is None:
-            if not str(exec_id).startswith("__qmp#"):  # not a reply to qmpsh's own queries
-                what = "an error without an id" if "error" in msg and "id" not in msg else "a reply with an unknown id"
-                self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg._object)}")
+        if flight is None:  # (replies to qmpsh's own queries never come here)
+            what = "an error without an id" if "error" in msg and "id" not in msg else "a reply with an unknown id"
+            self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg._object)}")
             return
         if flight.abandoned:
             self.renderer.note(f"late reply to {flight.request.command} (line {flight.lineno}):")
