@@ -160,7 +160,7 @@ class Connection(QMPClient):
         request = {**msg, "id": exec_id}
         data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
         if self._tap:
-            self._tap.sent(Message(data))
+            self._tap.sent(Message(data, eager=False))  # the tap wants the bytes, not a parse of them
         self._on_sent(request)
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[exec_id] = waiter
