@@ -34,8 +34,6 @@ VALUES = {
 }
 EVENT_FORMS = [("all", "print every event"), ("only:", "print only these events (NAME,NAME...)"),
                ("hide:", "print every event but these (NAME,NAME...)")]
-KINDS = {"socket": "unix socket or HOST:PORT", "file": "file", "directory": "directory", "events": "event filter",
-         "number": "number"}
 
 HEADER = "Written by completions/generate.py from qmpsh's argument parser: do not edit."
 
@@ -314,9 +312,6 @@ complete -c qmpsh -n '__qmpsh_needs_address' -a '(__qmpsh_sockets)'
 complete -c qmpsh -n '__qmpsh_after_dashdash' -F
 {chr(10).join(lines)}
 """
-
-
-FILES = {"qmpsh.bash": "bash", "_qmpsh": "zsh", "qmpsh.fish": "fish"}
 
 
 def render() -> dict[str, str]:

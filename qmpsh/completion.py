@@ -192,7 +192,6 @@ def wanted(text: str) -> Wanted:
 @dataclass(frozen=True)
 class Candidate:
     text: str  # what replaces the prefix
-    match: str  # what the prefix is matched against
     meta: str = ""
 
 
@@ -215,18 +214,18 @@ class Sources:
     def candidates(self, want: Wanted) -> list[Candidate]:
         schema = self._schema()
         if isinstance(want, BuiltinName):
-            return [Candidate("/" + n, n, "built-in") for n in rank(want.prefix, BUILTINS)]
+            return [Candidate("/" + n, "built-in") for n in rank(want.prefix, BUILTINS)]
         if isinstance(want, CommandName):
             names = (schema.action_names() if want.action and schema else
                      schema.commands if schema else self._commands())
-            return [Candidate(n, n) for n in rank(want.prefix, names)]
+            return [Candidate(n) for n in rank(want.prefix, names)]
         if isinstance(want, HelpTopic):
             names = list(schema.commands) + list(schema.events) if schema else list(self._commands())
-            return [Candidate(n, n) for n in rank(want.prefix, names)]
+            return [Candidate(n) for n in rank(want.prefix, names)]
         if schema is None:
             return []
         if isinstance(want, EventName):
-            return [Candidate(n, n, "event") for n in rank(want.prefix, schema.events)]
+            return [Candidate(n, "event") for n in rank(want.prefix, schema.events)]
         if isinstance(want, EventKey):
             type_name = schema.arg_type(want.event)
             members = schema.members(type_name, want.given) if type_name else []
@@ -267,9 +266,9 @@ class Sources:
                 continue  # already given
             meta = schema.describe(member.type) + ("" if member.optional else ", required")
             if not partly:  # "name=" again would clash with the "name.x=" already typed
-                found[member.name] = Candidate(f"{parent}{member.name}=", member.name, meta)
+                found[member.name] = Candidate(f"{parent}{member.name}=", meta)
             if schema.object_type(member.type):
-                found[member.name + "."] = Candidate(f"{parent}{member.name}.", member.name + ".", "object")
+                found[member.name + "."] = Candidate(f"{parent}{member.name}.", "object")
         return [found[n] for n in rank(prefix, found)]
 
     def _arg_values(self, schema: Schema, want: ArgValue) -> list[Candidate]:
@@ -295,7 +294,7 @@ class Sources:
                 # QEMU's automatic node names (#block123) only crowd the menu, unless asked for.
                 if not value.startswith("#") or want.prefix.startswith("#"):
                     values.setdefault(value, source.value)
-        return [Candidate(v, v, values[v]) for v in rank(want.prefix, values)]
+        return [Candidate(v, values[v]) for v in rank(want.prefix, values)]
 
 
 class QmpCompleter(Completer):
