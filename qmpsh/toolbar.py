@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from prompt_toolkit.formatted_text import HTML
 from qemu.qmp import ExecuteError, QMPError
 
 from qmpsh.catalog import Source
@@ -36,16 +35,18 @@ class Toolbar:
     def version(self) -> str:
         return qemu_version(self.session)  # from the greeting: current after a reconnect too
 
-    def __call__(self) -> HTML:
+    def __call__(self) -> str:
+        """The toolbar's text: plain text, so nothing is parsed on a redraw (one per keystroke)."""
         session = self.session
         parts = ["disconnected" if session.lost else "connected"]
-        if self.version:
-            parts.append(f"QEMU {self.version}")
+        version = self.version
+        if version:
+            parts.append(f"QEMU {version}")
         if session.vm_status:
             parts.append(f"VM {session.vm_status}")
         for job_id, kind, status, percent in self.jobs:
             parts.append(f"{job_id} {kind} {status}" + (f" {percent}%" if percent is not None else ""))
-        return HTML(" " + " │ ".join(_escape(p) for p in parts))
+        return " " + " │ ".join(parts)
 
     async def keep_current(self, redraw: Callable[[], None]) -> None:
         """The run state when it is not known (at start, after a reconnect), job progress while jobs exist.
@@ -89,7 +90,3 @@ def _row(job: dict[str, object]) -> tuple[str, str, str, int | None]:
     total, done = job.get("total-progress"), job.get("current-progress")
     percent = int(100 * done / total) if isinstance(total, int) and total and isinstance(done, int) else None
     return str(job.get("id")), str(job.get("type")), str(job.get("status")), percent
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
