@@ -106,17 +106,15 @@ def failure(event: Event, info: Mapping[str, object] | None) -> str | None:
 
 
 def _binary_rate(task: object) -> object:
+    """MiB/s rather than rich's MB/s: QEMU's sizes and speeds are binary."""
+    from rich.filesize import pick_unit_and_suffix
     from rich.text import Text
 
     speed = task.finished_speed or task.speed  # type: ignore[attr-defined]
     if speed is None:
         return Text("?", style="progress.data.speed")
-    size, unit = float(speed), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            break
-        size /= 1024
-    return Text(f"{size:.1f} {unit}/s", style="progress.data.speed")
+    unit, suffix = pick_unit_and_suffix(int(speed), ["B", "KiB", "MiB", "GiB", "TiB"], 1024)
+    return Text(f"{speed / unit:.1f} {suffix}/s", style="progress.data.speed")
 
 
 class ProgressBar:
