@@ -14,7 +14,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app
 from prompt_toolkit.cursor_shapes import ModalCursorShapeConfig
 from prompt_toolkit.enums import EditingMode
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.history import DummyHistory, FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.lexers import PygmentsLexer
@@ -68,7 +68,7 @@ def open_history(session: Session, size: int = DEFAULT_HISTORY_SIZE) -> History:
     """History under $XDG_STATE_HOME/qmpsh/ (0600), its newest ``size`` entries; in memory, with a
     warning, if that fails; none at all for size 0."""
     if size <= 0:
-        return LimitedHistory(InMemoryHistory(), 0)
+        return DummyHistory()
     return LimitedHistory(_open_history_file(session, size), size)
 
 
