@@ -132,17 +132,12 @@ async def fetch(query: Query) -> Snapshot:
         ask("query-named-block-nodes", {"flat": True}), ask("query-block"), ask("query-jobs"),
         ask("query-block-jobs"), ask("query-block-exports"), ask("qom-list", {"path": "/machine/peripheral"}),
     )
-    node_names = _names(nodes, "node-name")
     blocks = [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
     backends = [str(b["device"]) for b in blocks if b.get("device")]
-    images: list[str] = []
-    bitmaps: dict[str, tuple[str, ...]] = {}
     nodes = [n for n in nodes if isinstance(n, dict) and n.get("node-name")] if isinstance(nodes, list) else []
-    for node in nodes:
-        if node.get("file") and node.get("drv") not in ("file", "host_device", "raw"):
-            images.append(str(node["file"]))
-        if node.get("dirty-bitmaps"):
-            bitmaps[str(node["node-name"])] = tuple(_names(node["dirty-bitmaps"], "name"))
+    node_names = [str(n["node-name"]) for n in nodes]
+    bitmaps = {str(n["node-name"]): tuple(_names(n["dirty-bitmaps"], "name")) for n in nodes if n.get("dirty-bitmaps")}
+    # image files: those of nodes that can have a backing file (neither protocol nodes nor raw)
     by_file = {str(n["file"]): n for n in nodes if n.get("file") and n.get("drv") not in ("file", "host_device", "raw")}
     chains = {str(node["node-name"]): _chain(node, by_file) for node in nodes}
     for block in blocks:  # a backend name stands for its root node
@@ -159,7 +154,7 @@ async def fetch(query: Query) -> Snapshot:
             Source.DEVICE: tuple(devices),
             Source.BITMAP: tuple(dict.fromkeys(b for names in bitmaps.values() for b in names)),
             Source.EXPORT: tuple(_names(exports, "id")),
-            Source.IMAGE: tuple(dict.fromkeys(images)),
+            Source.IMAGE: tuple(by_file),
         },
         bitmaps=bitmaps,
         chains=chains,
