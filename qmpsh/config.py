@@ -46,10 +46,16 @@ def config_path() -> tuple[str | None, bool]:
     named = os.environ.get("QMPSH_CONFIG")
     if named is not None:
         return (named or None), True
-    base = os.environ.get("XDG_CONFIG_HOME", "")
-    if not os.path.isabs(base):  # unset, empty or relative: the XDG default
-        base = os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "qmpsh", "config.toml"), False
+    return os.path.join(xdg_dir("XDG_CONFIG_HOME", ".config"), "config.toml"), False
+
+
+def xdg_dir(variable: str, default: str) -> str:
+    """qmpsh's directory under an XDG base directory: $VARIABLE/qmpsh, or ~/DEFAULT/qmpsh when the
+    variable is unset, empty or relative (the XDG spec says to ignore a relative one)."""
+    base = os.environ.get(variable, "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), default)
+    return os.path.join(base, "qmpsh")
 
 
 def load(parser: argparse.ArgumentParser) -> dict[str, object]:

@@ -21,7 +21,7 @@ from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.patch_stdout import patch_stdout
 from qemu.qmp import Runstate
 
-from qmpsh import __version__
+from qmpsh import __version__, config
 from qmpsh.catalog import Catalog
 from qmpsh.cli import DEFAULT_HISTORY_SIZE
 from qmpsh.client import ConnectFailure
@@ -34,8 +34,7 @@ from qmpsh.toolbar import Toolbar
 
 
 def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "qmpsh"
+    return Path(config.xdg_dir("XDG_STATE_HOME", os.path.join(".local", "state")))
 
 
 class SharedHistory(FileHistory):

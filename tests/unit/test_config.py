@@ -101,6 +101,17 @@ def test_xdg_default_location(monkeypatch, tmp_path):
     assert config.config_path() == ("/etc/qmpsh.toml", True)
 
 
+def test_history_location_follows_the_same_xdg_rules(monkeypatch, tmp_path):
+    from qmpsh.repl import state_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert state_dir() == tmp_path / "state" / "qmpsh"
+    for unusable in ("", "relative/dir"):  # empty or relative: the default, as for the config file
+        monkeypatch.setenv("XDG_STATE_HOME", unusable)
+        assert state_dir() == tmp_path / ".local" / "state" / "qmpsh"
+
+
 def test_help_and_version_work_with_a_broken_file(monkeypatch, capsys):
     write_config("pretty = \n")
     for option in ("--help", "--version"):
