@@ -239,18 +239,7 @@ class Sources:
     def _object_members(self, schema: Schema, command: str, path: list[str], given: Mapping[str, object],
                         action: bool) -> list:
         type_name = schema.action_type(command) if action else schema.arg_type(command)
-        if type_name is None:
-            return []
-        here = given
-        for key in path:
-            obj = schema.object_type(type_name)
-            member = next((m for m in schema.members(obj, here) if m.name == key), None) if obj else None
-            if member is None:
-                return []
-            type_name = member.type
-            here = _at(here, [key])
-        obj = schema.object_type(type_name)
-        return schema.members(obj, here) if obj else []
+        return schema.members_at(type_name, path, given)
 
     def _arg_names(self, schema: Schema, want: ArgName) -> list[Candidate]:
         *path, leaf = want.prefix.split(".")

@@ -152,22 +152,21 @@ class Schema:
                     return alt
         return None
 
-    def member_at(self, command: str, path: Iterable[str], given: Mapping[str, object]) -> Member | None:
-        """The member a dotted path names in a command's arguments (``file.driver``)."""
-        type_name = self.arg_type(command)
-        member = None
+    def members_at(self, type_name: str | None, path: Iterable[str], given: Mapping[str, object]) -> list[Member]:
+        """The members of the object a dotted path leads to inside ``type_name`` (``file``: the
+        file's own members), with the union branches that ``given`` selects; none if the path
+        leads nowhere or to something that is no object."""
         here: Mapping[str, object] = given
         for key in path:
             obj = self.object_type(type_name) if type_name else None
-            if obj is None:
-                return None
-            member = next((m for m in self.members(obj, here) if m.name == key), None)
+            member = next((m for m in self.members(obj, here) if m.name == key), None) if obj else None
             if member is None:
-                return None
+                return []
             type_name = member.type
-            nested = here.get(key) if isinstance(here, Mapping) else None
+            nested = here.get(key)
             here = nested if isinstance(nested, Mapping) else {}
-        return member
+        obj = self.object_type(type_name) if type_name else None
+        return self.members(obj, here) if obj else []
 
     def describe(self, type_name: str) -> str:
         """A readable type: ``string``, ``int``, ``enum``, ``array of string`` ..."""

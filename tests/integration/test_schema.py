@@ -58,8 +58,9 @@ def test_flat_union_branch_follows_the_discriminator(schema):
     assert "lazy-refcounts" not in raw and {"offset", "size"} <= set(raw)
     # file is a BlockdevRef: a node name or an inline object
     assert schema.describe(qcow2["file"].type) == "object or string"
-    inner = schema.member_at("blockdev-add", ["file", "filename"], {"driver": "qcow2", "file": {"driver": "file"}})
-    assert inner is not None and schema.describe(inner.type) == "string"
+    inner = {m.name: m for m in schema.members_at(schema.arg_type("blockdev-add"), ["file"],
+                                                  {"driver": "qcow2", "file": {"driver": "file"}})}
+    assert "filename" in inner and schema.describe(inner["filename"].type) == "string"
 
 
 def test_event_data_members(schema):
