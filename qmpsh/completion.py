@@ -8,6 +8,7 @@ which are both in memory: completion never waits on QEMU.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -135,6 +136,7 @@ def _unmarked(line: str) -> str:
     return line[marker.end():] if marker else line
 
 
+@functools.lru_cache(maxsize=1)  # the lines above the cursor's do not change while one types
 def _still_open(text: str) -> bool:
     """Whether ``text`` ends inside brackets (so the next line continues a value)."""
     try:
