@@ -6,6 +6,7 @@ fails the tests that need it (``bash .ci/setup`` installs them), it never skips 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -28,6 +29,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
 QEMU_IMG = os.environ.get("QMPSH_QEMU_IMG", "qemu-img")
 STORAGE_DAEMON = os.environ.get("QMPSH_QEMU_STORAGE_DAEMON", "qemu-storage-daemon")
+QEMU_IO = os.environ.get("QMPSH_QEMU_IO", "qemu-io")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -57,6 +59,32 @@ def _require(*tools: tuple[str, str]) -> None:
 
 def qemu_img(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([QEMU_IMG, *args], cwd=cwd, capture_output=True, text=True, check=True)
+
+
+def qemu_io(image: Path, *commands: str, fmt: str = "qcow2") -> None:
+    """Run qemu-io ``commands`` (``write -P 0x11 0 4M`` ...) on an image no QEMU has open."""
+    argv = [QEMU_IO, "-f", fmt]
+    for command in commands:
+        argv += ["-c", command]
+    subprocess.run([*argv, str(image)], check=True, capture_output=True)
+
+
+def json_lines(stdout: str, context: str = "") -> list:
+    """Every line of scripted qmpsh's stdout as JSON; a line that is not JSON fails the test."""
+    docs = []
+    for line in stdout.splitlines():
+        try:
+            docs.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"stdout line is not JSON: {line!r}\n{context}")
+    return docs
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (just now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @dataclass

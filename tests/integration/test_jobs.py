@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GUEST_DISK, qemu_io_write, run_qmpsh, snapshot_sync
+from tests.conftest import GUEST_DISK, json_lines, qemu_io_write, run_qmpsh, snapshot_sync
 
 pytestmark = pytest.mark.qemu
 
@@ -68,13 +68,7 @@ def run(socket: str, script: str, *args: str, timeout: float = 60) -> Run:
     started = time.monotonic()
     result = run_qmpsh(*args, socket, stdin=script, timeout=timeout)
     seconds = time.monotonic() - started
-    docs = []
-    for line in result.stdout.splitlines():
-        try:
-            docs.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"stdout line is not JSON: {line!r}\nstderr:\n{result.stderr}")
-    return Run(result.returncode, docs, result.stderr, seconds)
+    return Run(result.returncode, json_lines(result.stdout, f"stderr:\n{result.stderr}"), result.stderr, seconds)
 
 
 def ok(outcome: Run, commands: int) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import pytest
 from qemu.qmp import QMPClient
 
 from qmpsh.schema import Schema, SchemaError
-from tests.conftest import run_qmpsh, start_qemu
+from tests.conftest import free_port, run_qmpsh, start_qemu
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +128,6 @@ def test_alternates_arrays_and_open_commands(schema):
 
 
 # -- against QEMU through qmpsh ------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_coerced_port_is_accepted_by_qemu(qemu):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -12,11 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, qemu_img, qmpsh_env, run_qmpsh, seed_args
-
-
-def json_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
+from tests.conftest import REPO, free_port, json_lines, qemu_img, qmpsh_env, run_qmpsh, seed_args
 
 
 def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -175,9 +170,7 @@ def test_missing_socket_is_one_line_exit_3(tmp_path):
 
 
 def test_refused_tcp_is_one_line_exit_3():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = run_qmpsh(f"127.0.0.1:{port}", stdin="query-status\n")
     assert result.returncode == 3
     assert result.stderr == f"error: cannot connect to 127.0.0.1:{port}: Connection refused\n"
@@ -202,9 +195,7 @@ def test_qmp_socket_environment_variable(qemu):
 
 
 def test_host_port_address(qemu_factory, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     vm = qemu_factory(["-display", "none", "-M", "none", "-nodefaults", "-S",
                        "-qmp", f"tcp:127.0.0.1:{port},server=on,wait=off"])
     result = run_qmpsh(f"127.0.0.1:{port}", stdin="query-name\n")

@@ -24,26 +24,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import QEMU_IMG, qemu_img, run_qmpsh, seed_args
+from tests.conftest import (GUEST_DISK, QEMU_IMG, free_port, json_lines, qemu_img, qemu_io, qemu_io_write, run_qmpsh,
+                            seed_args)
 
-QEMU_IO = shutil.which("qemu-io") or "qemu-io"
 SIZE = "39M"
 
 # layer -> (pattern, offset MiB, length MiB)
 WRITES = {"A": (0x11, 0, 4), "B": (0x22, 1, 2), "C": (0x33, 2, 2), "D": (0x44, 3, 2)}
 
-# The guest's disk as the document's QEMU has it (-device virtio-blk,...,id=virtio0). HMP qemu-io
-# writes through the device's own BlockBackend, i.e. into whatever node is the active layer; a
-# node name (qemu-io node-B ...) would need a second writer, which virtio-blk does not share.
-DEVICE = "/machine/peripheral/virtio0/virtio-backend"
+# Layers are written through the guest's disk (GUEST_DISK): HMP qemu-io then writes through the
+# device's own BlockBackend, i.e. into whatever node is the active layer; a node name (qemu-io
+# node-B ...) would need a second writer, which virtio-blk does not share.
 
 
 # -- the document's text, as printed ------------------------------------------
@@ -148,12 +145,9 @@ class References:
         if layers not in self.made:
             path = self.where / f"ref-{layers or 'empty'}.raw"
             qemu_img("create", "-q", "-f", "raw", str(path), SIZE)
-            commands: list[str] = []
-            for layer in layers:
-                pattern, offset, length = WRITES[layer]
-                commands += ["-c", f"write -P {pattern:#x} {offset}M {length}M"]
-            if commands:
-                subprocess.run([QEMU_IO, "-f", "raw", *commands, str(path)], check=True, capture_output=True)
+            if layers:
+                qemu_io(path, *(f"write -P {p:#x} {o}M {n}M" for p, o, n in (WRITES[layer] for layer in layers)),
+                        fmt="raw")
             self.made[layers] = path
         return self.made[layers]
 
@@ -213,8 +207,7 @@ class Script:
 
     def write(self, layer: str) -> Script:
         pattern, offset, length = WRITES[layer]
-        line = f"human-monitor-command command-line='qemu-io -d {DEVICE} \"write -P {pattern:#x} {offset}M {length}M\"'"
-        return self.add(line, "human-monitor-command")
+        return self.add(qemu_io_write(pattern, offset, length).rstrip("\n"), "human-monitor-command")
 
     def chain(self, depth: str = "ABCD") -> Script:
         """The document's chain up to ``depth``, each layer written right after it is created."""
@@ -248,12 +241,7 @@ def run(socket_path: str, script: Script) -> Outcome:
     result = run_qmpsh(socket_path, stdin=script.text, timeout=90)
     shown = f"stderr:\n{result.stderr}\nstdout:\n{result.stdout}"
     assert result.returncode == 0, f"exit status {result.returncode}\n{shown}"
-    documents = []
-    for line in result.stdout.splitlines():
-        try:
-            documents.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"stdout line is not JSON: {line!r}\n{shown}")
+    documents = json_lines(result.stdout, shown)
     assert all(isinstance(d, dict) for d in documents)
     replies = [d for d in documents if "return" in d or "error" in d]
     events = [d for d in documents if "event" in d]
@@ -296,7 +284,7 @@ def chain_of(nodes: object, node: str) -> list[str]:
 def guest_node(outcome: Outcome) -> str:
     """The node the guest's disk (virtio0) is attached to."""
     (disk,) = outcome.reply("query-block")
-    assert disk["qdev"] == DEVICE, disk
+    assert disk["qdev"] == GUEST_DISK, disk
     return disk["inserted"]["node-name"]
 
 
@@ -316,12 +304,6 @@ def job_done(outcome: Outcome, kind: str) -> None:
 def stopped(vm) -> None:
     vm.process.wait(timeout=10)
     assert vm.process.returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- the chain itself -------------------------------------------------------------

@@ -7,29 +7,13 @@ way; the data is checked with ``qemu-img compare`` against a raw reference built
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Qemu, qemu_img, run_qmpsh, start_storage_daemon
+from tests.conftest import Qemu, json_lines, qemu_img, qemu_io, run_qmpsh, start_storage_daemon
 
 pytestmark = pytest.mark.qemu
-
-QEMU_IO = shutil.which("qemu-io") or "qemu-io"
-
-
-def qemu_io(image: Path, *commands: str, fmt: str = "qcow2") -> None:
-    argv = [QEMU_IO, "-f", fmt]
-    for command in commands:
-        argv += ["-c", command]
-    subprocess.run([*argv, str(image)], check=True, capture_output=True)
-
-
-def replies(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines()]
-
 
 @pytest.fixture
 def daemon_with_b(tmp_path: Path):
@@ -60,7 +44,7 @@ def test_stream_on_a_storage_daemon(daemon_with_b: Qemu):
     ]) + "\n"
     result = run_qmpsh(daemon_with_b.socket, stdin=script)
     assert result.returncode == 0, result.stderr
-    out = replies(result.stdout)
+    out = json_lines(result.stdout)
     trees = [line for line in out if isinstance(line, list)]
     assert [root["chain"] for root in trees[0] if root["node-name"] == "node-B"] == [["node-A", "node-B"]]
     assert [root["chain"] for root in trees[1] if root["node-name"] == "node-B"] == [["node-B"]]
@@ -78,7 +62,7 @@ def test_a_command_the_daemon_lacks_fails_honestly(storage_daemon: Qemu):
     """query-status does not exist without a VM: the error is QEMU's, the line fails, the script goes on."""
     result = run_qmpsh(storage_daemon.socket, stdin="query-status\nquery-version\n")
     assert result.returncode == 1
-    out = replies(result.stdout)
+    out = json_lines(result.stdout)
     assert out[0]["error"]["class"] == "CommandNotFound"
     assert "qemu" in out[1]["return"]
     assert result.stderr.strip().splitlines() == [

@@ -20,12 +20,11 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, qmpsh_env
+from tests.conftest import GUEST_DISK, REPO, qmpsh_env
 from tests.monitor import Monitor
 
 pytestmark = pytest.mark.qemu
 
-DEVICE = "/machine/peripheral/virtio0/virtio-backend"
 DEADLINE = 60.0  # the whole flow, qmpsh's run included; far below any test timeout
 
 
@@ -93,7 +92,7 @@ def test_qmpsh_runs_a_job_flow_while_another_client_uses_the_second_monitor(qemu
     other = Monitor(vm.dir / "qmp2.sock")
     try:
         # 16 MiB in node-A, then B on top: streaming B copies them up, for seconds at 4 MiB/s.
-        other.ok("human-monitor-command", **{"command-line": f'qemu-io -d {DEVICE} "write -P 0x5a 0 16M"'})
+        other.ok("human-monitor-command", **{"command-line": f'qemu-io -d {GUEST_DISK} "write -P 0x5a 0 16M"'})
         other.ok("blockdev-snapshot-sync", **{"node-name": "node-A", "snapshot-file": "b.qcow2",
                                               "snapshot-node-name": "node-B", "format": "qcow2"})
         other.events.clear()
