@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.monitor import qmp
+
 # Property tests explore new inputs on every developer run; CI (CI=true) replays a fixed
 # sequence so that a run is reproducible, and nobody's slow machine trips a deadline.
 settings.register_profile("dev", deadline=None)
@@ -193,6 +195,19 @@ def qemu_factory(tmp_path: Path) -> Iterator:
 def qemu(qemu_factory) -> Qemu:
     """The live block operations document's QEMU: a fresh 39M a.qcow2 as node-A on virtio0."""
     return qemu_factory()
+
+
+@pytest.fixture(scope="session")
+def qemu_schema(tmp_path_factory: pytest.TempPathFactory) -> list:
+    """QEMU's own query-qmp-schema (taken once per test run from a real QEMU)."""
+    vm = start_qemu(tmp_path_factory.mktemp("schema"), ["-display", "none", "-no-user-config", "-nodefaults",
+                                                        "-M", "none", "-S"])
+    try:
+        entries = qmp(vm.socket, "query-qmp-schema")["return"]
+    finally:
+        vm.stop()
+    assert isinstance(entries, list) and len(entries) > 100
+    return entries
 
 
 @pytest.fixture

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
-from qemu.qmp import QMPClient
 
 from qmpsh.schema import Schema, SchemaError
-from tests.conftest import free_port, run_qmpsh, start_qemu
+from tests.conftest import free_port, run_qmpsh
 
 
 @pytest.fixture(scope="module")
-def schema(tmp_path_factory) -> Schema:
-    vm = start_qemu(tmp_path_factory.mktemp("schema"), ["-display", "none", "-M", "none", "-nodefaults", "-S"])
-
-    async def fetch() -> object:
-        client = QMPClient("schema-test")
-        await client.connect(vm.socket)
-        try:
-            return await client.execute("query-qmp-schema")
-        finally:
-            await client.disconnect()
-
-    try:
-        return Schema(asyncio.run(fetch()))  # type: ignore[arg-type]
-    finally:
-        vm.stop()
+def schema(qemu_schema: list) -> Schema:
+    return Schema(qemu_schema)
 
 
 def members(schema: Schema, command: str, given: dict | None = None) -> dict:
