@@ -29,7 +29,6 @@ from qmpsh.repl import completer_for
 from qmpsh.session import Options, Session
 from tests.conftest import Qemu
 
-pytestmark = pytest.mark.qemu
 
 TIMEOUT = 10.0
 NODES = ["node-A", "node-B", "node-C", "node-D"]

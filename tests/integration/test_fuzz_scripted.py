@@ -50,7 +50,6 @@ from qmpsh.syntax import needs_more
 from tests.conftest import REPO, qmpsh_env
 from tests.fakeqmp import Connection, FakeQMPServer, with_id
 
-pytestmark = pytest.mark.qemu  # the schema comes from a real QEMU
 
 FUZZ_EXAMPLES_DEFAULT = 15
 EXAMPLES = int(os.environ.get("QMPSH_FUZZ_EXAMPLES", FUZZ_EXAMPLES_DEFAULT))

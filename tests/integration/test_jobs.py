@@ -19,7 +19,6 @@ import pytest
 
 from tests.conftest import GUEST_DISK, json_lines, qemu_io_write, run_qmpsh, snapshot_sync
 
-pytestmark = pytest.mark.qemu
 
 DEVICE = GUEST_DISK
 MiB = 1024 * 1024

@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import Qemu, json_lines, qemu_img, qemu_io, run_qmpsh, start_storage_daemon
 
-pytestmark = pytest.mark.qemu
 
 @pytest.fixture
 def daemon_with_b(tmp_path: Path):

@@ -23,7 +23,6 @@ import pytest
 from tests.conftest import GUEST_DISK, REPO, qmpsh_env
 from tests.monitor import Monitor
 
-pytestmark = pytest.mark.qemu
 
 DEADLINE = 60.0  # the whole flow, qmpsh's run included; far below any test timeout
 

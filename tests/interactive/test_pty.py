@@ -20,7 +20,6 @@ from tests.conftest import Qemu
 from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, TAB, TIMEOUT, UP, parse_row
 from tests.monitor import qmp
 
-pytestmark = pytest.mark.qemu
 
 # ---------------------------------------------------------------------------
 # 1. events above the prompt

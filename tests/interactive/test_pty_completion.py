@@ -16,7 +16,6 @@ import pytest
 
 from tests.interactive.ptyterm import CTRL_C, ENTER, PROMPT, TAB, Terminal
 
-pytestmark = pytest.mark.qemu
 
 SNAPSHOTS = [
     "blockdev-snapshot-sync node-name=node-A snapshot-file=b.qcow2 snapshot-node-name=node-B format=qcow2",

@@ -6,11 +6,9 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.interactive.ptyterm import CTRL_D, ENTER, PROMPT, UP
 
-pytestmark = pytest.mark.qemu
 
 ESC = "\x1b"
 

@@ -18,7 +18,6 @@ from tests.conftest import GUEST_DISK, Qemu, qemu_io_write, run_qmpsh, snapshot_
 from tests.interactive.ptyterm import CTRL_C, ENTER, PROMPT, Terminal, parse_row
 from tests.monitor import Monitor, qmp
 
-pytestmark = pytest.mark.qemu
 
 DEVICE = GUEST_DISK
 BAR_REMNANTS = ("━", "╺", "╸", "MiB/s", "-:--:--", "?/s")
