@@ -45,6 +45,19 @@ def _private_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.delenv("NO_COLOR", raising=False)
 
 
+def write_config(text: str) -> Path:
+    """Write qmpsh's config file in the test's private XDG_CONFIG_HOME."""
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "qmpsh" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def history_path() -> Path:
+    """qmpsh's history file in the test's private XDG_STATE_HOME."""
+    return Path(os.environ["XDG_STATE_HOME"]) / "qmpsh" / "history"
+
+
 def require_qemu() -> None:
     _require((QEMU, "qemu-system-x86"), (QEMU_IMG, "qemu-utils"))
 

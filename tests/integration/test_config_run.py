@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-from tests.conftest import run_qmpsh
+from tests.conftest import run_qmpsh, write_config
 
 
 def test_pretty_from_the_config_file_and_no_pretty_over_it(qemu):
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "qmpsh" / "config.toml"
-    path.parent.mkdir(parents=True)
-    path.write_text("pretty = true\n")
+    write_config("pretty = true\n")
 
     result = run_qmpsh(qemu.socket, stdin="query-status\n")
     assert result.returncode == 0, result.stderr
@@ -25,9 +21,7 @@ def test_pretty_from_the_config_file_and_no_pretty_over_it(qemu):
 
 
 def test_a_broken_config_file_stops_before_connecting(qemu):
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "qmpsh" / "config.toml"
-    path.parent.mkdir(parents=True)
-    path.write_text("pretty = true\ncolor = \n")
+    path = write_config("pretty = true\ncolor = \n")
     result = run_qmpsh(qemu.socket, stdin="query-status\n")
     assert result.returncode == 2
     assert result.stdout == ""

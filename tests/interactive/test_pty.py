@@ -8,15 +8,13 @@ sequences removed) to count replies even after they scroll off the screen.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import Qemu
+from tests.conftest import Qemu, history_path
 from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, TAB, TIMEOUT, UP, parse_row
 from tests.monitor import qmp
 
@@ -63,7 +61,7 @@ def test_event_appears_above_half_typed_line(qemu_factory, terminal):
 
 
 def test_history_persists_across_runs(qemu, terminal):
-    history = Path(os.environ["XDG_STATE_HOME"]) / "qmpsh" / "history"
+    history = history_path()
     first = terminal(qemu.socket)
     first.run("query-status", '"prelaunch"')
     first.send(CTRL_D)

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 
+from tests.conftest import history_path, write_config
 from tests.interactive.ptyterm import CTRL_D, ENTER, PROMPT, UP
 
 
 ESC = "\x1b"
-
-
-def write_config(text: str) -> None:
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "qmpsh" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def history_file() -> Path:
-    return Path(os.environ["XDG_STATE_HOME"]) / "qmpsh" / "history"
 
 
 def vi_edit(term) -> None:
@@ -50,11 +39,11 @@ def test_editing_mode_option_wins_over_the_file(qemu, terminal):
 
 
 def test_history_size_keeps_the_newest_entries(qemu, terminal):
-    history_file().parent.mkdir(parents=True, exist_ok=True)
-    history_file().write_text("".join(f"\n# 2024-01-01 00:00:0{i}\n+query-name-{i}\n" for i in range(5)))
+    history_path().parent.mkdir(parents=True, exist_ok=True)
+    history_path().write_text("".join(f"\n# 2024-01-01 00:00:0{i}\n+query-name-{i}\n" for i in range(5)))
     term = terminal(qemu.socket, "--history-size", "2")
     # Trimmed when the session starts: the two newest entries are left.
-    assert history_file().read_text() == "".join(f"\n# 2024-01-01 00:00:0{i}\n+query-name-{i}\n" for i in (3, 4))
+    assert history_path().read_text() == "".join(f"\n# 2024-01-01 00:00:0{i}\n+query-name-{i}\n" for i in (3, 4))
     term.send(UP)
     term.wait_prompt("query-name-4")
     term.send(UP)
@@ -73,4 +62,4 @@ def test_history_size_zero_keeps_no_history(qemu, terminal):
     term.wait_prompt("")
     term.send(CTRL_D)
     assert term.wait_exit() == 0
-    assert not history_file().exists() or "query-status" not in history_file().read_text()
+    assert not history_path().exists() or "query-status" not in history_path().read_text()

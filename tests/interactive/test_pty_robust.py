@@ -9,7 +9,6 @@ three seconds late, or to fail query-status on demand.
 
 from __future__ import annotations
 
-import os
 import stat
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from prompt_toolkit.history import FileHistory
 
+from tests.conftest import history_path
 from tests.fakeqmp import FakeQMPServer, delay, error, reply
 from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal
 
@@ -31,10 +31,6 @@ FAST = {"return": {"name": "fast-reply-of-its-own"}}
 def server(tmp_path: Path) -> Iterator[FakeQMPServer]:
     with FakeQMPServer(tmp_path / "qmp.sock") as fake:
         yield fake
-
-
-def history_path() -> Path:
-    return Path(os.environ["XDG_STATE_HOME"]) / "qmpsh" / "history"
 
 
 def lines_with(term: Terminal, text: str) -> list[int]:

@@ -16,6 +16,7 @@ import pytest
 
 from qmpsh import cli, config
 from qmpsh.events import EventFilter
+from tests.conftest import write_config
 
 
 def parsed(monkeypatch: pytest.MonkeyPatch, *argv: str) -> argparse.Namespace | int:
@@ -29,13 +30,6 @@ def parsed(monkeypatch: pytest.MonkeyPatch, *argv: str) -> argparse.Namespace | 
     monkeypatch.setattr(cli, "_run", fake_run)
     status = cli.main([*argv, "/nonexistent/qmp.sock"])
     return seen[0] if seen else status
-
-
-def write_config(text: str) -> Path:
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "qmpsh" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 FULL = """\
