@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import Qemu, history_path
-from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, TAB, TIMEOUT, UP, parse_row
+from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, TAB, TIMEOUT, UP, Terminal, parse_row
 from tests.monitor import qmp
 
 
@@ -83,26 +83,27 @@ def test_history_persists_across_runs(qemu, terminal):
 # 3. multi-line input
 
 
+def ran_once(term: Terminal) -> None:
+    """query-status ran exactly once and nothing failed (a later command's reply shows all has arrived)."""
+    term.wait_text('"prelaunch"')
+    term.wait_prompt()
+    term.run("query-uuid", '"UUID"')
+    assert term.plain().count('"prelaunch"') == 1, term.dump()
+    assert "error" not in term.plain(), term.dump()
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r"], ids=["LF", "CR"])  # terminals paste line ends as CR
 def test_bracketed_paste_of_multiline_json_runs_once(qemu, terminal, newline):
     term = terminal(qemu.socket)
     term.paste('{\n    "execute": "query-status"\n}\n'.replace("\n", newline))
-    term.wait_text('"prelaunch"')
-    term.wait_prompt()
-    term.run("query-uuid", '"UUID"')  # every reply to the paste has arrived before this one
-    assert term.plain().count('"prelaunch"') == 1, term.dump()
-    assert "error" not in term.plain(), term.dump()
+    ran_once(term)
 
 
 def test_bracketed_paste_of_doc_block_runs_once(qemu, terminal):
     term = terminal(qemu.socket)
     term.paste('(QEMU) query-status\n{\n    "execute": "query-status",\n    "arguments": {}\n}\n')
-    term.wait_text('"prelaunch"')
-    term.wait_prompt()
-    term.run("query-uuid", '"UUID"')
-    assert term.plain().count('"prelaunch"') == 1, term.dump()
+    ran_once(term)
     assert term.rows_with("skipped JSON form"), term.dump()
-    assert "error" not in term.plain(), term.dump()
 
 
 def test_typed_multiline_json_continues_then_runs_once(qemu, terminal):
@@ -121,11 +122,7 @@ def test_typed_multiline_json_continues_then_runs_once(qemu, terminal):
     assert term.rows[first] == PROMPT + '{"execute":', term.dump()
 
     term.send(ENTER)
-    term.wait_text('"prelaunch"')
-    term.wait_prompt()
-    term.run("query-uuid", '"UUID"')
-    assert term.plain().count('"prelaunch"') == 1, term.dump()
-    assert "error" not in term.plain(), term.dump()
+    ran_once(term)
 
 
 # ---------------------------------------------------------------------------
