@@ -6,11 +6,16 @@ import argparse
 import asyncio
 import enum
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from qmpsh import __version__, config
+
+if TYPE_CHECKING:
+    from qmpsh.launch import LaunchedQemu
 
 
 class ExitStatus(enum.IntEnum):
@@ -229,26 +234,62 @@ def main(argv: list[str] | None = None) -> int:
 
     launched = None
     if args.launch:
-        from qmpsh.launch import LaunchedQemu, LaunchError
+        from qmpsh.launch import LaunchedQemu
 
         launched = LaunchedQemu(qemu_args, args.workdir)
-        try:
-            address = launched.start()
-        except (LaunchError, OSError) as err:
-            print(f"qmpsh: {err}", file=sys.stderr)
-            return ExitStatus.USAGE
     try:
-        return asyncio.run(_run(args, address, launched))
+        if launched is not None:
+            from qmpsh.launch import LaunchError
+
+            try:
+                address = launched.start()
+            except (LaunchError, OSError) as err:
+                print(f"qmpsh: {err}", file=sys.stderr)
+                return ExitStatus.USAGE
+        return asyncio.run(_run_until_signal(args, address, launched))
     except KeyboardInterrupt:
         return ExitStatus.FAILED
     finally:
         if launched is not None:
-            launched.stop()
+            _stop_launched(launched)
         if args.log is not None:
             args.log.close()
 
 
-async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
+def _stop_launched(launched: LaunchedQemu) -> None:
+    """Stop the QEMU qmpsh launched and remove its work directory unless the user made files there."""
+    launched.stop()
+    kept = launched.clean_up()
+    if kept:
+        try:
+            print(f"qmpsh: {kept}", file=sys.stderr)
+        except OSError:
+            pass  # the terminal is gone (hang-up): the directory is kept all the same
+
+
+async def _run_until_signal(args: argparse.Namespace, address: str, launched: LaunchedQemu | None) -> int:
+    """Run the session; a hang-up or SIGTERM ends it as leaving does (a launched QEMU is stopped cleanly),
+    with the exit status 128 + the signal's number."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    caught: list[int] = []
+
+    def end(signum: int) -> None:
+        caught.append(signum)
+        main_task.cancel()
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        loop.add_signal_handler(signum, end, signum)
+    try:
+        return await _run(args, address, launched)
+    except (asyncio.CancelledError, OSError):
+        if not caught:
+            raise
+        return 128 + caught[0]  # an OSError here: the closed terminal refused the last words
+
+
+async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | None) -> int:
     from qmpsh.client import ConnectFailure, describe_address, parse_address
     from qmpsh.render import Renderer, want_colour
     from qmpsh.session import Options, Session
@@ -260,7 +301,7 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
                       use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
                       pipeline=not interactive and not args.verbose and not args.exit_on_error,
                       timeout=(args.timeout if args.timeout is not None else None if interactive else SCRIPT_TIMEOUT) or None)
-    session = Session(renderer, options, tap=args.log)
+    session = Session(renderer, options, tap=args.log, launched=launched)
     if args.skip_negotiation:
         session.client.await_greeting = False
         session.client.negotiate = False
@@ -268,13 +309,17 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
     try:
         await session.connect(target, wait=args.wait_for_socket)
     except ConnectFailure as err:
+        ended = await launched.ended(within=2.0) if launched is not None else None
+        if ended:  # as if it had died before opening its socket: its own words say why
+            renderer.err(f"qmpsh: QEMU {ended}")
+            return ExitStatus.USAGE
         renderer.error(f"cannot connect to {describe_address(target)}: {err}")
         return ExitStatus.CONNECTION
     try:
         if interactive:
             from qmpsh.repl import run_interactive
 
-            await run_interactive(session, describe_address(target), launched,
+            await run_interactive(session, describe_address(target),
                                   history_size=args.history_size, editing_mode=args.editing_mode)
             return ExitStatus.CONNECTION if session.lost else ExitStatus.OK
         from qmpsh.script import run_script

@@ -211,10 +211,19 @@ class Connection(QMPClient):
         """Disconnect; the reason the connection had ended, if it ended by a fault.
 
         The disconnect runs to its end even if the caller is cancelled (leaving the prompt while
-        a lost connection is being closed): cut short, qemu.qmp leaves the error of its reader or
-        writer unretrieved, and asyncio prints it with a traceback at exit.
+        a lost connection is being closed, a signal), and the cancellation goes on after it: cut
+        short, qemu.qmp leaves the socket open and the error of its reader or writer unretrieved.
         """
-        return await asyncio.shield(self._close())
+        closing = asyncio.ensure_future(self._close())
+        cancelled = False
+        while not closing.done():
+            try:
+                await asyncio.wait((closing,))
+            except asyncio.CancelledError:  # e.g. SIGTERM: a launched QEMU is told to quit on a new
+                cancelled = True  # connection, which it never greets while this one stays open
+        if cancelled:
+            raise asyncio.CancelledError
+        return closing.result()
 
     async def _close(self) -> str | None:
         try:

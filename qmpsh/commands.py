@@ -51,6 +51,9 @@ async def quit_shell(session: Session, cmd: Builtin) -> bool:
     return True
 
 
+QUIT_LAUNCHED = "/quit: leave qmpsh and stop the QEMU it launched (at a terminal, asks first while jobs run)"
+
+
 async def show_help(session: Session, cmd: Builtin) -> bool:
     """/help [COMMAND|EVENT [key=value ...]]: built-ins, or a command's arguments (also COMMAND?)"""
     if cmd.words:
@@ -58,6 +61,8 @@ async def show_help(session: Session, cmd: Builtin) -> bool:
     lines = ["Built-ins:"]
     for name, handler in BUILTINS.items():
         doc = (handler.__doc__ or "").strip().splitlines()[0]
+        if handler is quit_shell and session.launched is not None:
+            doc = QUIT_LAUNCHED
         lines.append(f"  {doc}" if doc.startswith("/") else f"  /{name}  {doc}")
     lines += [
         "Input:",
@@ -121,6 +126,10 @@ async def reconnect(session: Session, cmd: Builtin) -> bool:
     """/reconnect: connect again to the same QEMU (its schema and live values are fetched anew)."""
     from qmpsh.client import ConnectFailure, describe_address
 
+    if session.launched is not None and session.qemu_gone:
+        session.renderer.error(f"/reconnect: the QEMU qmpsh launched {session.launched.exit_report()}\n"
+                               "  start it again with qmpsh --launch")
+        return False
     try:
         await session.reconnect()
     except ConnectFailure as err:

@@ -19,7 +19,7 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.patch_stdout import patch_stdout
-from qemu.qmp import Runstate
+from qemu.qmp import QMPError, Runstate
 
 from qmpsh import __version__, config
 from qmpsh.catalog import Catalog
@@ -30,7 +30,7 @@ from qmpsh.histlimit import LimitedHistory, trim
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import needs_more
-from qmpsh.toolbar import Toolbar
+from qmpsh.toolbar import Toolbar, job_row
 
 
 def state_dir() -> Path:
@@ -135,7 +135,7 @@ async def _watch_connection(session: Session, prompt: PromptSession[str]) -> Non
                 prompt.app.exit(result="")
             return
         await session.lose("")
-        if session.options.reconnect:
+        if session.options.reconnect and not session.qemu_gone:
             await _reconnect_with_backoff(session)
         else:
             while session.lost:  # until /reconnect
@@ -162,7 +162,7 @@ def completer_for(session: Session) -> QmpCompleter:
     return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands))
 
 
-async def run_interactive(session: Session, where: str, launched: object = None, *,
+async def run_interactive(session: Session, where: str, *,
                           history_size: int = DEFAULT_HISTORY_SIZE, editing_mode: str = "emacs") -> None:
     await session.load_commands()
     completer = completer_for(session)
@@ -181,22 +181,25 @@ async def run_interactive(session: Session, where: str, launched: object = None,
         enable_open_in_editor=False,
         bottom_toolbar=toolbar,
     )
-    launched_dir = getattr(launched, "workdir", None)
-    session.renderer.note(f"qmpsh {__version__} connected to{version} at {where}"
-                          + (f" (QEMU launched in {launched_dir})" if launched_dir else "")
-                          + ". /help for help, Ctrl-D to leave.")
+    session.renderer.note(f"qmpsh {__version__} connected to{version} at {where}. /help for help, Ctrl-D to leave.")
+    if session.launched is not None:
+        session.renderer.note(f"QEMU was launched in {session.launched.workdir}; leaving stops it"
+                              + (" and keeps the directory." if session.launched.given_workdir else
+                                 ", and the directory goes unless you made files there."))
     loop = asyncio.get_running_loop()
     with patch_stdout(raw=True):
         watcher = asyncio.create_task(_watch_connection(session, prompt))
         status = asyncio.create_task(toolbar.keep_current(prompt.app.invalidate))
         try:
-            while not session.finished:
+            while not session.finished or not await _may_leave(session):
+                session.finished = False  # staying: the user answered no
                 try:
                     text = await prompt.prompt_async()
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
-                    break
+                    session.finished = True
+                    continue
                 if not text.strip():
                     continue
                 task = asyncio.ensure_future(session.run(text))
@@ -204,9 +207,43 @@ async def run_interactive(session: Session, where: str, launched: object = None,
                 try:
                     await task
                 except asyncio.CancelledError:
+                    if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # qmpsh is told to end
+                        raise
                     session.renderer.note("interrupted")
                 finally:
                     loop.remove_signal_handler(signal.SIGINT)
         finally:
             watcher.cancel()
             status.cancel()
+
+
+async def _may_leave(session: Session) -> bool:
+    """Whether to leave now. Leaving stops a launched QEMU: while block jobs run there, ask first.
+    QEMU that qmpsh did not start keeps running, and so do its jobs: say so."""
+    if session.quit_sent or session.lost:
+        return True
+    jobs = await running_jobs(session)
+    if not jobs:
+        return True
+    names = ", ".join(jobs)
+    if session.launched is None:
+        session.renderer.note(f"QEMU keeps running, and so do its jobs: {names}")
+        return True
+    question: PromptSession[str] = PromptSession()
+    try:
+        answer = await question.prompt_async(f"Leaving stops the QEMU qmpsh launched, and with it {names}. "
+                                             "Leave? [y/N] ")
+    except (KeyboardInterrupt, EOFError):
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def running_jobs(session: Session) -> list[str]:
+    """The jobs that have not concluded, as ``job0 (backup running 25%)``; none if QEMU cannot say."""
+    try:
+        jobs = await asyncio.wait_for(session.query("query-jobs"), 2.0)
+    except (QMPError, TimeoutError):
+        return []
+    rows = [job_row(job) for job in jobs if isinstance(job, dict)] if isinstance(jobs, list) else []
+    return [f"{job_id} ({kind} {status}" + (f" {percent}%)" if percent is not None else ")")
+            for job_id, kind, status, percent in rows if status not in ("concluded", "null")]

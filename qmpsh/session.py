@@ -25,6 +25,7 @@ from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
 
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.catalog import Catalog
+    from qmpsh.launch import LaunchedQemu
     from qmpsh.schema import Schema
 
 _ID_PREFIX = "qmpsh-"
@@ -56,11 +57,13 @@ class _InFlight:
 
 
 class Session:
-    def __init__(self, renderer: Renderer, options: Options, tap: WireTap | None = None) -> None:
+    def __init__(self, renderer: Renderer, options: Options, tap: WireTap | None = None,
+                 launched: LaunchedQemu | None = None) -> None:
         from qmpsh.commands import BUILTINS  # commands import Session for typing
 
         self.renderer = renderer
         self.options = options
+        self.launched = launched  # the QEMU qmpsh started (--launch): it stops when the session ends
         self.client = Connection(on_sent=self._on_sent, on_received=self._on_received, tap=tap)
         self.reader = Reader(BUILTINS, hmp=options.hmp)
         self.events = EventLog()
@@ -116,9 +119,21 @@ class Session:
         self._losing = True
         try:
             reason = await self.client.close_quietly() or "the server closed the connection"
+            ended = await self.launched.ended(within=1.0) if self.launched is not None else None
         finally:
             self._losing = False
+        reason = f"the QEMU qmpsh launched {ended}" if ended else reason
         self.connection_lost(f" {what}: {reason}" if what else f": {reason}")
+
+    @property
+    def qemu_gone(self) -> bool:
+        """The QEMU qmpsh launched has exited: there is nothing to reconnect to."""
+        return self.launched is not None and self.launched.exited()
+
+    @property
+    def quit_sent(self) -> bool:
+        """The QMP command quit was sent and accepted: QEMU is stopping."""
+        return self._quit_sent
 
     # -- the schema ------------------------------------------------------------
 
@@ -325,7 +340,9 @@ class Session:
             self.finished = self.finished or self._quit_sent
             return
         self.lost = True
-        hint = "; /reconnect to try again" if self.options.interactive and not self.options.reconnect else ""
+        self.vm_status = None
+        retry = self.options.interactive and not self.options.reconnect and not self.qemu_gone
+        hint = "; /reconnect to try again" if retry else ""
         self.renderer.error(f"connection to QEMU lost{detail}{hint}")
 
     # -- wire taps (called in wire order by the connection) ----------------

@@ -38,7 +38,10 @@ class Toolbar:
     def __call__(self) -> str:
         """The toolbar's text: plain text, so nothing is parsed on a redraw (one per keystroke)."""
         session = self.session
-        parts = ["disconnected" if session.lost else "connected"]
+        if session.lost:  # the run state and the jobs of a QEMU we cannot see are unknown
+            self.jobs = []
+            return " disconnected"
+        parts = ["connected"]
         version = self.version
         if version:
             parts.append(f"QEMU {version}")
@@ -81,12 +84,13 @@ class Toolbar:
                     jobs = await self.session.query("query-jobs")
                 except QMPError:
                     jobs = []
-                self.jobs = [_row(j) for j in jobs or [] if isinstance(j, dict)]  # type: ignore[union-attr]
+                self.jobs = [job_row(j) for j in jobs or [] if isinstance(j, dict)]  # type: ignore[union-attr]
                 redraw()
             await asyncio.sleep(POLL_SECONDS)
 
 
-def _row(job: dict[str, object]) -> tuple[str, str, str, int | None]:
+def job_row(job: dict[str, object]) -> tuple[str, str, str, int | None]:
+    """A query-jobs entry as (id, type, status, percent done)."""
     total, done = job.get("total-progress"), job.get("current-progress")
     percent = int(100 * done / total) if isinstance(total, int) and total and isinstance(done, int) else None
     return str(job.get("id")), str(job.get("type")), str(job.get("status")), percent

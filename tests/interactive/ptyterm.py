@@ -155,6 +155,17 @@ class Terminal:
             pytest.fail(f"qmpsh died of signal {self.child.signalstatus}\n{self.dump()}")
         return self.child.exitstatus
 
+    def hang_up(self, timeout: float = TIMEOUT) -> int | None:
+        """Close the terminal as a closed window does (qmpsh gets SIGHUP); qmpsh's exit status once it ends."""
+        self.child.ptyproc.fileobj.close()
+        self.child.ptyproc.closed = self.child.closed = True  # nothing is left for close() to do
+        deadline = time.monotonic() + timeout
+        while self.child.isalive():
+            if time.monotonic() > deadline:
+                pytest.fail("qmpsh did not end after its terminal closed")
+            time.sleep(0.05)
+        return self.child.exitstatus
+
     def close(self) -> None:
         if not self.child.closed:
             self.child.close(force=True)

@@ -52,6 +52,17 @@ def test_first_command_opens_qmpsh_on_the_launched_qemu():
     assert json.loads(result.stdout)["return"]["status"] == "prelaunch"
 
 
+def test_launch_example_runs_without_a_display():
+    """The ``--launch -- QEMU-ARGS`` example of "Using it", on a machine with no display."""
+    (line,) = [line for line in section("Using it").splitlines() if line.startswith("qmpsh --launch --")]
+    argv = line.split("#")[0].split()[1:]
+    env = qmpsh_env()
+    env.pop("DISPLAY", None)
+    result = run_qmpsh(*argv, stdin="query-status\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["return"]["status"] == "running"
+
+
 # -- the tour ------------------------------------------------------------------------------
 
 def test_tour_runs_in_qmpsh_launch(tmp_path):
@@ -83,7 +94,7 @@ def test_config_example_is_a_valid_config_file():
 
 def test_every_option_named_exists():
     options = {option for action in build_parser()._actions for option in action.option_strings}
-    not_ours = {"--user", "-Dm644", "-l", "-m", "-M", "-S", "-nodefaults"}  # pip's, install's, man's, QEMU's
+    not_ours = {"--user", "-Dm644", "-l", "-m", "-M", "-S", "-nodefaults", "-display"}  # pip's, install's, man's, QEMU's
     named = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", README)) - not_ours
     assert named - options == set()
 

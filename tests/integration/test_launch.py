@@ -1,0 +1,176 @@
+"""``--launch`` in scripts: QEMU stopped cleanly on every way out, the user's files kept, failures explained.
+
+qmpsh's temporary work directories go to the test's own TMPDIR, so a test sees exactly
+the directories its qmpsh made (and left behind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, json_lines, qemu_img, qmpsh_env, require_qemu, run_qmpsh
+
+SNAPSHOT_B = ("blockdev-snapshot-sync node-name=node-A snapshot-file=b.qcow2 snapshot-node-name=node-B "
+              "format=qcow2\n")
+
+
+def qemu_pids(workdir: Path) -> list[int]:
+    """The live QEMU processes serving QMP in ``workdir`` (zombies have no command line)."""
+    socket_path = str(workdir / "qmp.sock").encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(socket_path in arg for arg in argv) and b"qemu" in argv[0]:
+                pids.append(int(entry.name))
+    return pids
+
+
+def wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"QEMU {pid} is still running"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def tmpdir_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A TMPDIR of the test's own for qmpsh's work directories, and the environment that sets it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return tmp, qmpsh_env(TMPDIR=str(tmp))
+
+
+def start_scripted(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    require_qemu()
+    return subprocess.Popen([sys.executable, "-m", "qmpsh", "--launch", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+
+
+def only_workdir(tmp: Path) -> Path:
+    (workdir,) = tmp.glob("qmpsh-*")
+    return workdir
+
+
+def test_a_session_without_files_of_the_users_leaves_nothing_behind(tmpdir_env):
+    tmp, env = tmpdir_env
+    result = run_qmpsh("--launch", stdin="query-status\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json_lines(result.stdout)[0]["return"]["status"] == "prelaunch"
+    assert list(tmp.iterdir()) == []
+    assert result.stderr == ""
+
+
+def test_files_the_user_made_keep_the_work_directory_whole(tmpdir_env):
+    """b.qcow2 (made by QEMU at the user's command) is the user's: the directory stays, a.qcow2 with it."""
+    tmp, env = tmpdir_env
+    result = run_qmpsh("--launch", stdin=SNAPSHOT_B, env=env)
+    assert result.returncode == 0, result.stderr
+    workdir = only_workdir(tmp)
+    assert result.stderr == f"qmpsh: kept {workdir} (1 file you made: b.qcow2)\n"
+    assert sorted(p.name for p in workdir.iterdir()) == ["a.qcow2", "b.qcow2", "qemu.log"]
+    info = json.loads(qemu_img("info", "--output=json", "--backing-chain", "b.qcow2", cwd=workdir).stdout)
+    assert [layer["filename"] for layer in info] == ["b.qcow2", "a.qcow2"]
+
+
+def test_an_existing_image_in_the_users_workdir_is_used_not_replaced(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "64M", cwd=work)
+    result = run_qmpsh("--launch", "--workdir", str(work), stdin="query-block\n")
+    assert result.returncode == 0, result.stderr
+    (block,) = json_lines(result.stdout)[0]["return"]
+    assert block["inserted"]["image"]["virtual-size"] == 64 * 1024 * 1024
+    assert (work / "a.qcow2").exists() and not (work / "qmp.sock").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_stops_the_launched_qemu_with_quit(tmpdir_env, signum):
+    tmp, env = tmpdir_env
+    qmpsh = start_scripted(env)
+    assert qmpsh.stdin is not None and qmpsh.stdout is not None
+    qmpsh.stdin.write(SNAPSHOT_B)
+    qmpsh.stdin.flush()
+    assert json.loads(qmpsh.stdout.readline()) == {"return": {}}
+    workdir = only_workdir(tmp)
+    (pid,) = qemu_pids(workdir)
+    qmpsh.send_signal(signum)
+    _, stderr = qmpsh.communicate(timeout=60)
+    assert qmpsh.returncode == 128 + signum, stderr
+    wait_gone(pid)
+    log = (workdir / "qemu.log").read_text()
+    assert "terminating on signal" not in log, stderr  # stopped by QMP quit, not by a signal
+    assert f"kept {workdir} (1 file you made: b.qcow2)" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_signal_leaves_no_directory_when_the_user_made_no_files(tmpdir_env):
+    tmp, env = tmpdir_env
+    qmpsh = start_scripted(env)
+    assert qmpsh.stdin is not None and qmpsh.stdout is not None
+    qmpsh.stdin.write("query-status\n")
+    qmpsh.stdin.flush()
+    qmpsh.stdout.readline()
+    (pid,) = qemu_pids(only_workdir(tmp))
+    qmpsh.send_signal(signal.SIGHUP)
+    qmpsh.communicate(timeout=60)
+    assert qmpsh.returncode == 128 + signal.SIGHUP
+    wait_gone(pid)
+    assert list(tmp.iterdir()) == []
+
+
+def test_qemu_that_exits_at_start_is_explained_with_its_status_and_log(tmpdir_env):
+    """README's old example on a machine without a display: QEMU's own words, not "Connection refused"."""
+    tmp, env = tmpdir_env
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    result = run_qmpsh("--launch", "--", "-M", "q35", "-m", "1G", "-nodefaults", "-display", "gtk", env=env)
+    assert result.returncode == 2
+    first, *tail = result.stderr.splitlines()
+    assert first == "qmpsh: QEMU exited with status 1; qemu.log ends:"
+    assert any("gtk" in line for line in tail), result.stderr  # "gtk initialization failed", or gtk missing
+    assert "Connection refused" not in result.stderr
+    assert list(tmp.iterdir()) == []
+
+
+def test_qemu_that_dies_while_connecting_is_explained(tmpdir_env):
+    tmp, env = tmpdir_env
+    result = run_qmpsh("--launch", "--", "-M", "none", "-display", "none", "-nodefaults",
+                       "-blockdev", "driver=file,filename=missing.qcow2,node-name=x", env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("qmpsh: QEMU exited with status 1; qemu.log ends:\n")
+    assert "missing.qcow2" in result.stderr
+
+
+def test_help_says_what_quit_does_in_each_mode(qemu):
+    launched = run_qmpsh("--launch", stdin="/help\n")
+    assert "/quit: leave qmpsh and stop the QEMU it launched" in launched.stderr
+    assert "QEMU keeps running" not in launched.stderr
+    attached = run_qmpsh(qemu.socket, stdin="/help\n")
+    assert "/quit: leave qmpsh (QEMU keeps running" in attached.stderr
+
+
+def test_launched_qemu_ignores_the_terminals_interrupt(tmpdir_env):
+    """Ctrl-C at a terminal signals the whole foreground process group: QEMU must not be in it."""
+    tmp, env = tmpdir_env
+    qmpsh = start_scripted(env)
+    assert qmpsh.stdin is not None and qmpsh.stdout is not None
+    qmpsh.stdin.write("query-status\n")
+    qmpsh.stdin.flush()
+    qmpsh.stdout.readline()
+    (pid,) = qemu_pids(only_workdir(tmp))
+    assert os.getpgid(pid) != os.getpgid(qmpsh.pid) and os.getsid(pid) != os.getsid(qmpsh.pid)
+    qmpsh.stdin.close()
+    qmpsh.wait(timeout=60)
+    wait_gone(pid)
