@@ -312,16 +312,18 @@ class Session:
         return ok
 
     async def _reply(self, waiter: asyncio.Future[Message]) -> Message:
-        """The reply, once it comes; TimeoutError after --timeout seconds in which the server sent nothing.
+        """The reply, once it comes; TimeoutError after --timeout seconds of silence since the request was sent.
 
-        A server busy sending (an event flood) is alive: only silence counts.
+        The clock starts at the send (an idle prompt before it does not count), and a server busy
+        sending since (an event flood) is alive: only silence after the send counts.
         """
         timeout = self.options.timeout
+        sent = time.monotonic()
         try:
             if timeout is None:
                 return await waiter
             while True:
-                idle = time.monotonic() - self.client.last_activity
+                idle = time.monotonic() - max(sent, self.client.last_activity)
                 if idle >= timeout:
                     raise TimeoutError
                 done, _ = await asyncio.wait((waiter,), timeout=timeout - idle)
