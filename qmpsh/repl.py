@@ -29,7 +29,7 @@ from qmpsh.completion import QmpCompleter, Sources
 from qmpsh.histlimit import LimitedHistory, trim
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
-from qmpsh.syntax import needs_more
+from qmpsh.syntax import Continuation
 from qmpsh.toolbar import Toolbar, job_row
 
 
@@ -85,6 +85,8 @@ def _open_history_file(session: Session, size: int) -> History:
 
 def key_bindings(hmp: bool) -> KeyBindings:
     bindings = KeyBindings()
+    continuation = Continuation(hmp)
+    needs_more = continuation.needs_more
 
     @bindings.add("enter")
     def _enter(event: KeyPressEvent) -> None:
@@ -94,7 +96,7 @@ def key_bindings(hmp: bool) -> KeyBindings:
             if buffer.complete_state.current_completion:
                 buffer.apply_completion(buffer.complete_state.current_completion)
             buffer.cancel_completion()
-        if needs_more(buffer.text, hmp=hmp):
+        if needs_more(buffer.text):
             buffer.insert_text("\n")
         else:
             buffer.validate_and_handle()
@@ -109,7 +111,7 @@ def key_bindings(hmp: bool) -> KeyBindings:
         data = event.data.replace("\r\n", "\n").replace("\r", "\n")
         buffer = event.current_buffer
         buffer.insert_text(data.rstrip("\n") if data.endswith("\n") else data)
-        if data.endswith("\n") and buffer.text.strip() and not needs_more(buffer.text, hmp=hmp):
+        if data.endswith("\n") and buffer.text.strip() and not needs_more(buffer.text):
             buffer.validate_and_handle()
         elif data.endswith("\n"):
             buffer.insert_text("\n")

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from qmpsh.session import Session
-from qmpsh.syntax import ParseError
 
 
 async def _lines(stream: TextIO) -> AsyncIterator[str]:
@@ -34,26 +33,18 @@ async def _lines(stream: TextIO) -> AsyncIterator[str]:
 
 
 async def run_script(session: Session, stream: TextIO = sys.stdin) -> None:
-    """Run every line of ``stream``; multi-line inputs are gathered first."""
-    buffer = ""
-    first = 0
+    """Run every line of ``stream``; multi-line inputs are gathered first (each line is parsed once)."""
     lineno = 0
     async for line in _lines(stream):
         lineno += 1
-        if not buffer:
-            first = lineno
-        buffer += line
-        parsed = session.reader.feed(buffer)
+        parsed = session.reader.add_line(line, lineno)
         if parsed.incomplete:
             continue
-        buffer = ""
-        await session.run_items(parsed.items, first)
+        await session.run_items(parsed.items)
         if session.stopped:
             break
     await session.drain()
-    if buffer.strip() and not session.stopped:
-        last = buffer.rstrip("\n").rsplit("\n", 1)[-1]
-        error = ParseError("unexpected end of input: a bracket or transaction is still open", last, len(last),
-                           buffer.rstrip("\n").count("\n") + 1)
-        session.fail_parse(error, first)
+    error = session.reader.end_of_input()
+    if error is not None and not session.stopped:
+        session.fail_parse(error)
         session.failed = True

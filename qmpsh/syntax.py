@@ -13,11 +13,12 @@ out, in input order.
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import re
 import warnings
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 #: Prompts and markers that documentation puts in front of a line, and what
@@ -321,40 +322,6 @@ def parse_line_arguments(text: str) -> dict[str, object]:
 # Lines
 
 
-def _logical_lines(text: str) -> tuple[list[_Line], bool]:
-    """Join physical lines while brackets are open; report if the text ends open."""
-    physical = text.split("\n")
-    lines: list[_Line] = []
-    i = 0
-    while i < len(physical):
-        raw = physical[i].rstrip("\r")
-        match = _MARKER_RE.match(raw)
-        indent = match.end() if match else len(raw) - len(raw.lstrip())
-        marker = MARKERS[match.group(1)] if match else ""
-        body = raw[indent:].rstrip()
-        if not body or body.startswith("#"):
-            i += 1
-            continue
-        line = _Line(body, marker, [raw], i + 1, indent)
-        stack: list[tuple[str, int]] = []
-        try:
-            _scan(body, stack)
-            while stack and i + 1 < len(physical):
-                i += 1
-                nxt = physical[i].rstrip("\r")
-                base = len(line.text) + 1
-                line.text += "\n" + nxt
-                line.sources.append(nxt)
-                _scan(nxt, stack, base)
-        except _Unbalanced as err:
-            line.scan_error = (err.args[0], err.offset)
-        if stack and not line.scan_error:
-            return lines, True
-        lines.append(line)
-        i += 1
-    return lines, False
-
-
 def _parse_json(line: _Line) -> Item:
     if line.marker == "server":
         return Skipped("server line", line.lineno)
@@ -430,46 +397,99 @@ class _Transaction:
         return Request(message, "transaction", self.lineno)
 
 
-def parse(text: str, *, builtins: Collection[str] = (), hmp: bool = False) -> Parsed:
-    """Parse a block of input (one line or a paste) into items, in order.
+class _Gatherer:
+    """Physical lines in, items out, as they come: each line is scanned once, so input of any
+    length is parsed in linear time (a script's 4,000-line transaction as well as a paste)."""
 
-    ``incomplete`` is set, with no items, when the text ends inside brackets
-    or an open transaction: the caller should read more lines first.
-    """
-    lines, open_brackets = _logical_lines(text)
-    if open_brackets:
-        return Parsed([], incomplete=True)
-    items: list[Item] = []
-    transaction: _Transaction | None = None
-    for line in lines:
+    def __init__(self, builtins: Collection[str], hmp: bool) -> None:
+        self.builtins = builtins
+        self.hmp = hmp
+        self.items: list[Item] = []  # complete items not yet taken
+        self._open: _Line | None = None  # a logical line whose brackets are still open
+        self._parts: list[str] = []  # its physical lines, joined when it closes
+        self._length = 0  # the length of its text so far
+        self._stack: list[tuple[str, int]] = []  # its open brackets
+        self._transaction: _Transaction | None = None
+        self.last: tuple[str, int] = ("", 0)  # the last physical line and its number
+
+    def forget(self) -> None:
+        """Drop the items and transaction actions gathered so far, for a caller that needs only ``incomplete``."""
+        self.items.clear()
+        if self._transaction is not None:
+            self._transaction.actions.clear()
+
+    def copy(self) -> _Gatherer:
+        """A gatherer in the same state, to try a line on without changing this one."""
+        other = copy.copy(self)
+        other.items, other._parts, other._stack = [], list(self._parts), list(self._stack)
+        if self._open is not None:
+            other._open = replace(self._open, sources=list(self._open.sources))
+        if self._transaction is not None:
+            other._transaction = copy.copy(self._transaction)
+            other._transaction.actions = list(self._transaction.actions)
+        return other
+
+    @property
+    def incomplete(self) -> bool:
+        """Brackets or a transaction are open: more lines are needed."""
+        return self._open is not None or self._transaction is not None
+
+    def add(self, raw: str, lineno: int) -> None:
+        """Take physical line ``lineno`` (without its newline)."""
+        raw = raw.rstrip("\r")
+        self.last = (raw, lineno)
+        line = self._open
+        if line is not None:
+            base = self._length + 1
+            self._parts.append(raw)
+            self._length += 1 + len(raw)
+            line.sources.append(raw)
+        else:
+            match = _MARKER_RE.match(raw)
+            indent = match.end() if match else len(raw) - len(raw.lstrip())
+            body = raw[indent:].rstrip()
+            if not body or body.startswith("#"):
+                return
+            line = self._open = _Line(body, MARKERS[match.group(1)] if match else "", [raw], lineno, indent)
+            self._parts, self._length, self._stack, base, raw = [body], len(body), [], 0, body
+        try:
+            _scan(raw, self._stack, base)
+        except _Unbalanced as err:
+            line.scan_error = (err.args[0], err.offset)
+        if not self._stack or line.scan_error:
+            self._open = None
+            line.text = "\n".join(self._parts)
+            self._take(line)
+
+    def _take(self, line: _Line) -> None:
+        """One complete logical line: an item, or a part of the open transaction."""
         if line.scan_error:
-            items.append(line.error(*line.scan_error))
-            continue
-        if transaction is not None:
-            if transaction.add(line, tokens(line.text)):
-                items.append(transaction.result())
-                transaction = None
-            continue
-        if line.text.startswith("{") and not hmp:
-            items.append(_parse_json(line))
-            continue
-        if line.marker == "server":
-            items.append(Skipped("server line", line.lineno))
-            continue
-        words = tokens(line.text)
+            self.items.append(line.error(*line.scan_error))
+        elif self._transaction is not None:
+            if self._transaction.add(line, tokens(line.text)):
+                self.items.append(self._transaction.result())
+                self._transaction = None
+        elif line.text.startswith("{") and not self.hmp:
+            self.items.append(_parse_json(line))
+        elif line.marker == "server":
+            self.items.append(Skipped("server line", line.lineno))
+        else:
+            self._words(line, tokens(line.text))
+
+    def _words(self, line: _Line, words: list[tuple[str, int]]) -> None:
         first = words[0][0]
         if first.startswith("/"):
-            items.append(_parse_builtin(line, words, builtins))
-        elif hmp:
+            self.items.append(_parse_builtin(line, words, self.builtins))
+        elif self.hmp:
             message = {"execute": "human-monitor-command", "arguments": {"command-line": line.text}}
-            items.append(Request(message, "hmp", line.lineno))
+            self.items.append(Request(message, "hmp", line.lineno))
         elif first == "transaction(":
-            transaction = _Transaction(line.lineno)
-            if transaction.add(line, words[1:]):
-                items.append(transaction.result())
-                transaction = None
-        elif len(words) == 1 and first.endswith("?") and "help" in builtins:
-            items.append(Builtin("help", (first[:-1],), {}, line.lineno))
+            self._transaction = _Transaction(line.lineno)
+            if self._transaction.add(line, words[1:]):
+                self.items.append(self._transaction.result())
+                self._transaction = None
+        elif len(words) == 1 and first.endswith("?") and "help" in self.builtins:
+            self.items.append(Builtin("help", (first[:-1],), {}, line.lineno))
         else:
             force = first.startswith("!")
             if force:
@@ -478,14 +498,25 @@ def parse(text: str, *, builtins: Collection[str] = (), hmp: bool = False) -> Pa
             try:
                 name, args = _command(line, words, columns)
             except ParseError as err:
-                items.append(err)
-                continue
+                self.items.append(err)
+                return
             message = {"execute": name, "arguments": args}
-            items.append(Request(message, "kv", line.lineno, from_prompt=line.marker == "prompt", force=force,
-                                 source=line.sources[0], columns=columns))
-    if transaction is not None:
+            self.items.append(Request(message, "kv", line.lineno, from_prompt=line.marker == "prompt", force=force,
+                                      source=line.sources[0], columns=columns))
+
+
+def parse(text: str, *, builtins: Collection[str] = (), hmp: bool = False) -> Parsed:
+    """Parse a block of input (one line or a paste) into items, in order.
+
+    ``incomplete`` is set, with no items, when the text ends inside brackets
+    or an open transaction: the caller should read more lines first.
+    """
+    gatherer = _Gatherer(builtins, hmp)
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        gatherer.add(raw, lineno)
+    if gatherer.incomplete:
         return Parsed([], incomplete=True)
-    return Parsed(items)
+    return Parsed(gatherer.items)
 
 
 def needs_more(text: str, *, hmp: bool = False) -> bool:
@@ -493,25 +524,74 @@ def needs_more(text: str, *, hmp: bool = False) -> bool:
     return parse(text, hmp=hmp).incomplete
 
 
+class Continuation:
+    """``needs_more`` for the prompt's buffer, which grows at its end one Enter at a time:
+    lines above the last are parsed once, and kept; only the last line is parsed anew."""
+
+    def __init__(self, hmp: bool = False) -> None:
+        self.hmp = hmp
+        self._start("")
+
+    def _start(self, done: str) -> None:
+        self._done = done  # the text whose lines the gatherer has taken (empty, or ending with a newline)
+        self._lines = 0
+        self._gatherer = _Gatherer((), self.hmp)
+
+    def needs_more(self, text: str) -> bool:
+        if not text.startswith(self._done):
+            self._start("")
+        complete = text.rfind("\n") + 1
+        if complete > len(self._done):
+            for raw in text[len(self._done):complete - 1].split("\n"):
+                self._lines += 1
+                self._gatherer.add(raw, self._lines)
+            self._gatherer.forget()
+            self._done = text[:complete]
+        probe = self._gatherer.copy()
+        probe.add(text[complete:], self._lines + 1)
+        return probe.incomplete
+
+
 class Reader:
     """Stateful front of the parser, shared by the interactive and scripted loops.
 
-    Feed it whole chunks (a line, or a paste). It drops the JSON form that
-    documentation prints right after a qmp-shell line (``(QEMU) cmd k=v``
-    followed by ``{"execute": "cmd", ...}``), so a pasted example runs once.
+    Feed it whole chunks (a line, or a paste) with ``feed``, or a script's lines one at a
+    time with ``add_line``. It drops the JSON form that documentation prints right after a
+    qmp-shell line (``(QEMU) cmd k=v`` followed by ``{"execute": "cmd", ...}``), so a pasted
+    example runs once.
     """
 
     def __init__(self, builtins: Collection[str] = (), hmp: bool = False) -> None:
         self.builtins = frozenset(builtins)
         self.hmp = hmp
         self._last_kv: Request | None = None
+        self._lines = _Gatherer(self.builtins, hmp)
 
     def feed(self, text: str) -> Parsed:
         parsed = parse(text, builtins=self.builtins, hmp=self.hmp)
         if parsed.incomplete:
             return parsed
+        return Parsed(self._without_echoes(parsed.items))
+
+    def add_line(self, line: str, lineno: int) -> Parsed:
+        """Line ``lineno`` of a script: the items it completes (incomplete while brackets or a
+        transaction stay open). Item line numbers count from the script's first line."""
+        self._lines.add(line.rstrip("\n"), lineno)
+        if self._lines.incomplete:
+            return Parsed([], incomplete=True)
+        items, self._lines.items = self._lines.items, []
+        return Parsed(self._without_echoes(items))
+
+    def end_of_input(self) -> ParseError | None:
+        """The error for a script that ends while brackets or a transaction are still open."""
+        if not self._lines.incomplete:
+            return None
+        last, lineno = self._lines.last
+        return ParseError("unexpected end of input: a bracket or transaction is still open", last, len(last), lineno)
+
+    def _without_echoes(self, parsed: list[Item]) -> list[Item]:
         items: list[Item] = []
-        for item in parsed.items:
+        for item in parsed:
             last, self._last_kv = self._last_kv, None
             if isinstance(item, Request) and item.form == "json" and last and item.command == last.command:
                 same = item.message.get("arguments", {}) == last.message.get("arguments", {})
@@ -521,7 +601,7 @@ class Reader:
             if isinstance(item, Request) and item.form == "kv" and item.from_prompt:
                 self._last_kv = item
             items.append(item)
-        return Parsed(items)
+        return items
 
 
 def format_kv(command: str, arguments: dict[str, object]) -> str:
