@@ -13,14 +13,42 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import sys
 
 from qmpsh import __version__, config
 from qmpsh.cli import DESCRIPTION, HELP_SECTIONS, SUMMARY, build_parser
+from qmpsh.commands import BUILTINS
 
 SEE_ALSO = [("qemu", 1), ("qemu-img", 1)]
+
+#: What each example shows, and the command lines. SOCK is a QMP socket; the examples run in a test.
+EXAMPLES: list[tuple[str, list[str]]] = [
+    ("Open a shell on a QEMU started with -qmp unix:/tmp/qmp.sock,server=on,wait=off:",
+     ["qmpsh /tmp/qmp.sock"]),
+    ("Start QEMU as the live block operations document does (a fresh a.qcow2 as node-A, paused), and "
+     "open a shell on it; leaving stops that QEMU:",
+     ["qmpsh --launch"]),
+    ("Start a QEMU of your own for the session, with no display:",
+     ["qmpsh --launch -- -M q35 -m 1G -nodefaults -display none"]),
+    ("A script: one JSON document per line on stdout, for jq; the exit status says how it went:",
+     ["printf 'query-status\\n' | qmpsh SOCK | jq -r .return.status"]),
+    ("Build an overlay and stream into it, waiting for the job to end; stop at the first failure (-e):",
+     ["qmpsh -e SOCK <<'EOF'",
+      "blockdev-snapshot-sync node-name=node-A snapshot-file=b.qcow2 snapshot-node-name=node-B format=qcow2",
+      "block-stream device=node-B job-id=job0",
+      "/job job0",
+      "EOF"]),
+    ("Paste the document's JSON as it is: the (QEMU) prompt is stripped and each command runs once:",
+     ["qmpsh SOCK <<'EOF'",
+      '(QEMU) query-block',
+      '{ "execute": "query-block" }',
+      "EOF"]),
+    ("Human monitor commands, and a log of every message sent and received:",
+     ["echo 'info block' | qmpsh -H -l qmp.log SOCK"]),
+]
 
 
 def escape(text: str) -> str:
@@ -95,6 +123,26 @@ def _config_example(parser: argparse.ArgumentParser) -> list[str]:
             *(escape(line) for line in lines), ".EE", ".RE"]
 
 
+def _builtins() -> list[str]:
+    """Each built-in as its docstring says: its usage line, then its description in full."""
+    lines = [".PP", "Lines that start with / are qmpsh's own commands; everything else goes to QEMU."]
+    for name, handler in BUILTINS.items():
+        first, _, rest = inspect.cleandoc(handler.__doc__ or f"/{name}").partition("\n")
+        usage, _, summary = first.partition(": ")
+        lines += [".TP", bold(usage), escape(summary.rstrip("."))]
+        for paragraph in rest.strip().split("\n\n"):
+            if paragraph:
+                lines += [".IP", escape(" ".join(paragraph.split()))]
+    return lines
+
+
+def _examples() -> list[str]:
+    lines = []
+    for text, commands in EXAMPLES:
+        lines += [".PP", escape(text), ".PP", ".RS", ".EX", *(escape(command) for command in commands), ".EE", ".RE"]
+    return lines
+
+
 def _date() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if not epoch:
@@ -126,11 +174,13 @@ def render(parser: argparse.ArgumentParser | None = None) -> str:
         term = italic(_metavar(action)) if not action.option_strings else _option_term(action)
         out += [".TP", term, escape(_help(parser, action))]
     out += [".SH INPUT", *_items(sections.pop("input"))]
+    out += [".SH BUILT-IN COMMANDS", *_builtins()]
     out += [".SH EXIT STATUS", *_items(sections.pop("exit status"))]
     out += [".SH ENVIRONMENT", *_items(sections.pop("environment"))]
     out += [".SH FILES", *_items(sections.pop("files")), *_config_example(parser)]
     for title, items in sections.items():  # sections added to --help later
         out += [f".SH {escape(title.upper())}", *_items(items)]
+    out += [".SH EXAMPLES", *_examples()]
     out += [".SH SEE ALSO", ",\n".join(f".BR {name} ({section})" for name, section in SEE_ALSO)]
     return "\n".join(out) + "\n"
 

@@ -62,3 +62,47 @@ def test_version():
     result = subprocess.run([sys.executable, "-m", "qmpsh", "--version"], capture_output=True, text=True,
                             cwd=REPO, timeout=30)
     assert (result.returncode, result.stdout) == (0, f"qmpsh {__version__}\n")
+
+
+def test_every_built_in_is_described():
+    from qmpsh.commands import BUILTINS
+
+    page = manpage.render()
+    assert ".SH BUILT-IN COMMANDS" in page
+    for name in BUILTINS:
+        assert f"\\fB/{name}" in page, name
+
+
+def shell_example(commands: list[str], socket: str) -> subprocess.CompletedProcess[str]:
+    """Run an example's lines in bash, ``qmpsh`` being this checkout's and SOCK a real QMP socket."""
+    script = "\n".join(commands).replace("SOCK", socket)
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", f'qmpsh() {{ "{sys.executable}" -m qmpsh "$@"; }}\n{script}'],
+                          capture_output=True, text=True, timeout=120, cwd=os.path.dirname(socket),
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_the_examples_run(qemu):
+    ran = 0
+    for text, commands in manpage.EXAMPLES:
+        if "SOCK" not in " ".join(commands):
+            continue
+        result = shell_example(commands, qemu.socket)
+        assert result.returncode == 0, (text, result.stderr)
+        assert "error" not in result.stderr, (text, result.stderr)
+        assert result.stdout.strip(), text
+        ran += 1
+    assert ran >= 4
+    assert (qemu.dir / "b.qcow2").exists() and (qemu.dir / "qmp.log").exists()
+
+
+def test_the_launch_examples_run(tmp_path):
+    launches = [commands for _, commands in manpage.EXAMPLES if "--launch" in commands[0]]
+    assert len(launches) == 2
+    for (command,) in launches:
+        argv = command.split()[1:]
+        env = {**os.environ, "TMPDIR": str(tmp_path)}
+        env.pop("DISPLAY", None)
+        result = subprocess.run([sys.executable, "-m", "qmpsh", *argv], input="query-status\n", capture_output=True,
+                                text=True, timeout=120, cwd=REPO, env=env)
+        assert result.returncode == 0, result.stderr
+        assert '"status"' in result.stdout
