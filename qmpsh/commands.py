@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -139,6 +141,37 @@ async def reconnect(session: Session, cmd: Builtin) -> bool:
     return True
 
 
+async def shell(session: Session, cmd: Builtin) -> bool:
+    """/shell COMMAND: run COMMAND with sh, in the --launch work directory (else here), e.g. qemu-img create.
+
+    Pasted documentation's "$ qemu-img ..." lines are skipped with a note naming the /shell line
+    that runs them. At a terminal the command has the terminal; in a script its output goes to
+    stderr (stdout stays JSON lines) and its input is empty. A command that exits with a status
+    other than 0 fails the line; Ctrl-C stops it.
+    """
+    if not cmd.text:
+        session.renderer.error("usage: /shell COMMAND")
+        return False
+    interactive = session.options.interactive
+    session.renderer.flush()
+    process = await asyncio.create_subprocess_shell(
+        cmd.text, cwd=session.launched.workdir if session.launched is not None else None,
+        stdin=None if interactive else asyncio.subprocess.DEVNULL,
+        stdout=None if interactive else sys.stderr.fileno(),
+    )
+    try:
+        status = await process.wait()
+    except asyncio.CancelledError:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
+    if status != 0:
+        session.renderer.error(f"/shell: {cmd.text} exited with status {status}")
+        return False
+    return True
+
+
 # /job, /jobs and /tree live in their own modules, imported when first used: every session builds
 # this table, and a script that never follows a job should not load them.
 
@@ -165,4 +198,4 @@ async def tree(session: Session, cmd: Builtin) -> bool:
 
 
 BUILTINS: dict[str, Handler] = {"wait": wait, "job": job, "jobs": jobs, "events": events, "tree": tree,
-                                "reconnect": reconnect, "help": show_help, "quit": quit_shell}
+                                "reconnect": reconnect, "shell": shell, "help": show_help, "quit": quit_shell}

@@ -119,6 +119,18 @@ def key_bindings(hmp: bool) -> KeyBindings:
     return bindings
 
 
+def prompt_message(prompt: str) -> Callable[[], str]:
+    """The prompt, left out while the input starts with a pasted one: "(QEMU) (QEMU) cmd" looks wrong."""
+
+    def message() -> str:
+        return "" if get_app().current_buffer.text.startswith(PASTED_PROMPTS) else prompt
+
+    return message
+
+
+PASTED_PROMPTS = ("(QEMU) ", "(qemu) ")
+
+
 def _continuation(width: int, line_number: int, wrap_count: int) -> str:
     text = get_app().current_buffer.text
     return "TRANS> " if text.lstrip().startswith("transaction(") else "...".ljust(width)
@@ -171,7 +183,7 @@ async def run_interactive(session: Session, where: str, *,
     toolbar = Toolbar(session)
     version = f" QEMU {toolbar.version}" if toolbar.version else ""
     prompt: PromptSession[str] = PromptSession(
-        "(HMP) " if session.options.hmp else "(QEMU) ",
+        prompt_message("(HMP) " if session.options.hmp else "(QEMU) "),
         multiline=True,
         key_bindings=key_bindings(session.options.hmp),
         history=open_history(session, history_size),

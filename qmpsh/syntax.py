@@ -23,8 +23,9 @@ from typing import Union
 
 #: Prompts and markers that documentation puts in front of a line, and what
 #: each says about that line.
-MARKERS = {"(QEMU)": "prompt", "(qemu)": "prompt", "TRANS>": "prompt", "->": "request", "<-": "server"}
-MARKER_RE = _MARKER_RE = re.compile(r"^\s*(\(QEMU\)|\(qemu\)|TRANS>|->|<-)(?=\s|$)\s?")
+MARKERS = {"(QEMU)": "prompt", "(qemu)": "prompt", "TRANS>": "prompt", "->": "request", "<-": "server",
+           "$": "shell"}
+MARKER_RE = _MARKER_RE = re.compile(r"^\s*(\(QEMU\)|\(qemu\)|TRANS>|->|<-|\$)(?=\s|$)\s?")
 _COMMAND_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")
 _INT_RE = re.compile(r"[-+]?[0-9]+")
 _FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?")
@@ -70,12 +71,18 @@ class Request:
 
 @dataclass(frozen=True)
 class Builtin:
-    """A ``/name`` shell command: its bare words and its key=value arguments."""
+    """A ``/name`` shell command: its bare words and its key=value arguments (or, for the
+    built-ins in ``RAW_BUILTINS``, the rest of the line as it is, in ``text``)."""
 
     name: str
     words: tuple[str, ...] = ()
     args: dict[str, object] = field(default_factory=dict)
     lineno: int = 1
+    text: str = ""
+
+
+#: Built-ins that take the rest of their line as it is: /shell's command line is for sh, not for us.
+RAW_BUILTINS = frozenset({"shell"})
 
 
 @dataclass(frozen=True)
@@ -361,6 +368,8 @@ def _parse_builtin(line: _Line, words: list[tuple[str, int]], builtins: Collecti
     if name not in builtins:
         known = ", ".join("/" + b for b in sorted(builtins))
         return line.error(f"unknown built-in '/{name}' (built-ins: {known})", offset)
+    if name in RAW_BUILTINS:
+        return Builtin(name, lineno=line.lineno, text=line.text[offset + len(name) + 1:].strip())
     bare = tuple(t for t, _ in words[1:] if "=" not in t)
     try:
         args = parse_arguments(line, [t for t in words[1:] if "=" in t[0]])
@@ -410,6 +419,8 @@ class _Gatherer:
         self._length = 0  # the length of its text so far
         self._stack: list[tuple[str, int]] = []  # its open brackets
         self._transaction: _Transaction | None = None
+        self._shell: list[str] | None = None  # a pasted "$ command \\" whose next line continues it
+        self._shell_lineno = 0
         self.last: tuple[str, int] = ("", 0)  # the last physical line and its number
 
     def forget(self) -> None:
@@ -422,6 +433,7 @@ class _Gatherer:
         """A gatherer in the same state, to try a line on without changing this one."""
         other = copy.copy(self)
         other.items, other._parts, other._stack = [], list(self._parts), list(self._stack)
+        other._shell = None if self._shell is None else list(self._shell)
         if self._open is not None:
             other._open = replace(self._open, sources=list(self._open.sources))
         if self._transaction is not None:
@@ -432,12 +444,15 @@ class _Gatherer:
     @property
     def incomplete(self) -> bool:
         """Brackets or a transaction are open: more lines are needed."""
-        return self._open is not None or self._transaction is not None
+        return self._open is not None or self._transaction is not None or self._shell is not None
 
     def add(self, raw: str, lineno: int) -> None:
         """Take physical line ``lineno`` (without its newline)."""
         raw = raw.rstrip("\r")
         self.last = (raw, lineno)
+        if self._shell is not None:
+            self._shell_line(raw.strip())
+            return
         line = self._open
         if line is not None:
             base = self._length + 1
@@ -450,6 +465,10 @@ class _Gatherer:
             body = raw[indent:].rstrip()
             if not body or body.startswith("#"):
                 return
+            if match and MARKERS[match.group(1)] == "shell":
+                self._shell, self._shell_lineno = [], lineno
+                self._shell_line(body)
+                return
             line = self._open = _Line(body, MARKERS[match.group(1)] if match else "", [raw], lineno, indent)
             self._parts, self._length, self._stack, base, raw = [body], len(body), [], 0, body
         try:
@@ -460,6 +479,16 @@ class _Gatherer:
             self._open = None
             line.text = "\n".join(self._parts)
             self._take(line)
+
+    def _shell_line(self, text: str) -> None:
+        """A line of a pasted shell command (``$ qemu-img create ...``): not for QEMU, so it is
+        skipped, with the /shell line that runs it; a trailing backslash continues it."""
+        assert self._shell is not None
+        self._shell.append(text.removesuffix("\\").strip())
+        if not text.endswith("\\"):
+            command = " ".join(part for part in self._shell if part)
+            self.items.append(Skipped(f"shell command: '/shell {command}' runs it", self._shell_lineno))
+            self._shell = None
 
     def _take(self, line: _Line) -> None:
         """One complete logical line: an item, or a part of the open transaction."""

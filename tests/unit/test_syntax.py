@@ -111,7 +111,6 @@ def test_parse_value(text, value):
     ('cmd a="x"y', "a quoted value must end at its closing quote", 6),
     ("/frob x", "unknown built-in '/frob' (built-ins: /help, /quit, /wait)", 0),
     ("device=node-D", "expected a command name before 'device=node-D'", 0),
-    ("$ qemu-img create -f qcow2 e.qcow2 39M", "'$' is not a command name", 0),
     ("   ]", "unexpected ']'", 3),
 ])
 def test_errors_point_at_the_column(text, message, column):
@@ -278,3 +277,22 @@ def test_format_kv_quotes_what_needs_it():
     line = format_kv("x", {"a": "a b", "b": "12", "c": 12, "d": {"k": [1]}, "e": "plain", "f": ""})
     assert line == 'x a="a b" b="12" c=12 d={"k":[1]} e=plain f=""'
     assert one(line).message["arguments"] == {"a": "a b", "b": "12", "c": 12, "d": {"k": [1]}, "e": "plain", "f": ""}
+
+
+def test_a_pasted_shell_command_is_skipped_with_the_line_that_runs_it():
+    (item,) = parse("$ qemu-img create -f qcow2 e.qcow2 39M").items
+    assert item == Skipped("shell command: '/shell qemu-img create -f qcow2 e.qcow2 39M' runs it", 1)
+
+
+def test_a_pasted_shell_command_continues_after_a_backslash():
+    text = "$ qemu-img create -f qcow2 -b ./Contents-of-A-B-C.qcow2 \\\n    -F qcow2 ./target-disk.qcow2\nquery-status"
+    skipped, request = parse(text).items
+    assert skipped == Skipped("shell command: '/shell qemu-img create -f qcow2 -b ./Contents-of-A-B-C.qcow2 "
+                              "-F qcow2 ./target-disk.qcow2' runs it", 1)
+    assert isinstance(request, Request) and request.command == "query-status" and request.lineno == 3
+    assert parse("$ qemu-img create \\").incomplete
+
+
+def test_shell_takes_the_rest_of_its_line_as_it_is():
+    (item,) = parse("/shell qemu-img create -o size=1M,cluster_size=4k x.qcow2 'a b'", builtins={"shell"}).items
+    assert item == Builtin("shell", text="qemu-img create -o size=1M,cluster_size=4k x.qcow2 'a b'")
