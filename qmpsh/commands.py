@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -18,7 +19,15 @@ Handler = Callable[["Session", Builtin], Awaitable[bool]]
 
 
 async def wait(session: Session, cmd: Builtin) -> bool:
-    """/wait EVENT [key=value ...] [timeout=SECONDS]"""
+    """/wait EVENT [key=value ...] [timeout=SECONDS]: wait for an event whose data has these values.
+
+    Events count from the first command after the previous /wait or /job, and the
+    one that matches is used up. An event about a job (JOB_STATUS_CHANGE id=,
+    BLOCK_JOB_* device=) counts only if it came after that job was created: when
+    a job id is used again (the document runs every job as job0), the events of
+    the earlier job with that id never match. timeout=0 waits without end (60 s
+    by default).
+    """
     if len(cmd.words) != 1:
         session.renderer.error("usage: /wait EVENT [key=value ...] [timeout=SECONDS]")
         return False
@@ -52,7 +61,9 @@ async def quit_shell(session: Session, cmd: Builtin) -> bool:
 
 
 async def show_help(session: Session, cmd: Builtin) -> bool:
-    """/help [COMMAND|EVENT [key=value ...]]: built-ins, or a command's arguments (also COMMAND?)"""
+    """/help [COMMAND|EVENT|/BUILT-IN]: built-ins, a command's arguments (also COMMAND?), or a built-in in full"""
+    if cmd.words and cmd.words[0].startswith("/"):
+        return _help_builtin(session, cmd.words[0][1:])
     if cmd.words:
         return await _help_topic(session, cmd.words[0], cmd.args)
     lines = ["Built-ins:"]
@@ -67,6 +78,18 @@ async def show_help(session: Session, cmd: Builtin) -> bool:
         "  pasted '(QEMU) ', '-> ' and '<- ' doc lines work as they are",
     ]
     session.renderer.err("\n".join(lines))
+    return True
+
+
+def _help_builtin(session: Session, name: str) -> bool:
+    """A built-in's whole help text."""
+    handler = BUILTINS.get(name)
+    if handler is None:
+        from qmpsh.schema import did_you_mean
+
+        session.renderer.error(f"/help: no built-in /{name}{did_you_mean('/' + name, ['/' + b for b in BUILTINS])}")
+        return False
+    session.renderer.err(inspect.cleandoc(handler.__doc__ or f"/{name}"))
     return True
 
 
@@ -135,7 +158,11 @@ async def reconnect(session: Session, cmd: Builtin) -> bool:
 
 
 async def job(session: Session, cmd: Builtin) -> bool:
-    """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded."""
+    """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded.
+
+    Like /wait, it counts the job's events only from the job's creation: the end
+    of an earlier job with the same id never ends it.
+    """
     from qmpsh.jobs import follow
 
     return await follow(session, cmd)

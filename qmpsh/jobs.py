@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from qmpsh.events import Event, Predicate
+from qmpsh.events import Event, Predicate, about
 from qmpsh.syntax import Builtin
 
 if TYPE_CHECKING:
@@ -32,21 +32,6 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.25
 SETTLE_SECONDS = 0.1  # how long an event already received may take to end the wait for it
-
-
-def about(job_id: str) -> Predicate:
-    """Events about one job: JOB_STATUS_CHANGE by id, BLOCK_JOB_* by device."""
-
-    def accept(event: Event) -> bool:
-        data = event.get("data")
-        if not isinstance(data, Mapping):
-            return False
-        name = str(event.get("event"))
-        if name == "JOB_STATUS_CHANGE":
-            return data.get("id") == job_id
-        return name.startswith("BLOCK_JOB_") and data.get("device") == job_id
-
-    return accept
 
 
 def _final(event: Event) -> bool:
