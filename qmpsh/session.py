@@ -66,7 +66,7 @@ class Session:
         self.events = EventLog()
         self.ring = EventRing()
         self.vm_status: str | None = None  # from query-status, kept current by run-state events
-        self.fold: Callable[[Mapping[str, object]], bool] | None = None  # events a progress bar shows instead
+        self.watch: Callable[[Mapping[str, object]], None] | None = None  # sees every event (a progress bar)
         self.failed = False  # some line failed: exit status 1 in scripts
         self.finished = False  # quit or /quit: the session is over
         self.lost = False  # the connection went away
@@ -363,7 +363,9 @@ class Session:
         self.vm_status = _RUN_STATE_EVENTS.get(name, self.vm_status)
         if self.catalog is not None:
             self.catalog.after_event(name)
-        if self.options.event_filter.shows(name) and not (self.fold and self.fold(event)):
+        if self.watch is not None:
+            self.watch(event)
+        if self.options.event_filter.shows(name):
             self.renderer.event(event)
 
     @staticmethod
