@@ -26,7 +26,7 @@ async def wait(session: Session, cmd: Builtin) -> bool:
     BLOCK_JOB_* device=) counts only if it came after that job was created: when
     a job id is used again (the document runs every job as job0), the events of
     the earlier job with that id never match. timeout=0 waits without end (60 s
-    by default).
+    by default); a lost connection ends the wait at once.
     """
     if len(cmd.words) != 1:
         session.renderer.error("usage: /wait EVENT [key=value ...] [timeout=SECONDS]")
@@ -44,7 +44,7 @@ async def wait(session: Session, cmd: Builtin) -> bool:
         return False
     started = time.monotonic()
     try:
-        await session.events.wait(event_filter(name, wanted), seconds if seconds > 0 else None)
+        await session.unless_lost(session.events.wait(event_filter(name, wanted), seconds if seconds > 0 else None))
     except TimeoutError:
         what = " ".join([name, *(f"{k}={v}" for k, v in wanted.items())])
         session.renderer.error(f"/wait: no {what} within {seconds:g} s")
@@ -161,11 +161,11 @@ async def job(session: Session, cmd: Builtin) -> bool:
     """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded.
 
     Like /wait, it counts the job's events only from the job's creation: the end
-    of an earlier job with the same id never ends it.
+    of an earlier job with the same id never ends it; a lost connection ends it at once.
     """
     from qmpsh.jobs import follow
 
-    return await follow(session, cmd)
+    return await session.unless_lost(follow(session, cmd))
 
 
 async def jobs(session: Session, cmd: Builtin) -> bool:

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.message import Message
@@ -26,6 +26,8 @@ from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.catalog import Catalog
     from qmpsh.schema import Schema
+
+T = TypeVar("T")
 
 _ID_PREFIX = "qmpsh-"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
@@ -119,6 +121,26 @@ class Session:
         finally:
             self._losing = False
         self.connection_lost(f" {what}: {reason}" if what else f": {reason}")
+
+    async def unless_lost(self, work: Awaitable[T]) -> T:
+        """What ``work`` (a /wait, a /job) comes to, unless the connection goes first: then it is
+        stopped and EOFError raised (run_item reports the loss)."""
+        task = asyncio.ensure_future(work)
+        lost = asyncio.ensure_future(self._until_lost())
+        try:
+            await asyncio.wait([task, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not task.done():  # lost, or Ctrl-C: let it clean up (a progress bar) before going on
+                task.cancel()
+                await asyncio.wait([task])
+        if task.cancelled():
+            raise EOFError("the connection was lost")
+        return task.result()
+
+    async def _until_lost(self) -> None:
+        while self.client.running:
+            await self.client.runstate_changed()
 
     # -- the schema ------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, free_port, json_lines, qemu_img, qmpsh_env, run_qmpsh, seed_args
+from tests.conftest import (REPO, free_port, json_lines, qemu_img, qemu_io_write, qmpsh_env, run_qmpsh, seed_args,
+                            snapshot_sync)
 
 
 def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -161,6 +163,37 @@ def test_qemu_killed_mid_session_exits_3(qemu):
     stderr = proc.stderr.read()
     assert "connection to QEMU lost" in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+# A stream that never ends by itself: 1 MiB in node-A streamed into node-B at 1 byte/s.
+ENDLESS_JOB = qemu_io_write(0x11, 0, 1) + snapshot_sync("A", "B") + "block-stream device=node-B job-id=job0 speed=1\n"
+
+
+@pytest.mark.parametrize(("setup", "line"), [
+    pytest.param("", "/wait SHUTDOWN timeout=30", id="wait"),
+    pytest.param("", "/wait SHUTDOWN timeout=0", id="wait-without-end"),
+    pytest.param(ENDLESS_JOB, "/job job0", id="job"),
+])
+def test_qemu_killed_during_wait_or_job_exits_3_at_once(qemu, setup, line):
+    proc = subprocess.Popen([sys.executable, "-m", "qmpsh", qemu.socket], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=qmpsh_env())
+    proc.stdin.write(f"{setup}query-status\n{line}\nquery-name\n")
+    proc.stdin.close()
+    while "prelaunch" not in (reply := proc.stdout.readline()):  # then it runs the line, which waits
+        assert reply, proc.stderr.read()
+    qemu.kill()
+    killed = time.monotonic()
+    try:
+        status = proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    assert time.monotonic() - killed < 5, f"{line} went on for {time.monotonic() - killed:.1f} s"
+    stderr = proc.stderr.read()
+    assert status == 3, stderr
+    name = line.split()[0]
+    assert re.fullmatch(rf"error: connection to QEMU lost during {name}: the server (closed|reset) the connection\n",
+                        stderr), stderr
+    assert "query-name" not in proc.stdout.read()
 
 
 def test_missing_socket_is_one_line_exit_3(tmp_path):

@@ -203,6 +203,25 @@ def test_qemu_killed_at_prompt_keeps_the_prompt_then_exits_3(qemu: Qemu, termina
     assert "Traceback" not in text, text
 
 
+def test_qemu_killed_during_wait_ends_it_at_once(qemu: Qemu, terminal):
+    term = terminal(qemu.socket)
+    line = "/wait SHUTDOWN timeout=30"
+    term.send(line)
+    term.wait_prompt(line)
+    row = term.screen.cursor.y
+    term.send(ENTER)
+    term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
+                  "the /wait to start")
+    qemu.kill()
+    killed = time.monotonic()
+    term.wait_text("connection to QEMU lost")
+    term.wait_prompt()
+    assert time.monotonic() - killed < 5, term.dump()
+    lost = [row for row in term.rows if "connection to QEMU lost" in row]
+    assert len(lost) == 1 and lost[0].endswith("; /reconnect to try again"), term.dump()
+    assert "/wait: no SHUTDOWN" not in term.plain(), term.dump()
+
+
 # ---------------------------------------------------------------------------
 # 5. completion
 
