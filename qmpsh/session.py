@@ -29,6 +29,19 @@ if TYPE_CHECKING:  # imported where used: a script without key=value arguments n
 
 T = TypeVar("T")
 
+#: QMP commands that every QEMU has and that need no argument. A line naming one of them and nothing
+#: else is sent without loading the schema (a script of query-status lines never pays for it); any
+#: other line, with arguments or not, is checked against the schema, loaded once when first needed.
+NO_ARGUMENT_NEEDED = frozenset({
+    "qmp_capabilities", "cont", "stop", "quit", "system_reset", "system_powerdown", "system_wakeup",
+    "nbd-server-stop", "migrate_cancel", "query-status", "query-name", "query-uuid", "query-version", "query-kvm",
+    "query-commands", "query-qmp-schema", "query-target", "query-machines", "query-current-machine",
+    "query-cpus-fast", "query-hotpluggable-cpus", "query-iothreads", "query-chardev", "query-mice", "query-balloon",
+    "query-pci", "query-memdev", "query-memory-devices", "query-block", "query-blockstats", "query-block-jobs",
+    "query-jobs", "query-named-block-nodes", "query-block-exports", "query-migrate", "query-migrate-capabilities",
+    "query-migrate-parameters", "query-fdsets", "query-dump", "query-display-options",
+})
+
 _ID_PREFIX = "qmpsh-"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
 #: The VM run state each event leaves the VM in, for the status toolbar.
@@ -169,11 +182,13 @@ class Session:
         return schema
 
     async def check(self, request: Request, lineno: int) -> Request | None:
-        """The request with arguments checked and coerced by the schema; None if they are wrong."""
+        """The request with its command and arguments checked and coerced by the schema; None if wrong."""
         args = request.message.get("arguments")
         if (request.force or not self.options.use_schema or request.form not in ("kv", "transaction")
-                or not isinstance(args, dict) or not args):
+                or not isinstance(args, dict)):
             return request
+        if not args and self.schema is None and request.command in NO_ARGUMENT_NEEDED:
+            return request  # right as it is: no need to load the schema for it
         schema = await self.ensure_schema()
         if schema is None:
             return request

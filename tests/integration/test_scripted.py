@@ -101,9 +101,12 @@ def test_parse_error_sends_nothing_and_fails(qemu):
 
 
 def test_exit_on_error_stops_at_the_first_failure(qemu):
-    result = run_qmpsh("-e", "-v", qemu.socket, stdin="query-name\nnope\nquery-status\n")
+    result = run_qmpsh("-e", "-v", qemu.socket, stdin="query-name\n!nope\nquery-status\nnope\nquery-status\n")
     assert result.returncode == 1
     assert [o.get("execute") for o in json_lines(result.stdout) if "execute" in o] == ["query-name", "nope"]
+    result = run_qmpsh("-e", "-v", qemu.socket, stdin="query-name\nnope\nquery-status\n")  # caught before sending
+    assert result.returncode == 1 and "unknown command 'nope'" in result.stderr
+    assert [o.get("execute") for o in json_lines(result.stdout) if "execute" in o] == ["query-name"]
 
 
 def test_unterminated_input_at_end_of_script_fails(qemu):

@@ -279,3 +279,36 @@ def test_transaction_continuation_prompt(qemu, terminal):
     term.wait_for(lambda: term.plain().count('{"return": {}}') == 2, "the transaction's reply")
     term.wait_prompt()
     term.run("block-dirty-bitmap-add node=node-A name=bm0", "Bitmap already exists")
+
+
+# ---------------------------------------------------------------------------
+# 7. checking before sending
+
+
+def lines_after(term: Terminal, line: str) -> list[str]:
+    """The screen's lines after the last ``(QEMU) line`` up to the cursor, wrapped rows joined."""
+    rows = term.rows
+    at = max(i for i, row in enumerate(rows) if row == PROMPT + line)
+    lines: list[str] = []
+    wrapped = False
+    for row in rows[at + 1:term.screen.cursor.y]:
+        if wrapped:
+            lines[-1] += row
+        else:
+            lines.append(row)
+        wrapped = len(row) == term.screen.columns
+    return lines
+
+
+def test_a_mistyped_line_without_arguments_is_caught_at_the_prompt(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.run("query-stauts", "^")
+    assert lines_after(term, "query-stauts") == [
+        "error: column 1: unknown command 'query-stauts' (did you mean 'query-stats' or 'query-status' or "
+        "'query-blockstats'?) (a leading ! sends it anyway)", "  query-stauts", "  ^"], term.dump()
+    term.run("block-stream", "^")
+    assert lines_after(term, "block-stream") == [
+        "error: column 13: missing required argument 'device' (a leading ! sends it anyway)", "  block-stream",
+        "              ^"], term.dump()
+    assert "CommandNotFound" not in term.plain() and "return" not in term.plain(), term.dump()
+    term.run("query-status", '"prelaunch"')
