@@ -172,8 +172,11 @@ class Session:
 
         try:
             reply = await self.query("query-qmp-schema")
-        except QMPError as err:
+        except ExecuteError as err:
             reply = err
+        except QMPError:  # the connection went: no answer either way, ask again next time
+            self._schema_task = None
+            return None
         schema = Schema(reply) if isinstance(reply, list) else None  # type: ignore[arg-type]
         if not schema:
             self.renderer.note("no usable QMP schema from the server: arguments are sent unchecked")
