@@ -25,8 +25,9 @@ async def wait(session: Session, cmd: Builtin) -> bool:
     one that matches is used up. An event about a job (JOB_STATUS_CHANGE id=,
     BLOCK_JOB_* device=) counts only if it came after that job was created: when
     a job id is used again (the document runs every job as job0), the events of
-    the earlier job with that id never match. timeout=0 waits without end (60 s
-    by default); a lost connection ends the wait at once.
+    the earlier job with that id never match. EVENT and the keys are checked
+    against QEMU's schema (not with --no-schema). timeout=0 waits without end
+    (60 s by default); a lost connection ends the wait at once.
     """
     if len(cmd.words) != 1:
         session.renderer.error("usage: /wait EVENT [key=value ...] [timeout=SECONDS]")
@@ -42,6 +43,10 @@ async def wait(session: Session, cmd: Builtin) -> bool:
     except ValueError:
         session.renderer.error(f"/wait: timeout must be a number of seconds, not {timeout!r}")
         return False
+    never = await _never_sent(session, name, wanted)
+    if never:
+        session.renderer.error(f"/wait: {never}")
+        return False
     started = time.monotonic()
     try:
         await session.unless_lost(session.events.wait(event_filter(name, wanted), seconds if seconds > 0 else None))
@@ -52,6 +57,20 @@ async def wait(session: Session, cmd: Builtin) -> bool:
     if session.options.interactive:
         session.renderer.note(f"/wait: {name} after {time.monotonic() - started:.1f} s")
     return True
+
+
+async def _never_sent(session: Session, name: str, data: dict[str, object]) -> str | None:
+    """Why QEMU's schema says no such event can come (an unknown name or data key), or None."""
+    schema = await session.ensure_schema() if session.options.use_schema else None
+    if schema is None:
+        return None
+    from qmpsh.schema import SchemaError  # loaded with the schema
+
+    try:
+        schema.check_event(name, data)
+    except SchemaError as err:
+        return str(err)
+    return None
 
 
 async def quit_shell(session: Session, cmd: Builtin) -> bool:

@@ -53,6 +53,20 @@ def test_event_data_members(schema):
     assert data["error"].optional and not data["device"].optional
 
 
+def test_event_names_and_data_keys_are_checked(schema):
+    schema.check_event("BLOCK_JOB_COMPLETED", {"device": "job0", "type": "stream"})
+    schema.check_event("MEMORY_FAILURE", {"flags": {"recursive": True}})  # nested: MemoryFailureFlags
+    for name, data, message in [
+        ("BLOCK_JOB_COMPLETE", {}, "unknown event 'BLOCK_JOB_COMPLETE' (did you mean 'BLOCK_JOB_COMPLETED'"),
+        ("STOP", {"reason": "x"}, "STOP has no data key 'reason'"),
+        ("MEMORY_FAILURE", {"flags": {"recursve": True}},
+         "MEMORY_FAILURE has no data key 'flags.recursve' (did you mean 'recursive'?)"),
+    ]:
+        with pytest.raises(SchemaError) as caught:
+            schema.check_event(name, data)
+        assert str(caught.value).startswith(message), caught.value
+
+
 def test_transaction_actions(schema):
     assert {"blockdev-snapshot-sync", "block-dirty-bitmap-add", "abort"} <= set(schema.action_names())
     data = {m.name for m in schema.members(schema.action_type("block-dirty-bitmap-add"))}

@@ -118,10 +118,27 @@ def test_unterminated_input_at_end_of_script_fails(qemu):
 
 def test_wait_timeout_fails(qemu):
     started = time.monotonic()
-    result = run_qmpsh(qemu.socket, stdin="/wait NEVER_HAPPENS timeout=0.5\nquery-name\n")
+    result = run_qmpsh(qemu.socket, stdin="/wait DEVICE_DELETED device=nosuch timeout=0.5\nquery-name\n")
     assert result.returncode == 1
     assert time.monotonic() - started < 10
-    assert "error: /wait: no NEVER_HAPPENS within 0.5 s" in result.stderr
+    assert "error: /wait: no DEVICE_DELETED device=nosuch within 0.5 s" in result.stderr
+    assert json_lines(result.stdout) == [{"return": {}}]
+
+
+def test_wait_for_an_event_or_data_key_qemu_does_not_have_fails_at_once(qemu):
+    started = time.monotonic()
+    script = ("/wait BLOCK_JOB_COMPLETE\n/wait BLOCK_JOB_COMPLETED devce=job0\n/wait STOP reason=x\n"
+              "/wait DEVICE_DELETED devce.x=1\nquery-name\n")
+    result = run_qmpsh(qemu.socket, stdin=script)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 10  # not the 60 s each /wait waits by default
+    assert result.stderr.splitlines() == [
+        "error: /wait: unknown event 'BLOCK_JOB_COMPLETE' (did you mean 'BLOCK_JOB_COMPLETED' or "
+        "'BLOCK_JOB_CANCELLED' or 'BLOCK_JOB_PENDING'?)",
+        "error: /wait: BLOCK_JOB_COMPLETED has no data key 'devce' (did you mean 'device'?)",
+        "error: /wait: STOP has no data key 'reason'",
+        "error: /wait: DEVICE_DELETED has no data key 'devce' (did you mean 'device'?)",
+    ]
     assert json_lines(result.stdout) == [{"return": {}}]
 
 

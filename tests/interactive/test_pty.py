@@ -143,7 +143,7 @@ def test_ctrl_c_clears_the_half_typed_line(qemu, terminal):
 
 def test_ctrl_c_interrupts_wait(qemu, terminal):
     term = terminal(qemu.socket)
-    line = "/wait NEVER timeout=30"
+    line = "/wait SHUTDOWN timeout=30"
     for attempt in (1, 2):  # a second Ctrl-C must work as the first did
         term.send(line)
         term.wait_prompt(line)
@@ -164,7 +164,7 @@ def test_ctrl_c_interrupts_wait(qemu, terminal):
         elapsed = time.monotonic() - started
         assert elapsed < 2, f"Ctrl-C took {elapsed:.1f} s to end the /wait\n{term.dump()}"
         assert term.child.isalive(), term.dump()
-    assert "/wait: no NEVER" not in term.plain(), term.dump()
+    assert "/wait: no SHUTDOWN" not in term.plain(), term.dump()
     term.run("query-status", '"prelaunch"')
 
 
@@ -300,7 +300,7 @@ def lines_after(term: Terminal, line: str) -> list[str]:
     return lines
 
 
-def test_a_mistyped_line_without_arguments_is_caught_at_the_prompt(qemu, terminal):
+def test_mistyped_lines_and_waits_are_caught_at_the_prompt(qemu, terminal):
     term = terminal(qemu.socket)
     term.run("query-stauts", "^")
     assert lines_after(term, "query-stauts") == [
@@ -311,4 +311,11 @@ def test_a_mistyped_line_without_arguments_is_caught_at_the_prompt(qemu, termina
         "error: column 13: missing required argument 'device' (a leading ! sends it anyway)", "  block-stream",
         "              ^"], term.dump()
     assert "CommandNotFound" not in term.plain() and "return" not in term.plain(), term.dump()
+    term.run("/wait BLOCK_JOB_COMPLETE", "error")  # at once: no 60 s wait for an event QEMU never sends
+    assert lines_after(term, "/wait BLOCK_JOB_COMPLETE") == [
+        "error: /wait: unknown event 'BLOCK_JOB_COMPLETE' (did you mean 'BLOCK_JOB_COMPLETED' or "
+        "'BLOCK_JOB_CANCELLED' or 'BLOCK_JOB_PENDING'?)"], term.dump()
+    term.run("/wait BLOCK_JOB_COMPLETED devce=job0", "error")
+    assert lines_after(term, "/wait BLOCK_JOB_COMPLETED devce=job0") == [
+        "error: /wait: BLOCK_JOB_COMPLETED has no data key 'devce' (did you mean 'device'?)"], term.dump()
     term.run("query-status", '"prelaunch"')
