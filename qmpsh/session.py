@@ -267,13 +267,17 @@ class Session:
         if isinstance(item, Builtin):
             from qmpsh.commands import BUILTINS
 
+            lost_before = self.lost
             try:
                 return await BUILTINS[item.name](self, item)
             except ExecuteError as err:
                 self.renderer.error(f"/{item.name}: {err.error_class}: {err.error.desc}")
                 return False
             except (QMPError, OSError, EOFError):
-                await self.lose(f"during /{item.name}")
+                if lost_before:  # said when it happened; this line could not work without it
+                    self.renderer.error(f"/{item.name}: not connected to QEMU: /reconnect first")
+                else:
+                    await self.lose(f"during /{item.name}")
                 return False
         return await self.execute(item, lineno)
 

@@ -191,6 +191,10 @@ def test_qemu_killed_at_prompt_keeps_the_prompt_then_exits_3(qemu: Qemu, termina
     term.wait_text("connection to QEMU lost")
     term.wait_prompt()
     term.run("query-status", "not connected to QEMU: /reconnect first")
+    for line in ("/wait SHUTDOWN timeout=30", "/job job0", "/jobs"):  # each says so at once, none waits
+        started = time.monotonic()
+        term.run(line, f"error: {line.split()[0]}: not connected to QEMU: /reconnect first")
+        assert time.monotonic() - started < 5, term.dump()
     term.send(CTRL_D)
     status = term.wait_exit()
     text = term.plain()
