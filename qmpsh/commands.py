@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,16 @@ Handler = Callable[["Session", Builtin], Awaitable[bool]]
 
 
 async def wait(session: Session, cmd: Builtin) -> bool:
-    """/wait EVENT [key=value ...] [timeout=SECONDS]"""
+    """/wait EVENT [key=value ...] [timeout=SECONDS]: wait for an event whose data has these values.
+
+    Events count from the first command after the previous /wait or /job, and the
+    one that matches is used up. An event about a job (JOB_STATUS_CHANGE id=,
+    BLOCK_JOB_* device=) counts only if it came after that job was created: when
+    a job id is used again (the document runs every job as job0), the events of
+    the earlier job with that id never match. EVENT and the keys are checked
+    against QEMU's schema (not with --no-schema). timeout=0 waits without end
+    (60 s by default); a lost connection ends the wait at once.
+    """
     if len(cmd.words) != 1:
         session.renderer.error("usage: /wait EVENT [key=value ...] [timeout=SECONDS]")
         return False
@@ -35,9 +45,13 @@ async def wait(session: Session, cmd: Builtin) -> bool:
     except ValueError:
         session.renderer.error(f"/wait: timeout must be a number of seconds, not {timeout!r}")
         return False
+    never = await _never_sent(session, name, wanted)
+    if never:
+        session.renderer.error(f"/wait: {never}")
+        return False
     started = time.monotonic()
     try:
-        await session.events.wait(event_filter(name, wanted), seconds if seconds > 0 else None)
+        await session.unless_lost(session.events.wait(event_filter(name, wanted), seconds if seconds > 0 else None))
     except TimeoutError:
         what = " ".join([name, *(f"{k}={v}" for k, v in wanted.items())])
         session.renderer.error(f"/wait: no {what} within {seconds:g} s")
@@ -45,6 +59,20 @@ async def wait(session: Session, cmd: Builtin) -> bool:
     if session.options.interactive:
         session.renderer.note(f"/wait: {name} after {time.monotonic() - started:.1f} s")
     return True
+
+
+async def _never_sent(session: Session, name: str, data: dict[str, object]) -> str | None:
+    """Why QEMU's schema says no such event can come (an unknown name or data key), or None."""
+    schema = await session.ensure_schema() if session.options.use_schema else None
+    if schema is None:
+        return None
+    from qmpsh.schema import SchemaError  # loaded with the schema
+
+    try:
+        schema.check_event(name, data)
+    except SchemaError as err:
+        return str(err)
+    return None
 
 
 async def quit_shell(session: Session, cmd: Builtin) -> bool:
@@ -57,7 +85,9 @@ QUIT_LAUNCHED = "/quit: leave qmpsh and stop the QEMU it launched (at a terminal
 
 
 async def show_help(session: Session, cmd: Builtin) -> bool:
-    """/help [COMMAND|EVENT [key=value ...]]: built-ins, or a command's arguments (also COMMAND?)"""
+    """/help [COMMAND|EVENT|/BUILT-IN]: built-ins, a command's arguments (also COMMAND?), or a built-in in full"""
+    if cmd.words and cmd.words[0].startswith("/"):
+        return _help_builtin(session, cmd.words[0][1:])
     if cmd.words:
         return await _help_topic(session, cmd.words[0], cmd.args)
     lines = ["Built-ins:"]
@@ -74,6 +104,18 @@ async def show_help(session: Session, cmd: Builtin) -> bool:
         "  pasted '(QEMU) ', '-> ' and '<- ' doc lines work as they are",
     ]
     session.renderer.err("\n".join(lines))
+    return True
+
+
+def _help_builtin(session: Session, name: str) -> bool:
+    """A built-in's whole help text."""
+    handler = BUILTINS.get(name)
+    if handler is None:
+        from qmpsh.schema import did_you_mean
+
+        session.renderer.error(f"/help: no built-in /{name}{did_you_mean('/' + name, ['/' + b for b in BUILTINS])}")
+        return False
+    session.renderer.err(inspect.cleandoc(handler.__doc__ or f"/{name}"))
     return True
 
 
@@ -177,10 +219,14 @@ async def shell(session: Session, cmd: Builtin) -> bool:
 
 
 async def job(session: Session, cmd: Builtin) -> bool:
-    """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded."""
+    """/job JOB-ID [timeout=SECONDS]: wait until the job is ready or has concluded.
+
+    Like /wait, it counts the job's events only from the job's creation: the end
+    of an earlier job with the same id never ends it; a lost connection ends it at once.
+    """
     from qmpsh.jobs import follow
 
-    return await follow(session, cmd)
+    return await session.unless_lost(follow(session, cmd))
 
 
 async def jobs(session: Session, cmd: Builtin) -> bool:

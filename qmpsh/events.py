@@ -5,6 +5,12 @@ shows, and the filter that chooses which events print inline.
 previous ``/wait`` (so ``cmd; cmd; /wait A; /wait B`` sees both commands'
 events, while an event that an older command caused cannot satisfy a later
 ``/wait``), then waits for new ones. A matched event is consumed.
+
+Events about a job count only from its creation: a job id can be used again
+once its job has gone (the live block operations document runs every job as
+``job0``), and the new job's creation (JOB_STATUS_CHANGE ``created``) drops
+the events of the old one from the window, so neither ``/wait`` nor ``/job``
+can take the old job's end for the new job's.
 """
 
 from __future__ import annotations
@@ -35,6 +41,29 @@ def data_matches(data: object, wanted: Mapping[str, object]) -> bool:
     return True
 
 
+def job_of(event: Event) -> str | None:
+    """The id of the job an event is about: JOB_STATUS_CHANGE's id, BLOCK_JOB_*'s device (or id)."""
+    name = str(event.get("event"))
+    data = event.get("data")
+    if not isinstance(data, Mapping) or not (name == "JOB_STATUS_CHANGE" or name.startswith("BLOCK_JOB_")):
+        return None
+    job = data.get("id") if name == "JOB_STATUS_CHANGE" else data.get("device", data.get("id"))
+    return job if isinstance(job, str) else None
+
+
+def about(job_id: str) -> Predicate:
+    """Events about one job."""
+    return lambda event: job_of(event) == job_id
+
+
+def _created(event: Event) -> str | None:
+    """The id of the job whose creation the event reports."""
+    data = event.get("data")
+    if event.get("event") == "JOB_STATUS_CHANGE" and isinstance(data, Mapping) and data.get("status") == "created":
+        return job_of(event)
+    return None
+
+
 def event_filter(name: str, wanted: Mapping[str, object]) -> Predicate:
     def accept(event: Event) -> bool:
         return event.get("event") == name and data_matches(event.get("data", {}), wanted)
@@ -49,6 +78,9 @@ class EventLog:
         self._waited = False
 
     def add(self, event: Event) -> None:
+        job = _created(event)
+        if job is not None and any(job_of(e) == job for e in self._backlog):
+            self._backlog = deque((e for e in self._backlog if job_of(e) != job), maxlen=BACKLOG_LIMIT)
         for accept, future in self._waiters:
             if not future.done() and accept(event):
                 future.set_result(event)

@@ -2,9 +2,10 @@
 
 ``/job JOB-ID`` waits until the job is ready (mirror, active commit) or has
 concluded. At a terminal it draws a progress bar (fed by ``query-jobs``
-polled a few times a second and by the job's own events, which fold into
-the bar instead of scrolling past it) and ends by printing the final event.
-In scripts there is no bar: the final event is on stdout already, in arrival
+polled a few times a second, its status by the job's own events), and every
+event prints above the bar as it arrives, the job's own too; a final event
+that came before ``/job`` is printed again at the end, as the answer. In
+scripts there is no bar: the final event is on stdout already, in arrival
 order with everything else. A job that ends in error fails the line.
 
 A job whose final event came before ``/job`` (it was consumed by an earlier
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from qmpsh.events import Event, Predicate
+from qmpsh.events import Event, Predicate, about
 from qmpsh.syntax import Builtin
 
 if TYPE_CHECKING:
@@ -32,21 +33,6 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.25
 SETTLE_SECONDS = 0.1  # how long an event already received may take to end the wait for it
-
-
-def about(job_id: str) -> Predicate:
-    """Events about one job: JOB_STATUS_CHANGE by id, BLOCK_JOB_* by device."""
-
-    def accept(event: Event) -> bool:
-        data = event.get("data")
-        if not isinstance(data, Mapping):
-            return False
-        name = str(event.get("event"))
-        if name == "JOB_STATUS_CHANGE":
-            return data.get("id") == job_id
-        return name.startswith("BLOCK_JOB_") and data.get("device") == job_id
-
-    return accept
 
 
 def _final(event: Event) -> bool:
@@ -140,6 +126,7 @@ class ProgressBar:
         self.job_id = job_id
         self.kind = ""
         self.mine = about(job_id)
+        self.seen: list[Event] = []  # the job's events that arrived (and printed) while the bar was up
 
     def update(self, info: Mapping[str, object]) -> None:
         total = info.get("total-progress", info.get("len"))
@@ -154,24 +141,24 @@ class ProgressBar:
 
         self.progress.console.print(Text.from_ansi(text), soft_wrap=True)
 
-    def _fold(self, event: Mapping[str, object]) -> bool:
+    def _watch(self, event: Event) -> None:
         if not self.mine(event):
-            return False
+            return
+        self.seen.append(event)
         data = event.get("data")
         if isinstance(data, Mapping) and data.get("status"):
             self.progress.update(self.task, description=f"{self.job_id} {self.kind} {data['status']}")
-        return True
 
     @contextlib.contextmanager
     def shown(self) -> Iterator[None]:
         sys.stdout.flush()
         renderer = self.session.renderer
-        renderer.sink, self.session.fold = self._print, self._fold
+        renderer.sink, self.session.watch = self._print, self._watch
         try:
             with self.progress:
                 yield
         finally:
-            renderer.sink, self.session.fold = None, None
+            renderer.sink, self.session.watch = None, None
 
 
 async def follow(session: Session, cmd: Builtin) -> bool:
@@ -232,7 +219,7 @@ async def follow(session: Session, cmd: Builtin) -> bool:
         return True
     if event.get("event") == "JOB_STATUS_CHANGE":
         info = find(await session.query("query-jobs"), job_id) or info
-    if bar:
+    if bar and not any(seen is event for seen in bar.seen):  # it came before /job: not printed since
         session.renderer.event(event)
     why = failure(event, info)
     if why:

@@ -179,6 +179,26 @@ class Schema:
             return " or ".join(self.describe(t) for t in self.alternatives(type_name))
         return meta
 
+    # -- events ---------------------------------------------------------------
+
+    def check_event(self, name: str, data: Mapping[str, object]) -> None:
+        """Raise SchemaError for an event this QEMU never sends, or a data key (dotted: nested)
+        its data never has: a /wait for it could never end."""
+        if name not in self.events:
+            raise SchemaError(f"unknown event '{name}'{did_you_mean(name, self.events)}")
+        self._check_keys(name, data, data, ())
+
+    def _check_keys(self, event: str, data: Mapping[str, object], here: Mapping[str, object],
+                    path: tuple[str, ...]) -> None:
+        """Check the keys of ``here``, the object at ``path`` in ``data``."""
+        members = {m.name: m for m in self.members_at(self.arg_type(event), path, data)}
+        for key, value in here.items():
+            where = ".".join((*path, key))
+            if key not in members:
+                raise SchemaError(f"{event} has no data key '{where}'{did_you_mean(key, members)}", (*path, key))
+            if isinstance(value, Mapping) and self.object_type(members[key].type):
+                self._check_keys(event, data, value, (*path, key))
+
     # -- coercion ------------------------------------------------------------
 
     def coerce_arguments(self, command: str, arguments: Mapping[str, object]) -> dict[str, object]:

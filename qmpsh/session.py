@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.message import Message
@@ -27,6 +27,21 @@ if TYPE_CHECKING:  # imported where used: a script without key=value arguments n
     from qmpsh.catalog import Catalog
     from qmpsh.launch import LaunchedQemu
     from qmpsh.schema import Schema
+
+T = TypeVar("T")
+
+#: QMP commands that every QEMU has and that need no argument. A line naming one of them and nothing
+#: else is sent without loading the schema (a script of query-status lines never pays for it); any
+#: other line, with arguments or not, is checked against the schema, loaded once when first needed.
+NO_ARGUMENT_NEEDED = frozenset({
+    "qmp_capabilities", "cont", "stop", "quit", "system_reset", "system_powerdown", "system_wakeup",
+    "nbd-server-stop", "migrate_cancel", "query-status", "query-name", "query-uuid", "query-version", "query-kvm",
+    "query-commands", "query-qmp-schema", "query-target", "query-machines", "query-current-machine",
+    "query-cpus-fast", "query-hotpluggable-cpus", "query-iothreads", "query-chardev", "query-mice", "query-balloon",
+    "query-pci", "query-memdev", "query-memory-devices", "query-block", "query-blockstats", "query-block-jobs",
+    "query-jobs", "query-named-block-nodes", "query-block-exports", "query-migrate", "query-migrate-capabilities",
+    "query-migrate-parameters", "query-fdsets", "query-dump", "query-display-options",
+})
 
 _ID_PREFIX = "qmpsh-"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
@@ -69,7 +84,7 @@ class Session:
         self.events = EventLog()
         self.ring = EventRing()
         self.vm_status: str | None = None  # from query-status, kept current by run-state events
-        self.fold: Callable[[Mapping[str, object]], bool] | None = None  # events a progress bar shows instead
+        self.watch: Callable[[Mapping[str, object]], None] | None = None  # sees every event (a progress bar)
         self.failed = False  # some line failed: exit status 1 in scripts
         self.finished = False  # quit or /quit: the session is over
         self.lost = False  # the connection went away
@@ -135,6 +150,26 @@ class Session:
         """The QMP command quit was sent and accepted: QEMU is stopping."""
         return self._quit_sent
 
+    async def unless_lost(self, work: Awaitable[T]) -> T:
+        """What ``work`` (a /wait, a /job) comes to, unless the connection goes first: then it is
+        stopped and EOFError raised (run_item reports the loss)."""
+        task = asyncio.ensure_future(work)
+        lost = asyncio.ensure_future(self._until_lost())
+        try:
+            await asyncio.wait([task, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not task.done():  # lost, or Ctrl-C: let it clean up (a progress bar) before going on
+                task.cancel()
+                await asyncio.wait([task])
+        if task.cancelled():
+            raise EOFError("the connection was lost")
+        return task.result()
+
+    async def _until_lost(self) -> None:
+        while self.client.running:
+            await self.client.runstate_changed()
+
     # -- the schema ------------------------------------------------------------
 
     def start_loading_schema(self) -> None:
@@ -152,8 +187,11 @@ class Session:
 
         try:
             reply = await self.query("query-qmp-schema")
-        except QMPError as err:
+        except ExecuteError as err:
             reply = err
+        except QMPError:  # the connection went: no answer either way, ask again next time
+            self._schema_task = None
+            return None
         schema = Schema(reply) if isinstance(reply, list) else None  # type: ignore[arg-type]
         if not schema:
             self.renderer.note("no usable QMP schema from the server: arguments are sent unchecked")
@@ -162,11 +200,13 @@ class Session:
         return schema
 
     async def check(self, request: Request, lineno: int) -> Request | None:
-        """The request with arguments checked and coerced by the schema; None if they are wrong."""
+        """The request with its command and arguments checked and coerced by the schema; None if wrong."""
         args = request.message.get("arguments")
         if (request.force or not self.options.use_schema or request.form not in ("kv", "transaction")
-                or not isinstance(args, dict) or not args):
+                or not isinstance(args, dict)):
             return request
+        if not args and self.schema is None and request.command in NO_ARGUMENT_NEEDED:
+            return request  # right as it is: no need to load the schema for it
         schema = await self.ensure_schema()
         if schema is None:
             return request
@@ -242,13 +282,17 @@ class Session:
         if isinstance(item, Builtin):
             from qmpsh.commands import BUILTINS
 
+            lost_before = self.lost
             try:
                 return await BUILTINS[item.name](self, item)
             except ExecuteError as err:
                 self.renderer.error(f"/{item.name}: {err.error_class}: {err.error.desc}")
                 return False
             except (QMPError, OSError, EOFError):
-                await self.lose(f"during /{item.name}")
+                if lost_before:  # said when it happened; this line could not work without it
+                    self.renderer.error(f"/{item.name}: not connected to QEMU: /reconnect first")
+                else:
+                    await self.lose(f"during /{item.name}")
                 return False
         return await self.execute(item, lineno)
 
@@ -382,7 +426,9 @@ class Session:
         self.vm_status = _RUN_STATE_EVENTS.get(name, self.vm_status)
         if self.catalog is not None:
             self.catalog.after_event(name)
-        if self.options.event_filter.shows(name) and not (self.fold and self.fold(event)):
+        if self.watch is not None:
+            self.watch(event)
+        if self.options.event_filter.shows(name):
             self.renderer.event(event)
 
     @staticmethod

@@ -10,14 +10,19 @@ that chain takes about two seconds and reports progress in many steps.
 from __future__ import annotations
 
 import json
+import queue
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import GUEST_DISK, json_lines, qemu_io_write, run_qmpsh, snapshot_sync
+from tests.conftest import GUEST_DISK, REPO, json_lines, qemu_io_write, qmpsh_env, run_qmpsh, snapshot_sync
 
 
 DEVICE = GUEST_DISK
@@ -286,6 +291,105 @@ def test_job_timeout_fails_and_the_job_goes_on(qemu, tmp_path):
     first_poll = polls(log)[0][0]
     after_timeout = polls(log, "query-block-jobs")[0][0]
     assert 0.45 <= after_timeout - first_poll < 2.0, after_timeout - first_poll
+
+
+# ---------------------------------------------------------------------------
+# a job id used again: the document runs every job as job0
+
+
+class Piped:
+    """Scripted qmpsh fed line by line, its stdout read as it comes: a user who pipes in a command,
+    watches its events go by, then pipes in the next."""
+
+    def __init__(self, socket: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "qmpsh", socket], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=qmpsh_env(),
+                                     cwd=REPO)
+        self.docs: list[dict] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
+
+    def until(self, wanted: Callable[[dict], bool], what: str, timeout: float = 30) -> dict:
+        """Read stdout up to the first document ``wanted`` accepts; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                pytest.fail(f"no {what} within {timeout:g} s; so far: {self.docs}")
+            assert line is not None, f"qmpsh exited before {what}: {self.docs}"
+            self.docs.append(json.loads(line))
+            if wanted(self.docs[-1]):
+                return self.docs[-1]
+
+    def finish(self) -> tuple[int, str]:
+        """Close stdin; the exit status and stderr (qmpsh is killed if it has not ended in 30 s)."""
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode, self.proc.stderr.read()
+
+
+def completed(kind: str) -> Callable[[dict], bool]:
+    return lambda doc: doc.get("event") == "BLOCK_JOB_COMPLETED" and doc["data"]["type"] == kind
+
+
+def is_jobs_reply(doc: dict) -> bool:
+    return isinstance(doc.get("return"), list)
+
+
+def test_job_and_wait_ignore_the_events_of_an_earlier_job_with_the_same_id(qemu):
+    """The document's jobs, all job0: each stream is watched to its end (no /wait, no /job), then a
+    backup reuses job0. /wait and /job must end at the backup's completion, not at the stream's."""
+    piped = Piped(qemu.socket)
+    try:
+        piped.send(CHAIN)
+        # Case-3: intermediate streaming, [A] <- [C] <- [D].
+        piped.send("(QEMU) block-stream device=node-C base-node=node-A job-id=job0\n")
+        piped.until(completed("stream"), "the stream's end")
+        piped.send("(QEMU) drive-backup device=node-D sync=full target=e.qcow2 job-id=job0 speed=16M\n"
+                   "/wait BLOCK_JOB_COMPLETED device=job0\nquery-block-jobs\n")
+        jobs = piped.until(is_jobs_reply, "the reply to query-block-jobs")
+        assert jobs == {"return": []}, piped.docs  # the backup had ended when /wait returned
+        assert [d for d in piped.docs if completed("backup")(d)], piped.docs
+
+        # Case-2: [A] <- [D]; then a backup again, followed with /job.
+        piped.send("(QEMU) block-stream device=node-D base-node=node-A job-id=job0\n")
+        piped.until(completed("stream"), "the second stream's end")
+        start = len(piped.docs)
+        piped.send("(QEMU) drive-backup device=node-D sync=full target=f.qcow2 job-id=job0 speed=16M\n"
+                   "/job job0\nquery-block-jobs\n")
+        jobs = piped.until(is_jobs_reply, "the reply to query-block-jobs")
+        assert jobs == {"return": []}, piped.docs[start:]  # the backup had ended when /job returned
+        assert [d for d in piped.docs[start:] if completed("backup")(d)], piped.docs[start:]
+    finally:
+        status, stderr = piped.finish()
+    assert status == 0 and stderr == "", (status, stderr, piped.docs)
+
+
+def test_help_for_wait_and_job_states_the_rule_for_a_reused_job_id(qemu):
+    result = run_qmpsh(qemu.socket, stdin="/help /wait\n/help /job\n/help /jbo\n")
+    assert result.returncode == 1 and result.stdout == "", result.stderr
+    wait_help, rest = result.stderr.split("/job JOB-ID", 1)
+    assert wait_help.startswith("/wait EVENT [key=value ...] [timeout=SECONDS]: wait for an event"), wait_help
+    assert "counts only if it came after that job was created" in " ".join(wait_help.split()), wait_help
+    assert "the end of an earlier job with the same id never ends it" in " ".join(rest.split()), rest
+    assert rest.rstrip().endswith("error: /help: no built-in /jbo (did you mean '/job' or '/jobs'?)"), rest
 
 
 # ---------------------------------------------------------------------------

@@ -53,6 +53,20 @@ def test_event_data_members(schema):
     assert data["error"].optional and not data["device"].optional
 
 
+def test_event_names_and_data_keys_are_checked(schema):
+    schema.check_event("BLOCK_JOB_COMPLETED", {"device": "job0", "type": "stream"})
+    schema.check_event("MEMORY_FAILURE", {"flags": {"recursive": True}})  # nested: MemoryFailureFlags
+    for name, data, message in [
+        ("BLOCK_JOB_COMPLETE", {}, "unknown event 'BLOCK_JOB_COMPLETE' (did you mean 'BLOCK_JOB_COMPLETED'"),
+        ("STOP", {"reason": "x"}, "STOP has no data key 'reason'"),
+        ("MEMORY_FAILURE", {"flags": {"recursve": True}},
+         "MEMORY_FAILURE has no data key 'flags.recursve' (did you mean 'recursive'?)"),
+    ]:
+        with pytest.raises(SchemaError) as caught:
+            schema.check_event(name, data)
+        assert str(caught.value).startswith(message), caught.value
+
+
 def test_transaction_actions(schema):
     assert {"blockdev-snapshot-sync", "block-dirty-bitmap-add", "abort"} <= set(schema.action_names())
     data = {m.name for m in schema.members(schema.action_type("block-dirty-bitmap-add"))}
@@ -142,6 +156,55 @@ def test_bad_argument_is_caught_locally_with_a_caret(qemu):
         "  block-stream device=node-A sped=3",
         "                             ^",
     ]
+
+
+def test_a_line_without_arguments_is_checked_too(qemu):
+    script = "query-name\nblok-stream\nquery-stauts\nblock-stream\nquery-name\n"
+    result = run_qmpsh("-v", qemu.socket, stdin=script)
+    assert result.returncode == 1
+    sent = [json.loads(line) for line in result.stdout.splitlines() if '"execute"' in line]
+    assert [s["execute"] for s in sent] == ["query-name", "query-name"]  # nothing sent for lines 2-4
+    assert result.stderr.splitlines() == [
+        "error: line 2, column 1: unknown command 'blok-stream' (did you mean 'block-stream' or 'blockdev-create' or"
+        " 'blockdev-close-tray'?) (a leading ! sends it anyway)",
+        "  blok-stream",
+        "  ^",
+        "error: line 3, column 1: unknown command 'query-stauts' (did you mean 'query-stats' or 'query-status' or"
+        " 'query-blockstats'?) (a leading ! sends it anyway)",
+        "  query-stauts",
+        "  ^",
+        "error: line 4, column 13: missing required argument 'device' (a leading ! sends it anyway)",
+        "  block-stream",
+        "              ^",
+    ]
+
+
+@pytest.mark.parametrize("args", [("--no-schema",), ()])
+def test_a_line_without_arguments_goes_as_typed_with_bang_or_no_schema(qemu, args):
+    line = "blok-stream" if args else "!blok-stream"
+    result = run_qmpsh(*args, qemu.socket, stdin=f"{line}\n")
+    assert result.returncode == 1 and result.stderr == "error: line 1: blok-stream: CommandNotFound: " \
+        "The command blok-stream has not been found\n", result.stderr
+    assert json.loads(result.stdout)["error"]["class"] == "CommandNotFound"
+
+
+def test_commands_sent_without_the_schema_need_no_argument_in_qemu(schema):
+    """The bare commands a script sends without loading the schema (its hot path: query-status lines)
+    are QEMU commands that need no argument."""
+    from qmpsh.session import NO_ARGUMENT_NEEDED
+
+    for name in NO_ARGUMENT_NEEDED:
+        assert name in schema.commands, name
+        assert schema.coerce_arguments(name, {}) == {}, name
+
+
+def test_bare_query_status_lines_do_not_load_the_schema(qemu, tmp_path):
+    log = tmp_path / "wire.jsonl"
+    result = run_qmpsh("-l", str(log), qemu.socket, stdin="query-status\n" * 3 + "cont\nstop\nquit\n")
+    assert result.returncode == 0, result.stderr
+    sent = [json.loads(line)["message"] for line in log.read_text().splitlines()
+            if json.loads(line)["direction"] == "sent"]
+    assert [m["execute"] for m in sent] == ["qmp_capabilities"] + ["query-status"] * 3 + ["cont", "stop", "quit"]
 
 
 def test_bang_sends_anyway(qemu):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, free_port, json_lines, qemu_img, qmpsh_env, run_qmpsh, seed_args
+from tests.conftest import (REPO, free_port, json_lines, qemu_img, qemu_io_write, qmpsh_env, run_qmpsh, seed_args,
+                            snapshot_sync)
 
 
 def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -99,9 +101,12 @@ def test_parse_error_sends_nothing_and_fails(qemu):
 
 
 def test_exit_on_error_stops_at_the_first_failure(qemu):
-    result = run_qmpsh("-e", "-v", qemu.socket, stdin="query-name\nnope\nquery-status\n")
+    result = run_qmpsh("-e", "-v", qemu.socket, stdin="query-name\n!nope\nquery-status\nnope\nquery-status\n")
     assert result.returncode == 1
     assert [o.get("execute") for o in json_lines(result.stdout) if "execute" in o] == ["query-name", "nope"]
+    result = run_qmpsh("-e", "-v", qemu.socket, stdin="query-name\nnope\nquery-status\n")  # caught before sending
+    assert result.returncode == 1 and "unknown command 'nope'" in result.stderr
+    assert [o.get("execute") for o in json_lines(result.stdout) if "execute" in o] == ["query-name"]
 
 
 def test_unterminated_input_at_end_of_script_fails(qemu):
@@ -113,10 +118,27 @@ def test_unterminated_input_at_end_of_script_fails(qemu):
 
 def test_wait_timeout_fails(qemu):
     started = time.monotonic()
-    result = run_qmpsh(qemu.socket, stdin="/wait NEVER_HAPPENS timeout=0.5\nquery-name\n")
+    result = run_qmpsh(qemu.socket, stdin="/wait DEVICE_DELETED device=nosuch timeout=0.5\nquery-name\n")
     assert result.returncode == 1
     assert time.monotonic() - started < 10
-    assert "error: /wait: no NEVER_HAPPENS within 0.5 s" in result.stderr
+    assert "error: /wait: no DEVICE_DELETED device=nosuch within 0.5 s" in result.stderr
+    assert json_lines(result.stdout) == [{"return": {}}]
+
+
+def test_wait_for_an_event_or_data_key_qemu_does_not_have_fails_at_once(qemu):
+    started = time.monotonic()
+    script = ("/wait BLOCK_JOB_COMPLETE\n/wait BLOCK_JOB_COMPLETED devce=job0\n/wait STOP reason=x\n"
+              "/wait DEVICE_DELETED devce.x=1\nquery-name\n")
+    result = run_qmpsh(qemu.socket, stdin=script)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 10  # not the 60 s each /wait waits by default
+    assert result.stderr.splitlines() == [
+        "error: /wait: unknown event 'BLOCK_JOB_COMPLETE' (did you mean 'BLOCK_JOB_COMPLETED' or "
+        "'BLOCK_JOB_CANCELLED' or 'BLOCK_JOB_PENDING'?)",
+        "error: /wait: BLOCK_JOB_COMPLETED has no data key 'devce' (did you mean 'device'?)",
+        "error: /wait: STOP has no data key 'reason'",
+        "error: /wait: DEVICE_DELETED has no data key 'devce' (did you mean 'device'?)",
+    ]
     assert json_lines(result.stdout) == [{"return": {}}]
 
 
@@ -161,6 +183,37 @@ def test_qemu_killed_mid_session_exits_3(qemu):
     stderr = proc.stderr.read()
     assert "connection to QEMU lost" in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+# A stream that never ends by itself: 1 MiB in node-A streamed into node-B at 1 byte/s.
+ENDLESS_JOB = qemu_io_write(0x11, 0, 1) + snapshot_sync("A", "B") + "block-stream device=node-B job-id=job0 speed=1\n"
+
+
+@pytest.mark.parametrize(("setup", "line"), [
+    pytest.param("", "/wait SHUTDOWN timeout=30", id="wait"),
+    pytest.param("", "/wait SHUTDOWN timeout=0", id="wait-without-end"),
+    pytest.param(ENDLESS_JOB, "/job job0", id="job"),
+])
+def test_qemu_killed_during_wait_or_job_exits_3_at_once(qemu, setup, line):
+    proc = subprocess.Popen([sys.executable, "-m", "qmpsh", qemu.socket], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=qmpsh_env())
+    proc.stdin.write(f"{setup}query-status\n{line}\nquery-name\n")
+    proc.stdin.close()
+    while "prelaunch" not in (reply := proc.stdout.readline()):  # then it runs the line, which waits
+        assert reply, proc.stderr.read()
+    qemu.kill()
+    killed = time.monotonic()
+    try:
+        status = proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    assert time.monotonic() - killed < 5, f"{line} went on for {time.monotonic() - killed:.1f} s"
+    stderr = proc.stderr.read()
+    assert status == 3, stderr
+    name = line.split()[0]
+    assert re.fullmatch(rf"error: connection to QEMU lost during {name}: the server (closed|reset) the connection\n",
+                        stderr), stderr
+    assert "query-name" not in proc.stdout.read()
 
 
 def test_missing_socket_is_one_line_exit_3(tmp_path):

@@ -143,7 +143,7 @@ def test_ctrl_c_clears_the_half_typed_line(qemu, terminal):
 
 def test_ctrl_c_interrupts_wait(qemu, terminal):
     term = terminal(qemu.socket)
-    line = "/wait NEVER timeout=30"
+    line = "/wait SHUTDOWN timeout=30"
     for attempt in (1, 2):  # a second Ctrl-C must work as the first did
         term.send(line)
         term.wait_prompt(line)
@@ -164,7 +164,7 @@ def test_ctrl_c_interrupts_wait(qemu, terminal):
         elapsed = time.monotonic() - started
         assert elapsed < 2, f"Ctrl-C took {elapsed:.1f} s to end the /wait\n{term.dump()}"
         assert term.child.isalive(), term.dump()
-    assert "/wait: no NEVER" not in term.plain(), term.dump()
+    assert "/wait: no SHUTDOWN" not in term.plain(), term.dump()
     term.run("query-status", '"prelaunch"')
 
 
@@ -191,6 +191,10 @@ def test_qemu_killed_at_prompt_keeps_the_prompt_then_exits_3(qemu: Qemu, termina
     term.wait_text("connection to QEMU lost")
     term.wait_prompt()
     term.run("query-status", "not connected to QEMU: /reconnect first")
+    for line in ("/wait SHUTDOWN timeout=30", "/job job0", "/jobs"):  # each says so at once, none waits
+        started = time.monotonic()
+        term.run(line, f"error: {line.split()[0]}: not connected to QEMU: /reconnect first")
+        assert time.monotonic() - started < 5, term.dump()
     term.send(CTRL_D)
     status = term.wait_exit()
     text = term.plain()
@@ -201,6 +205,25 @@ def test_qemu_killed_at_prompt_keeps_the_prompt_then_exits_3(qemu: Qemu, termina
     assert re.search(r"error: connection to QEMU lost: (the server closed the connection|the server reset the connection); "
                      r"/reconnect to try again$", lines[0]), text
     assert "Traceback" not in text, text
+
+
+def test_qemu_killed_during_wait_ends_it_at_once(qemu: Qemu, terminal):
+    term = terminal(qemu.socket)
+    line = "/wait SHUTDOWN timeout=30"
+    term.send(line)
+    term.wait_prompt(line)
+    row = term.screen.cursor.y
+    term.send(ENTER)
+    term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
+                  "the /wait to start")
+    qemu.kill()
+    killed = time.monotonic()
+    term.wait_text("connection to QEMU lost")
+    term.wait_prompt()
+    assert time.monotonic() - killed < 5, term.dump()
+    lost = [row for row in term.rows if "connection to QEMU lost" in row]
+    assert len(lost) == 1 and lost[0].endswith("; /reconnect to try again"), term.dump()
+    assert "/wait: no SHUTDOWN" not in term.plain(), term.dump()
 
 
 # ---------------------------------------------------------------------------
@@ -260,3 +283,43 @@ def test_transaction_continuation_prompt(qemu, terminal):
     term.wait_for(lambda: term.plain().count('{"return": {}}') == 2, "the transaction's reply")
     term.wait_prompt()
     term.run("block-dirty-bitmap-add node=node-A name=bm0", "Bitmap already exists")
+
+
+# ---------------------------------------------------------------------------
+# 7. checking before sending
+
+
+def lines_after(term: Terminal, line: str) -> list[str]:
+    """The screen's lines after the last ``(QEMU) line`` up to the cursor, wrapped rows joined."""
+    rows = term.rows
+    at = max(i for i, row in enumerate(rows) if row == PROMPT + line)
+    lines: list[str] = []
+    wrapped = False
+    for row in rows[at + 1:term.screen.cursor.y]:
+        if wrapped:
+            lines[-1] += row
+        else:
+            lines.append(row)
+        wrapped = len(row) == term.screen.columns
+    return lines
+
+
+def test_mistyped_lines_and_waits_are_caught_at_the_prompt(qemu, terminal):
+    term = terminal(qemu.socket)
+    term.run("query-stauts", "^")
+    assert lines_after(term, "query-stauts") == [
+        "error: column 1: unknown command 'query-stauts' (did you mean 'query-stats' or 'query-status' or "
+        "'query-blockstats'?) (a leading ! sends it anyway)", "  query-stauts", "  ^"], term.dump()
+    term.run("block-stream", "^")
+    assert lines_after(term, "block-stream") == [
+        "error: column 13: missing required argument 'device' (a leading ! sends it anyway)", "  block-stream",
+        "              ^"], term.dump()
+    assert "CommandNotFound" not in term.plain() and "return" not in term.plain(), term.dump()
+    term.run("/wait BLOCK_JOB_COMPLETE", "error")  # at once: no 60 s wait for an event QEMU never sends
+    assert lines_after(term, "/wait BLOCK_JOB_COMPLETE") == [
+        "error: /wait: unknown event 'BLOCK_JOB_COMPLETE' (did you mean 'BLOCK_JOB_COMPLETED' or "
+        "'BLOCK_JOB_CANCELLED' or 'BLOCK_JOB_PENDING'?)"], term.dump()
+    term.run("/wait BLOCK_JOB_COMPLETED devce=job0", "error")
+    assert lines_after(term, "/wait BLOCK_JOB_COMPLETED devce=job0") == [
+        "error: /wait: BLOCK_JOB_COMPLETED has no data key 'devce' (did you mean 'device'?)"], term.dump()
+    term.run("query-status", '"prelaunch"')

@@ -98,3 +98,18 @@ def test_tab_lists_live_node_names(qemu, terminal):  # noqa: F811 (the fixture)
         os.kill(qemu.process.pid, signal.SIGCONT)
     term.run("query-status", '"prelaunch"')
     assert "Traceback" not in term.plain(), term.plain()
+
+
+def test_tab_after_wait_lists_event_names_then_their_data_keys(qemu, terminal):
+    term = terminal(qemu.socket)
+    type_and_tab(term, "/wait BLOCK_JOB_C", ["BLOCK_JOB_CANCELLED", "BLOCK_JOB_COMPLETED"])
+    assert all(row.split()[0].startswith("BLOCK_JOB_C") for row in menu(term)), term.dump()
+    term.send(CTRL_C)
+    type_and_tab(term, "/wait BLOCK_JOB_COMPLETED e", ["error=", "device=", "offset="])
+    term.send(CTRL_C)
+    term.wait_prompt()
+    term.send("/wait JOB_STATUS_CHANGE st")  # the only key that starts so: Tab writes it out
+    term.wait_prompt("/wait JOB_STATUS_CHANGE st")
+    term.send(TAB)
+    term.wait_prompt("/wait JOB_STATUS_CHANGE status=")
+    term.send(CTRL_C)

@@ -110,15 +110,16 @@ def test_job_progress_bar_draws_and_finishes_cleanly(qemu_factory, terminal):
     assert [row for row in term.rows if row.startswith(PROMPT.strip())][-2:] == [
         PROMPT + "/job job0", PROMPT.rstrip()], term.dump()
 
-    # Between the /job line and the prompt: the final event first, then at most the job's own last
-    # status changes (which may arrive once the bar is gone), and nothing else.
+    # Between the /job line and the prompt: the job's events as they came, the final one once, nothing else
+    # (the last status changes may arrive once the bar is gone).
     after = events_in(rows_after(term, "/job job0"))
-    event = after[0]
-    assert event["event"] == "BLOCK_JOB_COMPLETED" and event["data"]["device"] == "job0", term.dump()
-    assert event["data"]["offset"] == event["data"]["len"] and "error" not in event["data"]
-    assert [(e["event"], e["data"]["status"]) for e in after[1:]] in (
-        [], [("JOB_STATUS_CHANGE", "null")], [("JOB_STATUS_CHANGE", "concluded"), ("JOB_STATUS_CHANGE", "null")]
-    ), term.dump()
+    assert [(e["event"], e["data"].get("status")) for e in after] in (
+        [("JOB_STATUS_CHANGE", "waiting"), ("JOB_STATUS_CHANGE", "pending"), ("BLOCK_JOB_COMPLETED", None),
+         *tail] for tail in ([], [("JOB_STATUS_CHANGE", "concluded")],
+                             [("JOB_STATUS_CHANGE", "concluded"), ("JOB_STATUS_CHANGE", "null")])), term.dump()
+    (event,) = [e for e in after if e["event"] == "BLOCK_JOB_COMPLETED"]
+    assert event["data"]["device"] == "job0" and event["data"]["offset"] == event["data"]["len"], term.dump()
+    assert "error" not in event["data"]
     assert_no_bar(term)
     assert all(not row for row in term.rows[term.screen.cursor.y + 1:]), term.dump()
 
@@ -134,6 +135,52 @@ def test_job_progress_bar_draws_and_finishes_cleanly(qemu_factory, terminal):
     assert [e["event"] for e in events_in(rows_after(term, "/job job0"))][-2:] == ["RESUME", "STOP"], term.dump()
     assert_no_bar(term)
     term.run("query-status", '"paused"')
+
+
+BACKUP_BAR = re.compile(r"^job0 backup (running|paused) .*\s(\d+)%")
+
+
+def job_events(rows: list[str]) -> list[tuple[str, str]]:
+    """(event, status or type) of each event on ``rows``."""
+    return [(e["event"], e["data"].get("status", e["data"].get("type"))) for e in events_in(rows)]
+
+
+def test_job_prints_the_jobs_events_above_its_bar(qemu_factory, terminal):
+    """The document's job0 used again: a stream ends, then a backup reuses job0. /job follows the
+    backup (the stream's end does not end it); the backup's events print above the bar as they come,
+    each once, and /events lists every one of them."""
+    vm = qemu_factory(None, extra_qmp=["qmp2.sock"])
+    prepare(vm)
+    term = terminal(vm.socket)
+    term.run("block-stream device=node-C base-node=node-A job-id=job0", '{"return": {}}')
+    term.wait_for(lambda: '"null"' in term.plain(), "the stream's end")
+    term.run("drive-backup device=node-D sync=full target=e.qcow2 job-id=job0 speed=8M", '{"return": {}}')
+    term.send("/job job0" + ENTER)
+    term.wait_for(lambda: any(BACKUP_BAR.match(row) for row in term.rows), "the backup's progress bar")
+    with Monitor(vm.dir / "qmp2.sock") as other:
+        other.ok("block-job-pause", device="job0")
+
+        def paused_above_the_bar() -> bool:
+            rows = rows_after(term, "/job job0") + [term.cursor_row]
+            bar = [i for i, row in enumerate(rows) if BACKUP_BAR.match(row)]
+            paused = [i for i, row in enumerate(rows) if '"paused"' in row]
+            return bool(bar and paused and paused[-1] < bar[-1] and "job0 backup paused" in rows[bar[-1]])
+
+        term.wait_for(paused_above_the_bar, "the paused status above the bar, and in it")
+        other.ok("block-job-resume", device="job0")
+        other.ok("block-job-set-speed", device="job0", speed=0)  # the rest at once
+    term.wait_for(lambda: term.cursor_row == PROMPT.rstrip() and '"null"' in "".join(rows_after(term, "/job job0")),
+                  "/job to end, and the job's last events")
+    assert_no_bar(term)
+    shown = job_events(rows_after(term, "/job job0"))
+    assert shown == [("JOB_STATUS_CHANGE", "paused"), ("JOB_STATUS_CHANGE", "running"),
+                     ("JOB_STATUS_CHANGE", "waiting"), ("JOB_STATUS_CHANGE", "pending"),
+                     ("BLOCK_JOB_COMPLETED", "backup"), ("JOB_STATUS_CHANGE", "concluded"),
+                     ("JOB_STATUS_CHANGE", "null")], term.dump()
+    term.run("/events", "events kept")
+    listed = [parse_row(line) for line in term.plain().split(PROMPT + "/events")[-1].splitlines()
+              if EVENT_ROW.match(line)]
+    assert [(e["event"], e["data"].get("status", e["data"].get("type"))) for e in listed][-len(shown):] == shown
 
 
 def test_job_after_completion_shows_the_end_not_a_stale_ready(qemu, terminal):

@@ -68,3 +68,22 @@ def test_window_restarts_at_the_first_command_after_a_wait():
             await log.wait(event_filter("C", {}), 0.05)
 
     run(main())
+
+
+def test_a_new_job_with_the_same_id_drops_the_old_jobs_events_only():
+    async def main():
+        log = EventLog()
+        log.add(ev("BLOCK_JOB_COMPLETED", device="job0", type="stream"))
+        log.add(ev("JOB_STATUS_CHANGE", id="job0", status="null"))
+        log.add(ev("BLOCK_JOB_COMPLETED", device="job1", type="stream"))
+        log.add(ev("STOP"))
+        log.add(ev("JOB_STATUS_CHANGE", id="job0", status="created"))  # job0 again: a new job
+        with pytest.raises(TimeoutError):
+            await log.wait(event_filter("BLOCK_JOB_COMPLETED", {"device": "job0"}), 0.05)
+        assert (await log.wait(event_filter("BLOCK_JOB_COMPLETED", {}), 0.1))["data"]["device"] == "job1"
+        assert (await log.wait(event_filter("STOP", {}), 0.1))["event"] == "STOP"
+        log.add(ev("BLOCK_JOB_COMPLETED", device="job0", type="backup"))
+        got = await log.wait(event_filter("BLOCK_JOB_COMPLETED", {"device": "job0"}), 0.1)
+        assert got["data"]["type"] == "backup"
+
+    run(main())
