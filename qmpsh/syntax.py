@@ -32,6 +32,9 @@ _FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][
 _BARE_RE = re.compile(r"[^\s\"'{}\[\]\\]+")  # a string that needs no quotes
 _OPENERS = {"{": "}", "[": "]"}
 _CLOSERS = {"}": "{", "]": "["}
+#: How deep brackets may nest in a line, and how many levels a dotted key may have. QMP arguments
+#: need a handful; QEMU refuses a message nested 1024 deep, and Python's recursion stops before that.
+MAX_DEPTH = 64
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _JSON_TOKEN_RE = re.compile(r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]')
 _INFINITE = "number too large: JSON has no Infinity"
@@ -159,6 +162,8 @@ def _scan(text: str, stack: list[tuple[str, int]], base: int = 0) -> None:
             if ch == '"' or i == 0 or not (text[i - 1].isalnum()):
                 quote, start = ch, i
         elif ch in _OPENERS:
+            if len(stack) >= MAX_DEPTH:
+                raise _Unbalanced(f"nested too deeply: more than {MAX_DEPTH} levels", base + i)
             stack.append((ch, base + i))
         elif ch in _CLOSERS:
             if not stack or stack[-1][0] != _CLOSERS[ch]:
@@ -304,7 +309,7 @@ def _loads(text: str) -> object:
     except json.JSONDecodeError:
         raise
     except RecursionError:
-        raise _Unbalanced("nested too deeply", 0) from None
+        raise _Unbalanced(f"nested too deeply: more than {MAX_DEPTH} levels", 0) from None
     except (_Unbalanced, ValueError) as err:  # a hook refused; an integer too long
         raise (_strict_fault(text) or _Unbalanced(str(err), 0)) from None
     fault = _strict_fault(text) if "\\u" in text else None  # an escape may be half a surrogate pair
@@ -426,6 +431,8 @@ def parse_arguments(line: _Line, words: list[tuple[str, int]],
         path = key.split(".")
         if not all(path) or any(c in key for c in "\"'{}[]"):
             raise line.error(f"bad key '{key}'", offset)
+        if len(path) > MAX_DEPTH:
+            raise line.error(f"key nested too deeply: more than {MAX_DEPTH} levels", offset)
         try:
             value = parse_value(raw)
         except _Unbalanced as err:

@@ -4,7 +4,7 @@ QEMU's JSON parser refuses NaN and Infinity, lone surrogates and duplicate keys.
 message with errors that carry no id (it could not read one), and, where it stopped half-way, runs
 what it can make of the rest. A line that would send one is refused here instead: one error with a
 caret, nothing sent, exit status 1, QEMU healthy and the next line run. Input that used to crash
-qmpsh (an integer Python cannot print) gets the same treatment.
+qmpsh (an integer Python cannot print, a key thousands of levels deep) gets the same treatment.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tests.conftest import json_lines, run_qmpsh
 
 DIGITS = sys.get_int_max_str_digits()
 BIG = "9" * (DIGITS + 1)
+DEEP_KEY = ".".join(["a"] * 3000)
 QOM_SET = "qom-set path=/machine property=x value="
 RAW_QOM_SET = '{"execute": "qom-set", "arguments": {"path": "/machine", "property": "x", "value": %s}}'
 TIMEOUT = "10"  # before this change a refused line waited for a reply that never came: 300 s in scripts
@@ -41,8 +42,10 @@ def user_requests(log: Path) -> list[dict]:
     ('{"execute":"query-status","execute":"quit"}', 26, "duplicate key 'execute'"),
     (QOM_SET + BIG, len(QOM_SET), f"integer too long: more than {DIGITS} digits"),
     (RAW_QOM_SET % BIG, RAW_QOM_SET.index("%s"), f"integer too long: more than {DIGITS} digits"),
+    ("qom-set path=/machine property=x " + DEEP_KEY + "=1", 33, "key nested too deeply: more than 64 levels"),
+    ("/wait SHUTDOWN " + DEEP_KEY + "=1", 15, "key nested too deeply: more than 64 levels"),
 ], ids=["kv-1e999", "raw-NaN", "raw--Infinity", "kv-lone-surrogate", "raw-lone-surrogate", "raw-duplicate-key",
-        "kv-big-int", "raw-big-int"])
+        "kv-big-int", "raw-big-int", "kv-3000-level-key", "wait-3000-level-key"])
 @pytest.mark.parametrize("mode", [[], ["-v"]], ids=["pipelined", "strict-order"])
 def test_a_line_qemu_would_refuse_is_refused_with_a_caret(qemu, tmp_path, line, column, message, mode):
     log = tmp_path / "traffic.jsonl"

@@ -1,6 +1,6 @@
 """Keeping the session at a real terminal (pty + pyte): Ctrl-C during a slow reply,
 two sessions sharing one history file, a history location that cannot be written,
-a status toolbar whose query-status keeps failing.
+a status toolbar whose query-status keeps failing, hostile input.
 
 The history tests run against real QEMU. The others use the fake QMP server
 (``tests/fakeqmp.py``): a real QEMU cannot be made to answer a given command
@@ -10,6 +10,7 @@ three seconds late, or to fail query-status on demand.
 from __future__ import annotations
 
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +253,28 @@ def test_a_new_connection_asks_for_the_run_state_at_once(server, terminal):
     term.wait_for(lambda: asked() == 3, "three failed query-status", timeout=6)
     term.run("/reconnect", "connected to")
     term.wait_for(lambda: asked() == 4, "query-status on the new connection", timeout=2)
+
+
+# ---------------------------------------------------------------------------
+# Hostile input
+
+
+def test_input_python_cannot_convert_is_an_error_and_the_shell_goes_on(qemu, terminal):
+    """An integer of more digits than Python converts, a key thousands of levels deep: each was a
+    traceback ("Unhandled exception in event loop" under Enter); now an error, and nothing sent."""
+    term = terminal(qemu.socket)
+    digits = sys.get_int_max_str_digits() + 1
+    for line, message in [(f"qom-set path=/machine property=x value={'9' * digits}", "integer too long"),
+                          ("qom-set path=/machine property=x " + ".".join(["a"] * 3000) + "=1",
+                           "key nested too deeply"),
+                          ("/wait SHUTDOWN " + ".".join(["a"] * 3000) + "=1", "key nested too deeply")]:
+        term.wait_prompt()
+        term.paste(line + "\n")
+        term.wait_text(message)
+        term.wait_prompt()
+    term.run("query-status", '"prelaunch"')
+    text = term.plain()
+    assert "Traceback" not in text and "Unhandled exception" not in text, term.dump()
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0, term.dump()
+    assert qemu.alive()

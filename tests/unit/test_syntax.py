@@ -145,6 +145,7 @@ DIGITS = sys.get_int_max_str_digits()
 BIG = "9" * (DIGITS + 1)  # more digits than Python converts
 TOO_LONG = f"integer too long: more than {DIGITS} digits"
 INFINITE = "number too large: JSON has no Infinity"
+DEEP_KEY = ".".join(["a"] * 3000)
 
 
 @pytest.mark.parametrize("text, message, column", [
@@ -171,6 +172,11 @@ INFINITE = "number too large: JSON has no Infinity"
     (f"cmd v=[1, {BIG}]", TOO_LONG, 10),
     (f'{{"execute": "x", "arguments": {{"v": {BIG}}}}}', TOO_LONG, 36),
     (f"cmd v=[0x{'f' * DIGITS}]", TOO_LONG, 7),
+    (f"cmd {DEEP_KEY}=1", "key nested too deeply: more than 64 levels", 4),
+    (f"/wait SHUTDOWN {DEEP_KEY}=1", "key nested too deeply: more than 64 levels", 15),
+    ("cmd v=" + "[" * 3000 + "]" * 3000, "nested too deeply: more than 64 levels", 6 + 64),
+    ('{"execute": "x", "arguments": ' + "{\"a\": " * 70 + "1" + "}" * 71, "nested too deeply: more than 64 levels",
+     30 + 6 * 63),
 ], ids=lambda v: v[:40] if isinstance(v, str) else None)
 def test_what_qemu_would_refuse_is_an_error_at_its_place(text, message, column):
     err = error(text)
@@ -180,6 +186,8 @@ def test_what_qemu_would_refuse_is_an_error_at_its_place(text, message, column):
 def test_python_strings_and_json_escapes_that_are_valid_unicode_pass():
     assert args('cmd a="\\ud83d\\ude00" b="\\u00e9" c=\'\\U0001f600\' d=["\\ud83d\\ude00"] e=1e308 f=1e-999') == {
         "a": "\U0001f600", "b": "\u00e9", "c": "\U0001f600", "d": ["\U0001f600"], "e": 1e308, "f": 0.0}
+    assert args("cmd " + ".".join(["a"] * 64) + "=1") is not None
+    assert one("cmd v=" + "[" * 64 + "]" * 64).message["arguments"]["v"] is not None
 
 
 # -- raw JSON --------------------------------------------------------------------
