@@ -216,9 +216,12 @@ def _too_long() -> str:
     return f"integer too long: more than {sys.get_int_max_str_digits()} digits"
 
 
-def _not_unicode(char: str) -> str:
-    """Why a surrogate code point, half of a pair at most, cannot be sent."""
-    return f"lone surrogate \\u{ord(char):04x}: not valid Unicode"
+def _not_unicode(char: str, typed: bool) -> str:
+    """Why a surrogate code point cannot be sent: a ``typed`` one stands for a byte that is not UTF-8."""
+    code = ord(char)
+    if typed and 0xDC80 <= code <= 0xDCFF:  # how Python decodes such a byte (errors="surrogateescape")
+        return f"byte \\x{code - 0xDC00:02x} is not UTF-8"
+    return f"lone surrogate \\u{code:04x}: not valid Unicode"
 
 
 def _surrogate(text: str) -> re.Match[str] | None:
@@ -230,7 +233,7 @@ def _value_fault(value: object) -> str | None:
     """Why a decoded value cannot go out as strict JSON: Infinity, a lone surrogate, an integer too long to write."""
     if isinstance(value, str):
         bad = _surrogate(value)
-        return _not_unicode(bad.group()) if bad else None
+        return _not_unicode(bad.group(), typed=False) if bad else None
     if isinstance(value, float):
         return _INFINITE if math.isinf(value) else None
     if isinstance(value, int):
@@ -378,7 +381,7 @@ def _quoted(text: str) -> str:
         raise _Unbalanced("a quoted value must end at its closing quote", 0)
     bad = _surrogate(value)
     if bad:
-        raise _Unbalanced(_not_unicode(bad.group()), 0)
+        raise _Unbalanced(_not_unicode(bad.group(), typed=False), 0)
     return value
 
 
@@ -487,6 +490,9 @@ def _logical_lines(text: str) -> tuple[list[_Line], bool]:
             line.scan_error = (err.args[0], err.offset)
         if stack and not line.scan_error:
             return lines, True
+        bad = None if line.scan_error else _surrogate(line.text)
+        if bad:  # input bytes that are not UTF-8, or a lone surrogate typed as it is
+            line.scan_error = (_not_unicode(bad.group(), typed=True), bad.start())
         lines.append(line)
         i += 1
     return lines, False

@@ -10,13 +10,14 @@ qmpsh (an integer Python cannot print, a key thousands of levels deep) gets the 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import json_lines, run_qmpsh
+from tests.conftest import REPO, json_lines, qmpsh_env, run_qmpsh
 
 DIGITS = sys.get_int_max_str_digits()
 BIG = "9" * (DIGITS + 1)
@@ -61,3 +62,26 @@ def test_a_line_qemu_would_refuse_is_refused_with_a_caret(qemu, tmp_path, line, 
     assert replies == [{"return": {"status": "prelaunch", "singlestep": False, "running": False}}]
     assert qemu.alive()
     assert elapsed < float(TIMEOUT), elapsed
+
+
+@pytest.mark.parametrize("stdin", ["file", "pipe"])
+def test_a_byte_that_is_not_utf8_is_refused_where_it_is(qemu, tmp_path, stdin):
+    """An undecodable byte was sent as a lone surrogate from a file (QEMU refused it), and replaced
+    by U+FFFD, a different name than the user's, from a pipe."""
+    script = tmp_path / "script.qmp"
+    script.write_bytes(b"qom-set path=/machine property=x value=node-\xff\nquery-status\n")
+    log = tmp_path / "traffic.jsonl"
+    argv = [sys.executable, "-m", "qmpsh", "--timeout", TIMEOUT, "-l", str(log), qemu.socket]
+    if stdin == "file":
+        with script.open("rb") as source:
+            result = subprocess.run(argv, stdin=source, capture_output=True, env=qmpsh_env(), cwd=REPO, timeout=60)
+    else:
+        result = subprocess.run(argv, input=script.read_bytes(), capture_output=True, env=qmpsh_env(), cwd=REPO,
+                                timeout=60)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    column = len(QOM_SET) + len("node-")
+    assert stderr.splitlines() == [f"error: line 1, column {column + 1}: byte \\xff is not UTF-8",
+                                   "  " + QOM_SET + "node-\\udcff", "  " + " " * column + "^"], stderr
+    assert [m["execute"] for m in user_requests(log)] == ["query-status"]
+    assert json_lines(result.stdout.decode())[0]["return"]["status"] == "prelaunch"

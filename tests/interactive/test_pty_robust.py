@@ -278,3 +278,14 @@ def test_input_python_cannot_convert_is_an_error_and_the_shell_goes_on(qemu, ter
     term.send(CTRL_D)
     assert term.wait_exit() == 0, term.dump()
     assert qemu.alive()
+
+
+def test_a_byte_that_is_not_utf8_at_the_prompt_is_refused_and_kept_in_the_history(server, terminal):
+    """Saving the line to the history raised "Unhandled exception in event loop"."""
+    term = terminal(str(server.path))
+    term.child.send(b"query-name a=x\xffy" + ENTER.encode())
+    term.wait_text("error: column 15: byte \\xff is not UTF-8")
+    term.wait_prompt()
+    assert "Unhandled exception" not in term.plain() and "Traceback" not in term.plain(), term.dump()
+    assert b"+query-name a=x\xffy\n" in history_path().read_bytes()
+    assert not [r for r in server.requests if isinstance(r, dict) and r.get("execute") == "query-name"]
