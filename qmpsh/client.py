@@ -96,6 +96,42 @@ def describe_failure(err: BaseException) -> str:
 _OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself
 
 
+#: QEMU's parser refuses a message of more bytes, or more tokens, than this (qobject/json-streamer.c).
+QEMU_MAX_BYTES = 64 << 20
+QEMU_MAX_TOKENS = 2 << 20
+_TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]')  # of compact JSON: no spaces
+
+
+class Unsendable(ValueError):
+    """A message that QEMU's strict JSON parser would refuse, so it is not sent."""
+
+
+def encode(msg: Mapping[str, object]) -> bytes:
+    """``msg`` as one line of strict JSON, the only kind QEMU reads.
+
+    Python's json would write NaN and Infinity, and lone surrogates as ``\\ud800`` escapes: QEMU
+    refuses them, and a message past its size limits, with errors that have no id, and reads the
+    rest of the message on its own. The checks cost nothing on ordinary messages.
+
+    :raise Unsendable: NaN or Infinity, a lone surrogate, an integer too long to write, nesting too
+        deep, a message too big for QEMU.
+    """
+    try:
+        data = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError:
+        raise Unsendable("a lone surrogate in a string: not valid Unicode") from None
+    except ValueError as err:  # NaN or Infinity; an integer of more digits than Python writes
+        raise Unsendable(f"not JSON: {err}") from None
+    except RecursionError:
+        raise Unsendable("nested too deeply") from None
+    if len(data) > QEMU_MAX_TOKENS:  # no token is shorter than a byte: only a message this long can have too many
+        if len(data) > QEMU_MAX_BYTES:
+            raise Unsendable(f"more than {QEMU_MAX_BYTES >> 20} MiB, which QEMU refuses")
+        if len(_TOKEN_RE.findall(data)) > QEMU_MAX_TOKENS:
+            raise Unsendable(f"more than {QEMU_MAX_TOKENS} JSON tokens, which QEMU refuses")
+    return data + b"\n"
+
+
 def reply_id(msg: Mapping[str, object]) -> str | None:
     """A reply's id when it can be one of ours (a string); a server may send anything there."""
     exec_id = msg.get("id")
@@ -154,11 +190,12 @@ class Connection(QMPClient):
         with ExecInterruptedError if the connection goes away first.
 
         :raise StateError: not connected.
+        :raise Unsendable: the message is not strict JSON (nothing is sent).
         """
         if self.runstate != Runstate.RUNNING or self._writer is None:
             raise StateError("not connected", self.runstate, Runstate.RUNNING)
         request = {**msg, "id": exec_id}
-        data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
+        data = encode(request)
         if self._tap:
             self._tap.sent(Message(data, eager=False))  # the tap wants the bytes, not a parse of them
         self._on_sent(request)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.message import Message
 
-from qmpsh.client import Address, Connection, WireTap, reply_id
+from qmpsh.client import Address, Connection, Unsendable, WireTap, reply_id
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
@@ -270,6 +270,11 @@ class Session:
     async def _outcome(self, request: Request, message: dict[str, object], exec_id: str, flight: _InFlight) -> bool:
         try:
             reply = await self._reply(self.client.submit(message, exec_id))
+        except Unsendable as err:  # what the parser cannot see: a coerced value, a message too big for QEMU
+            self._in_flight.pop(exec_id, None)
+            self._quit_sent = False
+            self._line_error(flight, f"not sent: {err}")
+            return False
         except asyncio.CancelledError:
             flight.abandoned = True
             raise
@@ -318,6 +323,11 @@ class Session:
     async def query(self, command: str, arguments: dict[str, object] | None = None) -> object:
         """Run a command for qmpsh itself: not printed, not counted as a line."""
         return await self.client.execute(command, arguments)
+
+    def _line_error(self, flight: _InFlight, what: str) -> None:
+        """An error about a request, said with its line in scripts."""
+        where = "" if self.options.interactive else f"line {flight.lineno}: "
+        self.renderer.error(f"{where}{flight.request.command}: {what}")
 
     def connection_lost(self, detail: str = "") -> None:
         """Say once that the connection is gone; ``detail`` follows the words "connection to QEMU lost"."""

@@ -85,3 +85,20 @@ def test_a_byte_that_is_not_utf8_is_refused_where_it_is(qemu, tmp_path, stdin):
                                    "  " + QOM_SET + "node-\\udcff", "  " + " " * column + "^"], stderr
     assert [m["execute"] for m in user_requests(log)] == ["query-status"]
     assert json_lines(result.stdout.decode())[0]["return"]["status"] == "prelaunch"
+
+
+@pytest.mark.parametrize("mode", [[], ["-v"]], ids=["pipelined", "strict-order"])
+def test_a_message_past_qemus_limits_is_not_sent(qemu, tmp_path, mode):
+    """A message of more than 2**21 tokens is strict JSON, yet QEMU's parser refuses it: it answers
+    without an id, then reads the rest on its own, one id-less error for each piece; with OOB on,
+    QEMU 7.2 can abort on that many (an assertion on its request queue). So it is not sent."""
+    count = 2 ** 20 + 8  # tokens: two per element and a few around, just past the limit
+    line = RAW_QOM_SET % ("[" + ",".join(["0"] * count) + "]")
+    log = tmp_path / "traffic.jsonl"
+    result = run_qmpsh(*mode, "--timeout", TIMEOUT, "-l", str(log), qemu.socket, stdin=f"{line}\nquery-status\n")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        "error: line 1: qom-set: not sent: more than 2097152 JSON tokens, which QEMU refuses"], result.stderr[-2000:]
+    assert [m["execute"] for m in user_requests(log)] == ["query-status"]
+    assert json_lines(result.stdout)[-1]["return"]["status"] == "prelaunch"
+    assert qemu.alive()
