@@ -146,6 +146,8 @@ class Connection(QMPClient):
         self.last_received: Message | None = None  # to explain a failed negotiation
         self.last_activity = time.monotonic()  # when the server last sent anything: it is alive
         self._waiting: dict[str, asyncio.Future[Message]] = {}  # user requests sent by send()
+        self._unanswered: dict[str, None] = {}  # ids of every request sent and not answered yet, oldest first
+        self._orphans = False  # an id-less error answered the oldest request: more may follow, no one's
         self._on_sent = on_sent
         self._on_received = on_received
         self._tap = tap
@@ -156,6 +158,9 @@ class Connection(QMPClient):
     def _cb_outbound(self, msg: Message) -> Message:  # what QMPClient sends: negotiation, qmpsh's own queries
         if self._tap:
             self._tap.sent(msg)
+        exec_id = reply_id(msg)
+        if exec_id is not None:
+            self._unanswered[exec_id] = None
         return msg
 
     def _cb_inbound(self, msg: Message) -> Message:
@@ -163,7 +168,27 @@ class Connection(QMPClient):
             self._tap.received(msg)
         self.last_received = msg
         self.last_activity = time.monotonic()
+        if "event" not in msg:
+            self._answer(msg)
         return msg
+
+    def _answer(self, msg: Message) -> None:
+        """Take the request ``msg`` answers off the unanswered; an error without an id answers the oldest.
+
+        QEMU answers in order, and has no id to give when it could not read a request. It then reads
+        the rest of that request on its own, with an id-less error for each piece: those answer no
+        one, up to the next reply with an id.
+        """
+        if "id" in msg:
+            exec_id = reply_id(msg)
+            if exec_id is not None:
+                self._unanswered.pop(exec_id, None)
+            self._orphans = False
+        elif "error" in msg and self._unanswered and not self._orphans:
+            oldest = next(iter(self._unanswered))
+            del self._unanswered[oldest]
+            msg["id"] = oldest  # from here on it is that request's reply, to qemu.qmp too
+            self._orphans = True
 
     async def _on_message(self, msg: Message) -> None:
         exec_id = None if "event" in msg else reply_id(msg)
@@ -202,6 +227,7 @@ class Connection(QMPClient):
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[exec_id] = waiter
         waiter.add_done_callback(lambda _: self._waiting.pop(exec_id, None))
+        self._unanswered[exec_id] = None
         self._writer.write(data)
         return waiter
 
@@ -209,6 +235,8 @@ class Connection(QMPClient):
         try:
             await super()._bh_disconnect()
         finally:
+            self._unanswered.clear()
+            self._orphans = False
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(ExecInterruptedError("Disconnected"))
