@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # imported where used: a script without key=value arguments n
     from qmpsh.schema import Schema
 
 _ID_PREFIX = "qmpsh-"
+_NOT_JSON = "NaN or Infinity (not JSON) printed as strings"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
 #: The VM run state each event leaves the VM in, for the status toolbar.
 _RUN_STATE_EVENTS = {"STOP": "paused", "RESUME": "running", "SHUTDOWN": "shutdown", "SUSPEND": "suspended",
@@ -53,6 +54,7 @@ class _InFlight:
     lineno: int
     user_id: object = None  # the "id" the user wrote in raw JSON, shown in place of ours
     abandoned: bool = False  # the user stopped waiting (Ctrl-C)
+    not_json: bool = False  # the reply held NaN or Infinity: printed as strings, and the line fails
 
 
 class Session:
@@ -294,8 +296,8 @@ class Session:
                 return True
             await self.lose(f"while waiting for the reply to {request.command}")
             return False
-        ok = "return" in reply
-        self._quit_sent = self._quit_sent and ok
+        ok = "return" in reply and not flight.not_json
+        self._quit_sent = self._quit_sent and "return" in reply
         self.finished = self._quit_sent
         if self.catalog is not None:
             self.catalog.after_command(request.command)
@@ -361,8 +363,9 @@ class Session:
         value = reply.get("return")
         if flight.request.form == "hmp" and isinstance(value, str):
             self.renderer.hmp_text(value)
-        else:
-            self.renderer.document(reply)
+        elif not self.renderer.document(reply):
+            flight.not_json = True
+            self._line_error(flight, _NOT_JSON)
         if "return" not in reply and not self.options.interactive:
             self.renderer.error(f"line {flight.lineno}: {flight.request.command}: {describe_error(reply)}")
 
@@ -374,7 +377,8 @@ class Session:
         if self.catalog is not None:
             self.catalog.after_event(name)
         if self.options.event_filter.shows(name) and not (self.fold and self.fold(event)):
-            self.renderer.event(event)
+            if not self.renderer.event(event):
+                self.renderer.note(f"event {name}: {_NOT_JSON}")
 
     @staticmethod
     def _as_user_sees(msg: Mapping[str, object], flight: _InFlight) -> dict[str, object]:

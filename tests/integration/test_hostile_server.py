@@ -313,6 +313,31 @@ def test_error_without_id_and_nothing_in_flight_is_noted(server):
     assert run.stderr == f"the server sent an error without an id, ignored: {json.dumps(PARSE_ERROR)}\n"
 
 
+def strict_json(line: str) -> object:
+    """``line`` as JSON that has no NaN or Infinity (Python's json reads them; jq and JSON do not)."""
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not JSON: {line!r}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("mode", [[], ["-v"]], ids=["pipelined", "strict-order"])
+def test_nan_and_infinity_from_the_server_print_as_json(server, mode):
+    """stdout stays JSON lines: NaN and Infinity print as strings, and the line with such a reply fails."""
+    event = b'{"event": "ODD", "data": {"x": NaN}, "timestamp": {"seconds": 1, "microseconds": 2}}\n'
+    answer = b'{"return": {"a": NaN, "b": [Infinity, -Infinity], "c": 1.5, "d": "NaN"}, "id": "qmpsh-1"}\n'
+    server.when("query-status", raw(event), raw(answer))
+    run = qmpsh(*mode, str(server.path), stdin="query-status\nquery-name\n")
+    assert run.returncode == 1, run
+    docs = [strict_json(line) for line in run.stdout.splitlines()]
+    assert [doc for doc in docs if "execute" not in doc] == [
+        {"event": "ODD", "data": {"x": "NaN"}, "timestamp": {"seconds": 1, "microseconds": 2}},
+        {"return": {"a": "NaN", "b": ["Infinity", "-Infinity"], "c": 1.5, "d": "NaN"}},
+        {"return": {}}], run
+    assert run.stderr.splitlines() == ["event ODD: NaN or Infinity (not JSON) printed as strings",
+                                       "error: line 1: query-status: NaN or Infinity (not JSON) printed as strings"], run
+
+
 @pytest.mark.parametrize("answer", [b'{"id": "qmpsh-1"}\n', b'{"id": "qmpsh-1", "error": "boom"}\n'],
                          ids=["neither-return-nor-error", "error-not-an-object"])
 def test_malformed_reply_fails_the_line(server, answer):
