@@ -149,14 +149,24 @@ class Renderer:
         return strict
 
     def event_time(self, msg: Mapping[str, object]) -> str:
-        """The event's own timestamp, as --timestamps asks (terminal only: scripts keep pure JSON)."""
+        """The event's own timestamp, as --timestamps asks (terminal only: scripts keep pure JSON).
+
+        "" when there is none, or it is no time (a server can send anything): the event then shows it as given.
+        """
         stamp = msg.get("timestamp")
         if self.timestamps == "off" or not isinstance(stamp, Mapping):
             return ""
-        seconds = float(stamp.get("seconds", 0)) + float(stamp.get("microseconds", 0)) / 1e6  # type: ignore[arg-type]
+        parts = stamp.get("seconds", 0), stamp.get("microseconds", 0)
+        if not all(type(part) in (int, float) for part in parts):  # not bool, not a string
+            return ""
+        try:
+            seconds = parts[0] + parts[1] / 1e6  # type: ignore[operator]
+            local = time.localtime(seconds)
+        except (OverflowError, OSError, ValueError):  # NaN, or beyond what a float or the C library's time holds
+            return ""
         if self.timestamps == "relative":
             return f"[+{seconds - self.since:.3f}s]"
-        return "[" + time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}]"
+        return "[" + time.strftime("%H:%M:%S", local) + f".{int(seconds % 1 * 1e6):06d}]"
 
     def hmp_text(self, text: str) -> None:
         text = text.replace("\r\n", "\n")

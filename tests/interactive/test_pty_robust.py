@@ -1,6 +1,6 @@
 """Keeping the session at a real terminal (pty + pyte): Ctrl-C during a slow reply,
 two sessions sharing one history file, a history location that cannot be written,
-a status toolbar whose query-status keeps failing, hostile input.
+a status toolbar whose query-status keeps failing, hostile input and hostile event times.
 
 The history tests run against real QEMU. The others use the fake QMP server
 (``tests/fakeqmp.py``): a real QEMU cannot be made to answer a given command
@@ -19,8 +19,8 @@ import pytest
 from prompt_toolkit.history import FileHistory
 
 from tests.conftest import history_path
-from tests.fakeqmp import FakeQMPServer, delay, error, reply
-from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal
+from tests.fakeqmp import FakeQMPServer, delay, encode, error, raw, reply
+from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal, parse_row
 
 # query-migrate: a command qmpsh itself never sends (its status bar polls query-status and query-jobs).
 SLOW_COMMAND = "query-migrate"
@@ -256,7 +256,7 @@ def test_a_new_connection_asks_for_the_run_state_at_once(server, terminal):
 
 
 # ---------------------------------------------------------------------------
-# Hostile input
+# Hostile input, hostile event times
 
 
 def test_input_python_cannot_convert_is_an_error_and_the_shell_goes_on(qemu, terminal):
@@ -289,3 +289,20 @@ def test_a_byte_that_is_not_utf8_at_the_prompt_is_refused_and_kept_in_the_histor
     assert "Unhandled exception" not in term.plain() and "Traceback" not in term.plain(), term.dump()
     assert b"+query-name a=x\xffy\n" in history_path().read_bytes()
     assert not [r for r in server.requests if isinstance(r, dict) and r.get("execute") == "query-name"]
+
+
+def test_event_times_that_are_no_times_print_as_given(server, terminal):
+    """A timestamp a server made up ("abc", 1e300, NaN, a list) dropped the connection at a terminal."""
+    stamps = [{"seconds": "abc", "microseconds": 0}, {"seconds": 1e300, "microseconds": 0},
+              {"seconds": float("nan"), "microseconds": 0}, {"seconds": [1], "microseconds": 0}, "abc", [1, 2]]
+    odd = b"".join(encode({"event": f"ODD_{i}", "data": {}, "timestamp": stamp}) for i, stamp in enumerate(stamps))
+    server.when("query-name", raw(odd), reply({"return": {"name": "after-the-odd-events"}}))
+    term = terminal(str(server.path))
+    term.run("query-name", "after-the-odd-events")
+    term.run("query-uuid", '"return"')  # still connected
+    text = term.plain()
+    assert "connection to QEMU lost" not in text and "Traceback" not in text, term.dump()
+    for i, stamp in enumerate(stamps):
+        (row,) = [line for line in text.split("\n") if f'"ODD_{i}"' in line]
+        shown = parse_row(row)["timestamp"]
+        assert shown == stamp or (isinstance(stamp, dict) and shown == {**stamp, "seconds": "NaN"}), row
