@@ -96,6 +96,42 @@ def describe_failure(err: BaseException) -> str:
 _OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself
 
 
+#: QEMU's parser refuses a message of more bytes, or more tokens, than this (qobject/json-streamer.c).
+QEMU_MAX_BYTES = 64 << 20
+QEMU_MAX_TOKENS = 2 << 20
+_TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]')  # of compact JSON: no spaces
+
+
+class Unsendable(ValueError):
+    """A message that QEMU's strict JSON parser would refuse, so it is not sent."""
+
+
+def encode(msg: Mapping[str, object]) -> bytes:
+    """``msg`` as one line of strict JSON, the only kind QEMU reads.
+
+    Python's json would write NaN and Infinity, and lone surrogates as ``\\ud800`` escapes: QEMU
+    refuses them, and a message past its size limits, with errors that have no id, and reads the
+    rest of the message on its own. The checks cost nothing on ordinary messages.
+
+    :raise Unsendable: NaN or Infinity, a lone surrogate, an integer too long to write, nesting too
+        deep, a message too big for QEMU.
+    """
+    try:
+        data = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError:
+        raise Unsendable("a lone surrogate in a string: not valid Unicode") from None
+    except ValueError as err:  # NaN or Infinity; an integer of more digits than Python writes
+        raise Unsendable(f"not JSON: {err}") from None
+    except RecursionError:
+        raise Unsendable("nested too deeply") from None
+    if len(data) > QEMU_MAX_TOKENS:  # no token is shorter than a byte: only a message this long can have too many
+        if len(data) > QEMU_MAX_BYTES:
+            raise Unsendable(f"more than {QEMU_MAX_BYTES >> 20} MiB, which QEMU refuses")
+        if len(_TOKEN_RE.findall(data)) > QEMU_MAX_TOKENS:
+            raise Unsendable(f"more than {QEMU_MAX_TOKENS} JSON tokens, which QEMU refuses")
+    return data + b"\n"
+
+
 def reply_id(msg: Mapping[str, object]) -> str | None:
     """A reply's id when it can be one of ours (a string); a server may send anything there."""
     exec_id = msg.get("id")
@@ -110,6 +146,8 @@ class Connection(QMPClient):
         self.last_received: Message | None = None  # to explain a failed negotiation
         self.last_activity = time.monotonic()  # when the server last sent anything: it is alive
         self._waiting: dict[str, asyncio.Future[Message]] = {}  # user requests sent by send()
+        self._unanswered: dict[str, None] = {}  # ids of every request sent and not answered yet, oldest first
+        self._orphans = False  # an id-less error answered the oldest request: more may follow, no one's
         self._on_sent = on_sent
         self._on_received = on_received
         self._tap = tap
@@ -120,6 +158,9 @@ class Connection(QMPClient):
     def _cb_outbound(self, msg: Message) -> Message:  # what QMPClient sends: negotiation, qmpsh's own queries
         if self._tap:
             self._tap.sent(msg)
+        exec_id = reply_id(msg)
+        if exec_id is not None:
+            self._unanswered[exec_id] = None
         return msg
 
     def _cb_inbound(self, msg: Message) -> Message:
@@ -127,7 +168,27 @@ class Connection(QMPClient):
             self._tap.received(msg)
         self.last_received = msg
         self.last_activity = time.monotonic()
+        if "event" not in msg:
+            self._answer(msg)
         return msg
+
+    def _answer(self, msg: Message) -> None:
+        """Take the request ``msg`` answers off the unanswered; an error without an id answers the oldest.
+
+        QEMU answers in order, and has no id to give when it could not read a request. It then reads
+        the rest of that request on its own, with an id-less error for each piece: those answer no
+        one, up to the next reply with an id.
+        """
+        if "id" in msg:
+            exec_id = reply_id(msg)
+            if exec_id is not None:
+                self._unanswered.pop(exec_id, None)
+            self._orphans = False
+        elif "error" in msg and self._unanswered and not self._orphans:
+            oldest = next(iter(self._unanswered))
+            del self._unanswered[oldest]
+            msg["id"] = oldest  # from here on it is that request's reply, to qemu.qmp too
+            self._orphans = True
 
     async def _on_message(self, msg: Message) -> None:
         exec_id = None if "event" in msg else reply_id(msg)
@@ -154,17 +215,19 @@ class Connection(QMPClient):
         with ExecInterruptedError if the connection goes away first.
 
         :raise StateError: not connected.
+        :raise Unsendable: the message is not strict JSON (nothing is sent).
         """
         if self.runstate != Runstate.RUNNING or self._writer is None:
             raise StateError("not connected", self.runstate, Runstate.RUNNING)
         request = {**msg, "id": exec_id}
-        data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
+        data = encode(request)
         if self._tap:
             self._tap.sent(Message(data, eager=False))  # the tap wants the bytes, not a parse of them
         self._on_sent(request)
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[exec_id] = waiter
         waiter.add_done_callback(lambda _: self._waiting.pop(exec_id, None))
+        self._unanswered[exec_id] = None
         self._writer.write(data)
         return waiter
 
@@ -172,6 +235,8 @@ class Connection(QMPClient):
         try:
             await super()._bh_disconnect()
         finally:
+            self._unanswered.clear()
+            self._orphans = False
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(ExecInterruptedError("Disconnected"))

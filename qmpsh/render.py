@@ -32,6 +32,7 @@ _JSON_TOKEN = re.compile(
     r"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"  # number
     r"|\b(true|false|null)\b"
 )
+_NOT_JSON = re.compile(r'("(?:[^"\\]|\\.)*")|(-?Infinity|NaN)')  # strings, to skip; then NaN and Infinity
 
 
 def _paint(match: re.Match[str]) -> str:
@@ -78,8 +79,21 @@ class Renderer:
     # -- low level ---------------------------------------------------------
 
     def dumps(self, obj: object) -> str:
-        text = json.dumps(obj, indent=4 if self.pretty else None, ensure_ascii=False)
-        return colour_json(text) if self.colour else text
+        return self._json(obj)[0]
+
+    def _json(self, obj: object) -> tuple[str, bool]:
+        """``obj`` as JSON text, and whether it was JSON as it is.
+
+        A server can send NaN and Infinity (Python's json reads them); JSON has neither, so they
+        print as the strings "NaN", "Infinity" and "-Infinity".
+        """
+        indent = 4 if self.pretty else None
+        try:
+            text, strict = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False), True
+        except ValueError:
+            text = json.dumps(obj, indent=indent, ensure_ascii=False)
+            text, strict = _NOT_JSON.sub(lambda m: m.group(1) or f'"{m.group(2)}"', text), False
+        return (colour_json(text) if self.colour else text), strict
 
     def out(self, text: str) -> None:
         if self.sink is not None:
@@ -116,27 +130,43 @@ class Renderer:
 
     # -- documents -----------------------------------------------------------
 
-    def document(self, obj: object) -> None:
-        self.out(self.dumps(obj))
+    def document(self, obj: object) -> bool:
+        """Print ``obj``; False if it held NaN or Infinity (printed as strings)."""
+        text, strict = self._json(obj)
+        self.out(text)
+        return strict
 
-    def event(self, msg: Mapping[str, object]) -> None:
-        """An event as JSON; at a terminal its time leads the line instead of a timestamp object."""
+    def event(self, msg: Mapping[str, object]) -> bool:
+        """An event as JSON; at a terminal its time leads the line instead of a timestamp object.
+
+        False if it held NaN or Infinity (printed as strings).
+        """
         stamp = self.event_time(msg) if self.interactive else ""
         if not stamp:
-            self.out(self.dumps(msg))
-            return
-        text = self.dumps({k: v for k, v in msg.items() if k != "timestamp"})
+            return self.document(msg)
+        text, strict = self._json({k: v for k, v in msg.items() if k != "timestamp"})
         self.out(f"{_EVENT}{stamp}{_RESET} {text}" if self.colour else f"{stamp} {text}")
+        return strict
 
     def event_time(self, msg: Mapping[str, object]) -> str:
-        """The event's own timestamp, as --timestamps asks (terminal only: scripts keep pure JSON)."""
+        """The event's own timestamp, as --timestamps asks (terminal only: scripts keep pure JSON).
+
+        "" when there is none, or it is no time (a server can send anything): the event then shows it as given.
+        """
         stamp = msg.get("timestamp")
         if self.timestamps == "off" or not isinstance(stamp, Mapping):
             return ""
-        seconds = float(stamp.get("seconds", 0)) + float(stamp.get("microseconds", 0)) / 1e6  # type: ignore[arg-type]
+        parts = stamp.get("seconds", 0), stamp.get("microseconds", 0)
+        if not all(type(part) in (int, float) for part in parts):  # not bool, not a string
+            return ""
+        try:
+            seconds = parts[0] + parts[1] / 1e6  # type: ignore[operator]
+            local = time.localtime(seconds)
+        except (OverflowError, OSError, ValueError):  # NaN, or beyond what a float or the C library's time holds
+            return ""
         if self.timestamps == "relative":
             return f"[+{seconds - self.since:.3f}s]"
-        return "[" + time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}]"
+        return "[" + time.strftime("%H:%M:%S", local) + f".{int(seconds % 1 * 1e6):06d}]"
 
     def hmp_text(self, text: str) -> None:
         text = text.replace("\r\n", "\n")

@@ -54,7 +54,7 @@ class SharedHistory(FileHistory):
         try:
             fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, entry.encode("utf-8"))
+                os.write(fd, entry.encode("utf-8", "surrogateescape"))  # a byte typed that is not UTF-8: as it was
             finally:
                 os.close(fd)
         except OSError as err:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.message import Message
 
-from qmpsh.client import Address, Connection, WireTap, reply_id
+from qmpsh.client import Address, Connection, Unsendable, WireTap, reply_id
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
@@ -44,6 +44,7 @@ NO_ARGUMENT_NEEDED = frozenset({
 })
 
 _ID_PREFIX = "qmpsh-"
+_NOT_JSON = "NaN or Infinity (not JSON) printed as strings"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
 #: The VM run state each event leaves the VM in, for the status toolbar.
 _RUN_STATE_EVENTS = {"STOP": "paused", "RESUME": "running", "SHUTDOWN": "shutdown", "SUSPEND": "suspended",
@@ -69,6 +70,7 @@ class _InFlight:
     lineno: int
     user_id: object = None  # the "id" the user wrote in raw JSON, shown in place of ours
     abandoned: bool = False  # the user stopped waiting (Ctrl-C)
+    not_json: bool = False  # the reply held NaN or Infinity: printed as strings, and the line fails
 
 
 class Session:
@@ -329,6 +331,11 @@ class Session:
     async def _outcome(self, request: Request, message: dict[str, object], exec_id: str, flight: _InFlight) -> bool:
         try:
             reply = await self._reply(self.client.submit(message, exec_id))
+        except Unsendable as err:  # what the parser cannot see: a coerced value, a message too big for QEMU
+            self._in_flight.pop(exec_id, None)
+            self._quit_sent = False
+            self._line_error(flight, f"not sent: {err}")
+            return False
         except asyncio.CancelledError:
             flight.abandoned = True
             raise
@@ -348,8 +355,8 @@ class Session:
                 return True
             await self.lose(f"while waiting for the reply to {request.command}")
             return False
-        ok = "return" in reply
-        self._quit_sent = self._quit_sent and ok
+        ok = "return" in reply and not flight.not_json
+        self._quit_sent = self._quit_sent and "return" in reply
         self.finished = self._quit_sent
         if self.catalog is not None:
             self.catalog.after_command(request.command)
@@ -379,6 +386,11 @@ class Session:
     async def query(self, command: str, arguments: dict[str, object] | None = None) -> object:
         """Run a command for qmpsh itself: not printed, not counted as a line."""
         return await self.client.execute(command, arguments)
+
+    def _line_error(self, flight: _InFlight, what: str) -> None:
+        """An error about a request, said with its line in scripts."""
+        where = "" if self.options.interactive else f"line {flight.lineno}: "
+        self.renderer.error(f"{where}{flight.request.command}: {what}")
 
     def connection_lost(self, detail: str = "") -> None:
         """Say once that the connection is gone; ``detail`` follows the words "connection to QEMU lost"."""
@@ -414,8 +426,9 @@ class Session:
         value = reply.get("return")
         if flight.request.form == "hmp" and isinstance(value, str):
             self.renderer.hmp_text(value)
-        else:
-            self.renderer.document(reply)
+        elif not self.renderer.document(reply):
+            flight.not_json = True
+            self._line_error(flight, _NOT_JSON)
         if "return" not in reply and not self.options.interactive:
             self.renderer.error(f"line {flight.lineno}: {flight.request.command}: {describe_error(reply)}")
 
@@ -429,7 +442,8 @@ class Session:
         if self.watch is not None:
             self.watch(event)
         if self.options.event_filter.shows(name):
-            self.renderer.event(event)
+            if not self.renderer.event(event):
+                self.renderer.note(f"event {name}: {_NOT_JSON}")
 
     @staticmethod
     def _as_user_sees(msg: Mapping[str, object], flight: _InFlight) -> dict[str, object]:

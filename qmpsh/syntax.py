@@ -15,7 +15,9 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import math
 import re
+import sys
 import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +34,12 @@ _FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][
 _BARE_RE = re.compile(r"[^\s\"'{}\[\]\\]+")  # a string that needs no quotes
 _OPENERS = {"{": "}", "[": "]"}
 _CLOSERS = {"}": "{", "]": "["}
+#: How deep brackets may nest in a line, and how many levels a dotted key may have. QMP arguments
+#: need a handful; QEMU refuses a message nested 1024 deep, and Python's recursion stops before that.
+MAX_DEPTH = 64
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_JSON_TOKEN_RE = re.compile(r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]')
+_INFINITE = "number too large: JSON has no Infinity"
 
 
 class ParseError(Exception):
@@ -130,6 +138,8 @@ class _Line:
 
 
 class _Unbalanced(Exception):
+    """A fault at ``offset`` in the text scanned or parsed: a bracket, a quote, a value that cannot be sent."""
+
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
         self.offset = offset
@@ -160,6 +170,8 @@ def _scan(text: str, stack: list[tuple[str, int]], base: int = 0) -> None:
             if ch == '"' or i == 0 or not (text[i - 1].isalnum()):
                 quote, start = ch, i
         elif ch in _OPENERS:
+            if len(stack) >= MAX_DEPTH:
+                raise _Unbalanced(f"nested too deeply: more than {MAX_DEPTH} levels", base + i)
             stack.append((ch, base + i))
         elif ch in _CLOSERS:
             if not stack or stack[-1][0] != _CLOSERS[ch]:
@@ -208,25 +220,147 @@ def tokens(text: str) -> list[tuple[str, int]]:
 # Values
 
 
-def _literal(node: ast.AST) -> object:
-    """A JSON value from a Python literal AST (True/False/None, 'quotes')."""
+def _too_long() -> str:
+    return f"integer too long: more than {sys.get_int_max_str_digits()} digits"
+
+
+def _not_unicode(char: str, typed: bool) -> str:
+    """Why a surrogate code point cannot be sent: a ``typed`` one stands for a byte that is not UTF-8."""
+    code = ord(char)
+    if typed and 0xDC80 <= code <= 0xDCFF:  # how Python decodes such a byte (errors="surrogateescape")
+        return f"byte \\x{code - 0xDC00:02x} is not UTF-8"
+    return f"lone surrogate \\u{code:04x}: not valid Unicode"
+
+
+def _surrogate(text: str) -> re.Match[str] | None:
+    """The first surrogate code point in ``text``: never part of valid Unicode, so never sent."""
+    return None if text.isascii() else _SURROGATE_RE.search(text)
+
+
+def _value_fault(value: object) -> str | None:
+    """Why a decoded value cannot go out as strict JSON: Infinity, a lone surrogate, an integer too long to write."""
+    if isinstance(value, str):
+        bad = _surrogate(value)
+        return _not_unicode(bad.group(), typed=False) if bad else None
+    if isinstance(value, float):
+        return _INFINITE if math.isinf(value) else None
+    if isinstance(value, int):
+        try:
+            str(value)  # a hex literal can be longer than Python writes in decimal
+        except ValueError:
+            return _too_long()
+    return None
+
+
+def _finite(text: str) -> float:
+    """A number's float: one beyond a double's range would go out as Infinity, which JSON has not."""
+    value = float(text)
+    if math.isinf(value):
+        raise _Unbalanced(_INFINITE, 0)
+    return value
+
+
+def _not_json(name: str) -> object:
+    raise _Unbalanced(f"{name} is not JSON", 0)
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Unbalanced("duplicate key", 0)  # _strict_fault finds which, and where
+    return obj
+
+
+#: JSON as QEMU's parser reads it (made once: json.loads with hooks would make one per call).
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite, object_pairs_hook=_unique)
+
+
+def _strict_fault(text: str) -> _Unbalanced | None:
+    """The first thing in JSON ``text`` that Python's json reads and QEMU's parser refuses, at its offset.
+
+    Walks the tokens, so it runs only once something is known to be wrong (or a \\u escape may be).
+    """
+    keys: list[set[str] | None] = []  # for each open bracket, the keys seen in it ({) or None ([)
+    for match in _JSON_TOKEN_RE.finditer(text):
+        string, colon = match.groups()
+        token, at = string or match.group(), match.start()
+        if token in ("{", "["):
+            keys.append(set() if token == "{" else None)
+        elif token in ("}", "]"):
+            if keys:
+                keys.pop()
+        elif token in ("NaN", "Infinity", "-Infinity"):
+            return _Unbalanced(f"{token} is not JSON", at)
+        else:
+            try:
+                value = json.loads(token)
+            except json.JSONDecodeError:
+                continue
+            except ValueError:  # an integer of more digits than Python converts
+                return _Unbalanced(_too_long(), at)
+            fault = _value_fault(value)
+            if fault:
+                return _Unbalanced(fault, at)
+            seen = keys[-1] if colon and keys else None
+            if seen is not None and isinstance(value, str):
+                if value in seen:
+                    return _Unbalanced(f"duplicate key '{value}'", at)
+                seen.add(value)
+    return None
+
+
+def _loads(text: str) -> object:
+    """JSON as QEMU's parser reads it: no NaN or Infinity, no duplicate keys, no lone surrogates,
+    no integer too long for Python to write back.
+
+    Raises json.JSONDecodeError for bad syntax, and _Unbalanced at its place for the rest.
+    """
+    try:
+        value = _DECODER.decode(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise _Unbalanced(f"nested too deeply: more than {MAX_DEPTH} levels", 0) from None
+    except (_Unbalanced, ValueError) as err:  # a hook refused; an integer too long
+        raise (_strict_fault(text) or _Unbalanced(str(err), 0)) from None
+    fault = _strict_fault(text) if "\\u" in text else None  # an escape may be half a surrogate pair
+    if fault:
+        raise fault
+    return value
+
+
+def _node_offset(source: str, node: ast.AST) -> int:
+    """Where ``node`` starts in ``source``: ast counts lines from 1, and columns in UTF-8 bytes."""
+    lines = source.split("\n")
+    row = getattr(node, "lineno", 1) - 1
+    head = lines[row].encode("utf-8", "surrogatepass")[:getattr(node, "col_offset", 0)]
+    return sum(len(line) + 1 for line in lines[:row]) + len(head.decode("utf-8", "replace"))
+
+
+def _literal(node: ast.AST, source: str) -> object:
+    """A JSON value from a Python literal AST (True/False/None, 'quotes'); ``source`` places faults."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
+        fault = _value_fault(node.value)
+        if fault:
+            raise _Unbalanced(fault, _node_offset(source, node))
         return node.value
     if isinstance(node, ast.Name) and node.id in ("true", "false", "null", "True", "False", "None"):
         return {"true": True, "True": True, "false": False, "False": False}.get(node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _literal(node.operand)
+        value = _literal(node.operand, source)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [_literal(e) for e in node.elts]
+        return [_literal(e, source) for e in node.elts]
     if isinstance(node, ast.Dict):
         out = {}
         for k, v in zip(node.keys, node.values):
-            key = _literal(k) if k is not None else None
-            if not isinstance(key, str):
+            key = _literal(k, source) if k is not None else None
+            if k is None or not isinstance(key, str):
                 raise ValueError("object keys must be strings")
-            out[key] = _literal(v)
+            if key in out:
+                raise _Unbalanced(f"duplicate key '{key}'", _node_offset(source, k))
+            out[key] = _literal(v, source)
         return out
     raise ValueError(f"not a JSON value: {ast.dump(node)[:40]}")
 
@@ -234,14 +368,12 @@ def _literal(node: ast.AST) -> object:
 def _compound(text: str) -> object:
     """Parse a ``{...}``/``[...]`` value as JSON, else as a Python literal."""
     try:
-        return json.loads(text)
-    except RecursionError:
-        raise _Unbalanced("invalid JSON value: nested too deeply", 0) from None
+        return _loads(text)
     except json.JSONDecodeError as json_error:
         try:
             with warnings.catch_warnings():  # "invalid escape sequence" is the user's text, not our bug
                 warnings.simplefilter("ignore")
-                return _literal(ast.parse(text.strip(), mode="eval").body)
+                return _literal(ast.parse(text.strip(), mode="eval").body, text)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             raise _Unbalanced(f"invalid JSON value: {json_error.msg}", json_error.pos) from None
 
@@ -255,6 +387,9 @@ def _quoted(text: str) -> str:
     if not isinstance(value, str):
         # The closing quote is not the last character, or a bad escape.
         raise _Unbalanced("a quoted value must end at its closing quote", 0)
+    bad = _surrogate(value)
+    if bad:
+        raise _Unbalanced(_not_unicode(bad.group(), typed=False), 0)
     return value
 
 
@@ -268,9 +403,12 @@ def parse_value(text: str) -> object:
     if first in "{[":
         return _compound(text)
     if _INT_RE.fullmatch(text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts
+            raise _Unbalanced(_too_long(), 0) from None
     if _FLOAT_RE.fullmatch(text):
-        return float(text)
+        return _finite(text)
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -304,6 +442,8 @@ def parse_arguments(line: _Line, words: list[tuple[str, int]],
         path = key.split(".")
         if not all(path) or any(c in key for c in "\"'{}[]"):
             raise line.error(f"bad key '{key}'", offset)
+        if len(path) > MAX_DEPTH:
+            raise line.error(f"key nested too deeply: more than {MAX_DEPTH} levels", offset)
         try:
             value = parse_value(raw)
         except _Unbalanced as err:
@@ -333,11 +473,11 @@ def _parse_json(line: _Line) -> Item:
     if line.marker == "server":
         return Skipped("server line", line.lineno)
     try:
-        obj = json.loads(line.text)
+        obj = _loads(line.text)
     except json.JSONDecodeError as err:
         return line.error(f"invalid JSON: {err.msg}", err.pos)
-    except RecursionError:
-        return line.error("invalid JSON: nested too deeply", 0)
+    except _Unbalanced as err:
+        return line.error(err.args[0], err.offset)
     if not isinstance(obj, dict):
         return line.error("a QMP message must be a JSON object", 0)
     for key, what in (("return", "reply"), ("error", "error reply"), ("event", "event"), ("QMP", "greeting")):
@@ -478,6 +618,9 @@ class _Gatherer:
         if not self._stack or line.scan_error:
             self._open = None
             line.text = "\n".join(self._parts)
+            bad = None if line.scan_error else _surrogate(line.text)
+            if bad:  # input bytes that are not UTF-8, or a lone surrogate typed as it is
+                line.scan_error = (_not_unicode(bad.group(), typed=True), bad.start())
             self._take(line)
 
     def _shell_line(self, text: str) -> None:
@@ -645,5 +788,8 @@ def format_value(value: object) -> str:
     """A value in key=value form; strings are quoted only where needed."""
     if isinstance(value, str):
         bare = _BARE_RE.fullmatch(value) and not any(c.isspace() for c in value)
-        return value if bare and parse_value(value) == value else json.dumps(value)
+        try:
+            return value if bare and parse_value(value) == value else json.dumps(value)
+        except _Unbalanced:  # reads as a number that cannot be sent ("1e999"): a string only when quoted
+            return json.dumps(value)
     return json.dumps(value, separators=(",", ":"))

@@ -273,16 +273,69 @@ def test_unknown_id_reply_while_pipelining(server):
     assert "stray" not in run.stdout
 
 
-def test_error_without_id_is_noted_and_the_real_reply_attributed(server):
-    server.when("query-status", raw(b'{"error": {"class": "GenericError", "desc": "Invalid JSON syntax"}}\n'),
-                reply(STATUS))
-    run = qmpsh("-v", str(server.path), stdin="query-status\nquery-name\n")
-    assert run.returncode == 0, run
-    assert run.docs() == [{"execute": "query-status", "arguments": {}}, STATUS,
-                          {"execute": "query-name", "arguments": {}}, {"return": {}}], run
+PARSE_ERROR = {"error": {"class": "GenericError", "desc": "JSON parse error, stray 'N'"}}
+
+
+@pytest.mark.parametrize("mode", [[], ["-v"]], ids=["pipelined", "strict-order"])
+def test_error_without_id_is_the_reply_to_the_oldest_request(server, mode):
+    """QEMU answers in order, and gives no id when it could not read the request: the error is the
+    oldest request's reply. Before, it was ignored and the line waited until --timeout (exit 3)."""
+    server.when("query-status", raw(encode(PARSE_ERROR)))
+    server.when("query-name", reply(NAME))
+    run = qmpsh(*mode, "--timeout", "5", str(server.path), stdin="query-status\nquery-name\n")
+    assert run.returncode == 1, run
+    replies = [doc for doc in run.docs() if "execute" not in doc and "event" not in doc]
+    assert replies == [PARSE_ERROR, NAME], run
+    assert run.stderr.splitlines() == ["error: line 1: query-status: GenericError: JSON parse error, stray 'N'"], run
+    assert run.elapsed < QUICK, run
+
+
+def test_error_without_id_after_the_oldest_request_failed_is_no_ones(server):
+    """After a message it cannot read QEMU reads what follows on its own, with an id-less error for each
+    piece, until the next request: those belong to no request, nor does the real reply to one answered."""
+    server.when("query-status", raw(encode(PARSE_ERROR) * 3), reply(STATUS))
+    server.when("query-name", reply(NAME))
+    run = qmpsh(str(server.path), stdin="query-status\nquery-name\n")
+    assert run.returncode == 1, run
+    assert [doc for doc in run.docs()] == [PARSE_ERROR, NAME], run
     lines = run.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("the server sent an error without an id, ignored: "), run.stderr
-    assert "Invalid JSON syntax" in lines[0]
+    assert lines[0] == "error: line 1: query-status: GenericError: JSON parse error, stray 'N'", run
+    assert [line.split(", ignored: ")[0] for line in lines[1:]] == ["the server sent an error without an id"] * 2 + [
+        "the server sent a reply with an unknown id"], run
+
+
+def test_error_without_id_and_nothing_in_flight_is_noted(server):
+    server.when("query-status", reply(STATUS), raw(encode(PARSE_ERROR)), events(1, "DONE"))
+    run = qmpsh("-v", "--no-schema", str(server.path), stdin="query-status\n/wait DONE\n")
+    assert run.returncode == 0, run
+    assert [doc.get("event", doc) for doc in run.docs()] == [{"execute": "query-status", "arguments": {}}, STATUS,
+                                                              "DONE"]
+    assert run.stderr == f"the server sent an error without an id, ignored: {json.dumps(PARSE_ERROR)}\n"
+
+
+def strict_json(line: str) -> object:
+    """``line`` as JSON that has no NaN or Infinity (Python's json reads them; jq and JSON do not)."""
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not JSON: {line!r}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("mode", [[], ["-v"]], ids=["pipelined", "strict-order"])
+def test_nan_and_infinity_from_the_server_print_as_json(server, mode):
+    """stdout stays JSON lines: NaN and Infinity print as strings, and the line with such a reply fails."""
+    event = b'{"event": "ODD", "data": {"x": NaN}, "timestamp": {"seconds": 1, "microseconds": 2}}\n'
+    answer = b'{"return": {"a": NaN, "b": [Infinity, -Infinity], "c": 1.5, "d": "NaN"}, "id": "qmpsh-1"}\n'
+    server.when("query-status", raw(event), raw(answer))
+    run = qmpsh(*mode, str(server.path), stdin="query-status\nquery-name\n")
+    assert run.returncode == 1, run
+    docs = [strict_json(line) for line in run.stdout.splitlines()]
+    assert [doc for doc in docs if "execute" not in doc] == [
+        {"event": "ODD", "data": {"x": "NaN"}, "timestamp": {"seconds": 1, "microseconds": 2}},
+        {"return": {"a": "NaN", "b": ["Infinity", "-Infinity"], "c": 1.5, "d": "NaN"}},
+        {"return": {}}], run
+    assert run.stderr.splitlines() == ["event ODD: NaN or Infinity (not JSON) printed as strings",
+                                       "error: line 1: query-status: NaN or Infinity (not JSON) printed as strings"], run
 
 
 @pytest.mark.parametrize("answer", [b'{"id": "qmpsh-1"}\n', b'{"id": "qmpsh-1", "error": "boom"}\n'],

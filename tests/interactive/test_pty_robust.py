@@ -1,6 +1,6 @@
 """Keeping the session at a real terminal (pty + pyte): Ctrl-C during a slow reply,
 two sessions sharing one history file, a history location that cannot be written,
-a status toolbar whose query-status keeps failing.
+a status toolbar whose query-status keeps failing, hostile input and hostile event times.
 
 The history tests run against real QEMU. The others use the fake QMP server
 (``tests/fakeqmp.py``): a real QEMU cannot be made to answer a given command
@@ -10,6 +10,7 @@ three seconds late, or to fail query-status on demand.
 from __future__ import annotations
 
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ import pytest
 from prompt_toolkit.history import FileHistory
 
 from tests.conftest import history_path
-from tests.fakeqmp import FakeQMPServer, delay, error, reply
-from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal
+from tests.fakeqmp import FakeQMPServer, delay, encode, error, raw, reply
+from tests.interactive.ptyterm import CTRL_C, CTRL_D, ENTER, PROMPT, UP, Terminal, parse_row
 
 # query-migrate: a command qmpsh itself never sends (its status bar polls query-status and query-jobs).
 SLOW_COMMAND = "query-migrate"
@@ -252,3 +253,56 @@ def test_a_new_connection_asks_for_the_run_state_at_once(server, terminal):
     term.wait_for(lambda: asked() == 3, "three failed query-status", timeout=6)
     term.run("/reconnect", "connected to")
     term.wait_for(lambda: asked() == 4, "query-status on the new connection", timeout=2)
+
+
+# ---------------------------------------------------------------------------
+# Hostile input, hostile event times
+
+
+def test_input_python_cannot_convert_is_an_error_and_the_shell_goes_on(qemu, terminal):
+    """An integer of more digits than Python converts, a key thousands of levels deep: each was a
+    traceback ("Unhandled exception in event loop" under Enter); now an error, and nothing sent."""
+    term = terminal(qemu.socket)
+    digits = sys.get_int_max_str_digits() + 1
+    for line, message in [(f"qom-set path=/machine property=x value={'9' * digits}", "integer too long"),
+                          ("qom-set path=/machine property=x " + ".".join(["a"] * 3000) + "=1",
+                           "key nested too deeply"),
+                          ("/wait SHUTDOWN " + ".".join(["a"] * 3000) + "=1", "key nested too deeply")]:
+        term.wait_prompt()
+        term.paste(line + "\n")
+        term.wait_text(message)
+        term.wait_prompt()
+    term.run("query-status", '"prelaunch"')
+    text = term.plain()
+    assert "Traceback" not in text and "Unhandled exception" not in text, term.dump()
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0, term.dump()
+    assert qemu.alive()
+
+
+def test_a_byte_that_is_not_utf8_at_the_prompt_is_refused_and_kept_in_the_history(server, terminal):
+    """Saving the line to the history raised "Unhandled exception in event loop"."""
+    term = terminal(str(server.path))
+    term.child.send(b"query-name a=x\xffy" + ENTER.encode())
+    term.wait_text("error: column 15: byte \\xff is not UTF-8")
+    term.wait_prompt()
+    assert "Unhandled exception" not in term.plain() and "Traceback" not in term.plain(), term.dump()
+    assert b"+query-name a=x\xffy\n" in history_path().read_bytes()
+    assert not [r for r in server.requests if isinstance(r, dict) and r.get("execute") == "query-name"]
+
+
+def test_event_times_that_are_no_times_print_as_given(server, terminal):
+    """A timestamp a server made up ("abc", 1e300, NaN, a list) dropped the connection at a terminal."""
+    stamps = [{"seconds": "abc", "microseconds": 0}, {"seconds": 1e300, "microseconds": 0},
+              {"seconds": float("nan"), "microseconds": 0}, {"seconds": [1], "microseconds": 0}, "abc", [1, 2]]
+    odd = b"".join(encode({"event": f"ODD_{i}", "data": {}, "timestamp": stamp}) for i, stamp in enumerate(stamps))
+    server.when("query-name", raw(odd), reply({"return": {"name": "after-the-odd-events"}}))
+    term = terminal(str(server.path))
+    term.run("query-name", "after-the-odd-events")
+    term.run("query-uuid", '"return"')  # still connected
+    text = term.plain()
+    assert "connection to QEMU lost" not in text and "Traceback" not in text, term.dump()
+    for i, stamp in enumerate(stamps):
+        (row,) = [line for line in text.split("\n") if f'"ODD_{i}"' in line]
+        shown = parse_row(row)["timestamp"]
+        assert shown == stamp or (isinstance(stamp, dict) and shown == {**stamp, "seconds": "NaN"}), row

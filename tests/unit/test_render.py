@@ -63,3 +63,27 @@ def test_hmp_text_is_printed_as_text(capsys):
 def test_parse_error_has_a_caret(capsys):
     Renderer().parse_error(ParseError("expected key=value, got 'x'", "cmd x", 4, 3), with_line=True)
     assert capsys.readouterr().err == "error: line 3, column 5: expected key=value, got 'x'\n  cmd x\n      ^\n"
+
+
+@pytest.mark.parametrize("stamp", [
+    "abc", 1e300, float("nan"), [1, 2], None,
+    {"seconds": "abc", "microseconds": 0}, {"seconds": 1e300, "microseconds": 0}, {"seconds": 10 ** 400},
+    {"seconds": float("nan"), "microseconds": 0}, {"seconds": [1], "microseconds": 0},
+    {"seconds": 1, "microseconds": "abc"}, {"seconds": 1, "microseconds": float("inf")}, {"seconds": True},
+], ids=repr)
+@pytest.mark.parametrize("timestamps", ["absolute", "relative"])
+def test_an_event_time_that_is_no_time_is_printed_as_given(capsys, stamp, timestamps):
+    """At a terminal the time leads the line; a server's timestamp that is no time stays in the event.
+    Before, float() or localtime() raised in the middle of reading, and the connection was dropped."""
+    event = {"event": "ODD", "data": {}, "timestamp": stamp}
+    Renderer(interactive=True, timestamps=timestamps).event(event)
+    out = capsys.readouterr().out
+    assert out.startswith("{"), out
+    printed = json.loads(out)
+    assert printed["event"] == "ODD" and "timestamp" in printed
+
+
+def test_an_event_time_is_shown_before_the_event(capsys):
+    Renderer(interactive=True).event({"event": "STOP", "timestamp": {"seconds": 1700000000, "microseconds": 5}})
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\.000005\] \{\"event\": \"STOP\"\}\n", out), out

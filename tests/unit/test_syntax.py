@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from qmpsh.syntax import Builtin, ParseError, Reader, Request, Skipped, format_kv, parse, parse_value
@@ -134,6 +136,60 @@ def test_error_after_a_prompt_marker_counts_the_marker():
 def test_an_error_does_not_hide_the_lines_around_it():
     kinds = [type(i) for i in items("query-status\ncmd foo\nquery-name")]
     assert kinds == [Request, ParseError, Request]
+
+
+# -- what QEMU's JSON parser refuses: refused here, at its place ---------------------
+
+DIGITS = sys.get_int_max_str_digits()
+BIG = "9" * (DIGITS + 1)  # more digits than Python converts
+TOO_LONG = f"integer too long: more than {DIGITS} digits"
+INFINITE = "number too large: JSON has no Infinity"
+DEEP_KEY = ".".join(["a"] * 3000)
+
+
+@pytest.mark.parametrize("text, message, column", [
+    ("cmd v=1e999", INFINITE, 6),
+    ("cmd v=-1e999", INFINITE, 6),
+    ('cmd v={"a": [1, 1e999]}', INFINITE, 16),
+    ("cmd v={'a': 1e999}", INFINITE, 12),
+    ('{"execute": "x", "arguments": {"v": NaN}}', "NaN is not JSON", 36),
+    ('{"execute": "x", "arguments": {"v": -Infinity}}', "-Infinity is not JSON", 36),
+    ('{"execute": "x", "arguments": {"v": 1e400}}', INFINITE, 36),
+    ("cmd v=[1, Infinity]", "Infinity is not JSON", 10),
+    ('cmd v="\\ud800"', "lone surrogate \\ud800: not valid Unicode", 6),
+    ("cmd v='a\\udc00'", "lone surrogate \\udc00: not valid Unicode", 6),
+    ("cmd v=['\\ud83d\\ude00']", "lone surrogate \\ud83d: not valid Unicode", 7),  # Python pairs no escapes
+    ('{"execute": "x", "arguments": {"v": ["ok \\ud83d\\ude00", "a\\udc00"]}}',
+     "lone surrogate \\udc00: not valid Unicode", 56),
+    ('{"execute": "x", "arguments": {"\\ud800": 1}}', "lone surrogate \\ud800: not valid Unicode", 31),
+    ("cmd v=a\udcffb", "byte \\xff is not UTF-8", 7),
+    ('{"execute": "x\udc80"}', "byte \\x80 is not UTF-8", 14),
+    ("cmd v=a\ud800", "lone surrogate \\ud800: not valid Unicode", 7),
+    ('{"execute":"query-status","execute":"quit"}', "duplicate key 'execute'", 26),
+    ('{"execute": "x", "arguments": {"a": {"b": 1}, "c": 2, "a": 3}}', "duplicate key 'a'", 54),
+    ('cmd v={"a": 1, "a": 2}', "duplicate key 'a'", 15),
+    ("cmd v={'a': 1, 'a': 2}", "duplicate key 'a'", 15),
+    (f"cmd v={BIG}", TOO_LONG, 6),
+    (f"cmd v=-{BIG}", TOO_LONG, 6),
+    (f"cmd v=[1, {BIG}]", TOO_LONG, 10),
+    (f'{{"execute": "x", "arguments": {{"v": {BIG}}}}}', TOO_LONG, 36),
+    (f"cmd v=[0x{'f' * DIGITS}]", TOO_LONG, 7),
+    (f"cmd {DEEP_KEY}=1", "key nested too deeply: more than 64 levels", 4),
+    (f"/wait SHUTDOWN {DEEP_KEY}=1", "key nested too deeply: more than 64 levels", 15),
+    ("cmd v=" + "[" * 3000 + "]" * 3000, "nested too deeply: more than 64 levels", 6 + 64),
+    ('{"execute": "x", "arguments": ' + "{\"a\": " * 70 + "1" + "}" * 71, "nested too deeply: more than 64 levels",
+     30 + 6 * 63),
+], ids=lambda v: v[:40] if isinstance(v, str) else None)
+def test_what_qemu_would_refuse_is_an_error_at_its_place(text, message, column):
+    err = error(text)
+    assert (err.message, err.column) == (message, column)
+
+
+def test_python_strings_and_json_escapes_that_are_valid_unicode_pass():
+    assert args('cmd a="\\ud83d\\ude00" b="\\u00e9" c=\'\\U0001f600\' d=["\\ud83d\\ude00"] e=1e308 f=1e-999') == {
+        "a": "\U0001f600", "b": "\u00e9", "c": "\U0001f600", "d": ["\U0001f600"], "e": 1e308, "f": 0.0}
+    assert args("cmd " + ".".join(["a"] * 64) + "=1") is not None
+    assert one("cmd v=" + "[" * 64 + "]" * 64).message["arguments"]["v"] is not None
 
 
 # -- raw JSON --------------------------------------------------------------------
@@ -296,3 +352,9 @@ def test_a_pasted_shell_command_continues_after_a_backslash():
 def test_shell_takes_the_rest_of_its_line_as_it_is():
     (item,) = parse("/shell qemu-img create -o size=1M,cluster_size=4k x.qcow2 'a b'", builtins={"shell"}).items
     assert item == Builtin("shell", text="qemu-img create -o size=1M,cluster_size=4k x.qcow2 'a b'")
+
+
+def test_format_kv_quotes_strings_that_would_read_as_numbers_it_cannot_send():
+    line = format_kv("x", {"a": "1e999", "b": BIG})
+    assert line == f'x a="1e999" b="{BIG}"'
+    assert one(line).message["arguments"] == {"a": "1e999", "b": BIG}
