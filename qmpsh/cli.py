@@ -195,6 +195,11 @@ def _split_qemu_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    closed = [name for name in ("stdin", "stdout", "stderr") if getattr(sys, name) is None]
+    if closed:  # started with >&- or the like: the next file opened would take the stream's place
+        if sys.stderr is not None:
+            print(f"qmpsh: {closed[0]} is closed", file=sys.stderr)
+        return ExitStatus.USAGE
     for stream in (sys.stdout, sys.stderr):
         # JSON strings may hold lone surrogates ("\ud800"): print them as that same JSON escape.
         stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
