@@ -19,6 +19,31 @@ from tests.conftest import REPO, json_lines, qmpsh_env, run_qmpsh
 QMPSH = [sys.executable, "-m", "qmpsh"]
 
 
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_line_over_64_mib_through_a_pipe_fails_alone(qemu):
+    """The line is not run (QEMU refuses JSON tokens over 64 MiB anyway); the lines after it are."""
+    script = "query-name\n" + "query-status x=" + "a" * (64 * 1024 * 1024) + "\nquery-name\n"
+    result = run_qmpsh(qemu.socket, stdin=script)
+    no_traceback(result)
+    assert result.returncode == 1
+    assert result.stderr == "error: line 2: longer than 64 MiB: not run\n"
+    assert json_lines(result.stdout) == [{"return": {}}, {"return": {}}]
+
+
+def test_a_line_over_64_mib_in_a_file_fails_the_same_way(qemu, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("query-status x=" + "a" * (64 * 1024 * 1024 + 1) + "\nquery-name\n")
+    with open(script) as stdin:
+        result = subprocess.run([*QMPSH, qemu.socket], stdin=stdin, capture_output=True, text=True, timeout=120,
+                                env=qmpsh_env(), cwd=REPO)
+    assert result.returncode == 1
+    assert result.stderr == "error: line 1: longer than 64 MiB: not run\n"
+    assert json_lines(result.stdout) == [{"return": {}}]
+
+
 @pytest.mark.parametrize("stream, redirection", [("stdout", ">&-"), ("stdin", "<&-"), ("stderr", "2>&-")])
 def test_a_closed_standard_stream_is_one_line_and_a_usage_error(qemu, stream, redirection):
     """``qmpsh SOCK >&-``: refused before connecting (the next file opened would take the stream's place)."""
