@@ -90,6 +90,8 @@ def parse(text: str, where: str) -> dict[str, object]:
 
     try:
         return tomllib.loads(text)
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigError(f"{where}: not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as err:
         message = str(err)
         found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.DOTALL)

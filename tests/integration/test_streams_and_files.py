@@ -53,3 +53,12 @@ def test_a_closed_standard_stream_is_one_line_and_a_usage_error(qemu, stream, re
     assert result.returncode == 2
     assert result.stderr == ("" if stream == "stderr" else f"qmpsh: {stream} is closed\n")
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("value", ["[" * 5000 + "]" * 5000, "{a=" * 5000 + "1" + "}" * 5000])
+def test_deeply_nested_config_is_one_line(tmp_path, value):
+    config = tmp_path / "config.toml"
+    config.write_text(f"pretty = true\nx = {value}\n")
+    result = run_qmpsh(str(tmp_path / "nope.sock"), stdin="", env=qmpsh_env(QMPSH_CONFIG=str(config)))
+    assert result.returncode == 2
+    assert result.stderr == f"qmpsh: {config}: not valid TOML: nested too deeply\n"
