@@ -55,6 +55,17 @@ def test_a_closed_standard_stream_is_one_line_and_a_usage_error(qemu, stream, re
     assert result.stdout == ""
 
 
+def test_config_that_is_a_fifo_or_a_device_is_refused(tmp_path):
+    """Opening a FIFO waits for a writer and /dev/zero never ends: both hung qmpsh at start."""
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        result = run_qmpsh(str(tmp_path / "nope.sock"), stdin="query-name\n", timeout=20,
+                           env=qmpsh_env(QMPSH_CONFIG=str(path)))
+        assert result.returncode == 2
+        assert result.stderr == f"qmpsh: {path}: cannot read the config file: not a regular file\n"
+
+
 @pytest.mark.parametrize("value", ["[" * 5000 + "]" * 5000, "{a=" * 5000 + "1" + "}" * 5000])
 def test_deeply_nested_config_is_one_line(tmp_path, value):
     config = tmp_path / "config.toml"
