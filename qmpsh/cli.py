@@ -159,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-def _non_negative(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
-    """An argparse type: ``convert`` the text, refusing what is not ``what`` or below zero."""
+def _non_negative(convert: Callable[[str], float], what: str, most: int | None = None) -> Callable[[str], float]:
+    """An argparse type: ``convert`` the text, refusing what is not ``what``, below zero or over ``most``."""
 
     def parse(text: str) -> float:
         try:
@@ -169,13 +169,15 @@ def _non_negative(convert: Callable[[str], float], what: str) -> Callable[[str],
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
         if value < 0:
             raise argparse.ArgumentTypeError("cannot be negative")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"too large: at most {most}")
         return value
 
     return parse
 
 
 _seconds = _non_negative(float, "a number of seconds")
-_count = _non_negative(int, "a whole number")
+_count = _non_negative(int, "a whole number", most=sys.maxsize)  # a larger one is no index: islice refuses it
 
 
 def _event_filter(spec: str) -> object:

@@ -73,3 +73,10 @@ def test_deeply_nested_config_is_one_line(tmp_path, value):
     result = run_qmpsh(str(tmp_path / "nope.sock"), stdin="", env=qmpsh_env(QMPSH_CONFIG=str(config)))
     assert result.returncode == 2
     assert result.stderr == f"qmpsh: {config}: not valid TOML: nested too deeply\n"
+
+
+def test_history_size_too_large_is_a_usage_error(tmp_path):
+    result = run_qmpsh("--history-size", "99999999999999999999", str(tmp_path / "nope.sock"), stdin="")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (f"qmpsh: error: argument --history-size: too large: at most "
+                                              f"{sys.maxsize}")

@@ -127,6 +127,8 @@ BROKEN = [
     ('events = "only:"\n', ":1: events = \"only:\": only needs names: only:NAME[,NAME...]"),
     ('events = "some:X"\n', ":1: events = \"some:X\": 'some:X' is not all, only:NAME[,NAME...] or hide:NAME[,NAME...]"),
     ("history-size = -1\n", ":1: history-size = -1: cannot be negative"),
+    ("history-size = 99999999999999999999\n", ":1: history-size = 99999999999999999999: too large: at most "
+                                               "9223372036854775807"),
     ('history-size = "100"\n', ":1: history-size must be a whole number, not \"100\""),
     ("history-size = 1.5\n", ":1: history-size must be a whole number, not 1.5"),
     ("history-size = true\n", ":1: history-size must be a whole number, not true"),
