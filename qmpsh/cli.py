@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how events show their time at a terminal (relative: since the last command)")
     parser.add_argument("--timeout", metavar="SECONDS", type=_seconds,
                         help="give up on a reply (and on the greeting) after SECONDS; scripts then exit 3 "
-                             "(default: wait forever at a terminal, 300 s in scripts)")
+                             "(default: wait forever at a terminal, 300 s in scripts; 0 or inf: wait forever "
+                             "for replies)")
     parser.add_argument("--wait-for-socket", metavar="SECONDS", type=_seconds, default=0.0,
                         help="retry the first connection for up to SECONDS while QEMU starts")
     parser.add_argument("--reconnect", action="store_true",
@@ -160,13 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _non_negative(convert: Callable[[str], float], what: str, most: int | None = None) -> Callable[[str], float]:
-    """An argparse type: ``convert`` the text, refusing what is not ``what``, below zero or over ``most``."""
+    """An argparse type: ``convert`` the text, refusing what is not ``what`` (NaN), below zero or over ``most``."""
 
     def parse(text: str) -> float:
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value != value:  # NaN: every comparison with it is false
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
         if value < 0:
             raise argparse.ArgumentTypeError("cannot be negative")
         if most is not None and value > most:
@@ -266,7 +269,7 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
                       use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
                       pipeline=not interactive and not args.verbose and not args.exit_on_error,
-                      timeout=(args.timeout if args.timeout is not None else None if interactive else SCRIPT_TIMEOUT) or None)
+                      timeout=_reply_timeout(args.timeout, interactive))
     session = Session(renderer, options, tap=args.log)
     if args.skip_negotiation:
         session.client.await_greeting = False
@@ -293,6 +296,12 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
     if session.lost:
         return ExitStatus.CONNECTION
     return ExitStatus.FAILED if session.failed else ExitStatus.OK
+
+
+def _reply_timeout(given: float | None, interactive: bool) -> float | None:
+    """--timeout as the session takes it: None to wait forever (given as 0 or inf, or none at a terminal)."""
+    seconds = given if given is not None else None if interactive else SCRIPT_TIMEOUT
+    return seconds if seconds and seconds != float("inf") else None
 
 
 async def _disconnect(session: object) -> None:

@@ -75,6 +75,15 @@ def test_deeply_nested_config_is_one_line(tmp_path, value):
     assert result.stderr == f"qmpsh: {config}: not valid TOML: nested too deeply\n"
 
 
+def test_timeout_nan_is_a_usage_error_and_inf_waits_forever(qemu):
+    for text in ("nan", "NaN", "-nan"):
+        result = run_qmpsh(f"--timeout={text}", qemu.socket, stdin="query-name\n")
+        assert result.returncode == 2, text
+        assert result.stderr.splitlines()[-1] == f"qmpsh: error: argument --timeout: not a number of seconds: {text!r}"
+    result = run_qmpsh("--timeout", "inf", qemu.socket, stdin="query-name\n")
+    assert result.returncode == 0 and json_lines(result.stdout) == [{"return": {}}], result.stderr
+
+
 def test_history_size_too_large_is_a_usage_error(tmp_path):
     result = run_qmpsh("--history-size", "99999999999999999999", str(tmp_path / "nope.sock"), stdin="")
     assert result.returncode == 2

@@ -170,3 +170,11 @@ def test_a_missing_default_file_is_fine(monkeypatch):
 def test_every_key_is_an_option_of_the_same_name():
     longs = {option for action in cli.build_parser()._actions for option in action.option_strings}
     assert {f"--{key}" for key in config.KEYS} <= longs
+
+
+def test_timeout_zero_or_inf_waits_forever_for_replies(monkeypatch):
+    for given in ("0", "inf", "Infinity"):
+        assert cli._reply_timeout(parsed(monkeypatch, "--timeout", given).timeout, interactive=False) is None
+    assert cli._reply_timeout(2.5, interactive=False) == 2.5
+    assert cli._reply_timeout(None, interactive=False) == cli.SCRIPT_TIMEOUT
+    assert cli._reply_timeout(None, interactive=True) is None
