@@ -248,14 +248,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"qmpsh: {err}", file=sys.stderr)
             return ExitStatus.USAGE
     try:
-        return asyncio.run(_run(args, address, launched))
+        status = asyncio.run(_run(args, address, launched))
     except KeyboardInterrupt:
-        return ExitStatus.FAILED
+        status = ExitStatus.FAILED
     finally:
         if launched is not None:
             launched.stop()
         if args.log is not None:
             args.log.close()
+    if args.log is not None and args.log.error is not None:
+        return max(status, ExitStatus.USAGE)  # as tee does: the run went on, the log is not whole
+    return status
 
 
 async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
@@ -270,6 +273,8 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
                       use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
                       pipeline=not interactive and not args.verbose and not args.exit_on_error,
                       timeout=_reply_timeout(args.timeout, interactive))
+    if args.log is not None:
+        args.log.warn = renderer.error
     session = Session(renderer, options, tap=args.log)
     if args.skip_negotiation:
         session.client.await_greeting = False

@@ -55,6 +55,15 @@ def test_a_closed_standard_stream_is_one_line_and_a_usage_error(qemu, stream, re
     assert result.stdout == ""
 
 
+def test_a_full_logfile_says_why_and_is_a_usage_error(qemu):
+    """Like tee: said at once, the run goes on without the log, and the exit status says it failed."""
+    result = run_qmpsh("-l", "/dev/full", qemu.socket, stdin="query-name\nquery-status\n")
+    no_traceback(result)
+    assert result.returncode == 2
+    assert result.stderr == "error: cannot write logfile /dev/full: No space left on device (nothing more is logged)\n"
+    assert json_lines(result.stdout)[0] == {"return": {}}
+
+
 def test_config_that_is_a_fifo_or_a_device_is_refused(tmp_path):
     """Opening a FIFO waits for a writer and /dev/zero never ends: both hung qmpsh at start."""
     fifo = tmp_path / "config.fifo"
