@@ -16,8 +16,9 @@ from qmpsh import __version__, config
 class ExitStatus(enum.IntEnum):
     OK = 0  # every line succeeded; or quit
     FAILED = 1  # a line failed: QMP error reply, parse error, /wait timeout
-    USAGE = 2  # bad command line, unusable logfile, QEMU not installed for --launch
+    USAGE = 2  # bad command line, unusable logfile or stdout, QEMU not installed for --launch
     CONNECTION = 3  # could not connect, or the connection was lost
+    READER_GONE = 141  # stdout's reader went away: what a shell shows for a program SIGPIPE stopped (cat, jq)
 
 
 SCRIPT_TIMEOUT = 300.0
@@ -45,8 +46,9 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("exit status", [
         ("0", "every line succeeded (or quit)"),
         ("1", "a line failed (QMP error, parse error, /wait timeout)"),
-        ("2", "usage error (bad option, config file or logfile)"),
+        ("2", "usage error (bad option, config file or logfile), or stdout cannot be written"),
         ("3", "connection failed or lost"),
+        ("141", "stdout's reader went away (as for a program stopped by SIGPIPE)"),
     ]),
     ("environment", [
         ("QMP_SOCKET", "the QMP server when no ADDRESS is given"),
@@ -298,6 +300,8 @@ async def _run(args: argparse.Namespace, address: str, launched: object) -> int:
     finally:
         await _disconnect(session)
         renderer.flush()
+    if renderer.stdout_error is not None:  # not QEMU's fault: not 3
+        return ExitStatus.READER_GONE if isinstance(renderer.stdout_error, BrokenPipeError) else ExitStatus.USAGE
     if session.lost:
         return ExitStatus.CONNECTION
     return ExitStatus.FAILED if session.failed else ExitStatus.OK

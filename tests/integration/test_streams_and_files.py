@@ -55,6 +55,25 @@ def test_a_closed_standard_stream_is_one_line_and_a_usage_error(qemu, stream, re
     assert result.stdout == ""
 
 
+def test_a_reader_that_goes_away_stops_qmpsh_quietly(qemu):
+    """``qmpsh SOCK < script | head -1``: quiet, and 141 as for a program stopped by SIGPIPE (cat, jq)."""
+    script = "query-qmp-schema\n" * 20  # megabytes: far more than a pipe holds once head has gone
+    shell = 'printf "%s" "$SCRIPT" | "$@" | head -1 >/dev/null; echo "${PIPESTATUS[1]}"'
+    result = subprocess.run(["bash", "-c", shell, "qmpsh", *QMPSH, qemu.socket], capture_output=True, text=True,
+                            timeout=60, env=qmpsh_env(SCRIPT=script), cwd=REPO)
+    assert result.stdout == "141\n"
+    assert result.stderr == ""
+    assert qemu.alive()
+
+
+def test_a_full_stdout_is_one_line_not_a_lost_connection(qemu):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([*QMPSH, qemu.socket], input="query-name\nquery-status\n", stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=60, env=qmpsh_env(), cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr == "error: stdout: No space left on device\n"
+
+
 def test_a_full_logfile_says_why_and_is_a_usage_error(qemu):
     """Like tee: said at once, the run goes on without the log, and the exit status says it failed."""
     result = run_qmpsh("-l", "/dev/full", qemu.socket, stdin="query-name\nquery-status\n")
