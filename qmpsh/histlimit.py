@@ -7,7 +7,7 @@ once when they start, to the newest N entries (written to a temporary file
 renamed over the old one). Both hold an exclusive ``flock`` on the file while
 they change it, so no entry is appended to a file that a trim is replacing;
 whoever waited for the lock on a file that was replaced meanwhile uses the new
-one.
+one. The file must be a regular file.
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ def _entries(data: bytes) -> list[bytes]:
     if body:
         entries.append(b"".join(lead + body))
     return entries
+
+
+def prepare(path: Path) -> None:
+    """Make the history file usable: its directory and the file itself. OSError, never a hang, if
+    it is not a regular file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT))
 
 
 def append(path: Path, entry: bytes) -> None:

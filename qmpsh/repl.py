@@ -26,7 +26,7 @@ from qmpsh.catalog import Catalog
 from qmpsh.cli import DEFAULT_HISTORY_SIZE
 from qmpsh.client import ConnectFailure
 from qmpsh.completion import QmpCompleter, Sources
-from qmpsh.histlimit import LimitedHistory, append, trim
+from qmpsh.histlimit import LimitedHistory, append, prepare, trim
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import needs_more
@@ -70,8 +70,7 @@ def open_history(session: Session, size: int = DEFAULT_HISTORY_SIZE) -> History:
 def _open_history_file(session: Session, size: int) -> History:
     path = state_dir() / "history"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        prepare(path)
     except OSError as err:
         session.renderer.note(f"history not saved: cannot write {path}: {err.strerror}")
         return InMemoryHistory()
