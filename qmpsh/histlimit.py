@@ -7,7 +7,7 @@ once when they start, to the newest N entries (written to a temporary file
 renamed over the old one). Both hold an exclusive ``flock`` on the file while
 they change it, so no entry is appended to a file that a trim is replacing;
 whoever waited for the lock on a file that was replaced meanwhile uses the new
-one. The file must be a regular file.
+one. The file is a regular file, mode 0600.
 """
 
 from __future__ import annotations
@@ -62,10 +62,14 @@ def _entries(data: bytes) -> list[bytes]:
 
 
 def prepare(path: Path) -> None:
-    """Make the history file usable: its directory and the file itself. OSError, never a hang, if
-    it is not a regular file."""
+    """Make the history file usable: its directory, the file itself, mode 0600 (also one made
+    before qmpsh kept it private). OSError, never a hang, if it is not a regular file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT))
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def append(path: Path, entry: bytes) -> None:

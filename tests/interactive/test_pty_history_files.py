@@ -17,6 +17,17 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def test_a_history_file_readable_by_others_is_made_private(qemu, terminal):
+    path = history_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("\n# 2024-01-01 00:00:00\n+query-name\n")
+    path.chmod(0o644)
+    term = terminal(qemu.socket)
+    assert mode(path) == 0o600
+    term.send(UP)  # and it is the same history
+    term.wait_prompt("query-name")
+
+
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
 def test_a_history_that_is_no_regular_file_is_a_note_and_history_in_memory(qemu, terminal, kind):
     """A FIFO hung qmpsh before its prompt (open waits for a reader); /dev/zero was read forever."""
