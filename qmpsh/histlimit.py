@@ -7,7 +7,7 @@ once when they start, to the newest N entries (written to a temporary file
 renamed over the old one). Both hold an exclusive ``flock`` on the file while
 they change it, so no entry is appended to a file that a trim is replacing;
 whoever waited for the lock on a file that was replaced meanwhile uses the new
-one. The file is a regular file, mode 0600.
+one. The file is a regular file, mode 0600, in directories made mode 0700.
 """
 
 from __future__ import annotations
@@ -61,10 +61,26 @@ def _entries(data: bytes) -> list[bytes]:
     return entries
 
 
+def make_dirs(path: Path) -> None:
+    """Make ``path`` and its missing parents, each mode 0700 whatever the umask (the XDG rule).
+
+    ``Path.mkdir(parents=True)`` gives the parents 0777 less the umask: 0777 under umask 000.
+    """
+    missing = []
+    while not path.is_dir() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile; or a file, and the next level says "Not a directory"
+            pass
+
+
 def prepare(path: Path) -> None:
-    """Make the history file usable: its directory, the file itself, mode 0600 (also one made
+    """Make the history file usable: its directories, the file itself, mode 0600 (also one made
     before qmpsh kept it private). OSError, never a hang, if it is not a regular file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(path.parent)
     fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.fchmod(fd, 0o600)

@@ -45,3 +45,17 @@ def test_a_history_that_is_no_regular_file_is_a_note_and_history_in_memory(qemu,
     term.send("\x15" + CTRL_D)  # clear the line, leave
     assert term.wait_exit() == 0, term.dump()
     assert "Traceback" not in term.plain()
+
+
+def test_directories_made_under_umask_000_are_private(qemu, terminal, tmp_path, monkeypatch):
+    state = tmp_path / "made" / "under" / "umask-000"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    old = os.umask(0)
+    try:
+        term = terminal(qemu.socket)  # the umask is inherited when the pty's child starts
+    finally:
+        os.umask(old)
+    term.run("query-name", '{"return": {}}')
+    made = [tmp_path / "made", tmp_path / "made" / "under", state, state / "qmpsh"]
+    assert {str(d): oct(mode(d)) for d in made} == {str(d): "0o700" for d in made}
+    assert mode(state / "qmpsh" / "history") == 0o600
