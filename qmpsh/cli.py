@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 class ExitStatus(enum.IntEnum):
     OK = 0  # every line succeeded; or quit
     FAILED = 1  # a line failed: QMP error reply, parse error, /wait timeout
-    USAGE = 2  # bad command line, unusable logfile, QEMU not installed for --launch
+    USAGE = 2  # bad command line, unusable logfile or stdout, QEMU not installed for --launch
     CONNECTION = 3  # could not connect, or the connection was lost
+    READER_GONE = 141  # stdout's reader went away: what a shell shows for a program SIGPIPE stopped (cat, jq)
 
 
 SCRIPT_TIMEOUT = 300.0
@@ -50,8 +51,10 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("exit status", [
         ("0", "every line succeeded (or quit)"),
         ("1", "a line failed (QMP error, parse error, /wait timeout)"),
-        ("2", "usage error (bad option, config file or logfile)"),
+        ("2", "usage error (bad option, config file or logfile), or stdout cannot be written"),
         ("3", "connection failed or lost"),
+        ("141", "stdout's reader went away (as for a program stopped by SIGPIPE)"),
+        ("129, 143", "hung up (SIGHUP) or told to end (SIGTERM); a launched QEMU was stopped cleanly first"),
     ]),
     ("environment", [
         ("QMP_SOCKET", "the QMP server when no ADDRESS is given"),
@@ -144,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how events show their time at a terminal (relative: since the last command)")
     parser.add_argument("--timeout", metavar="SECONDS", type=_seconds,
                         help="give up on a reply (and on the greeting) after SECONDS; scripts then exit 3 "
-                             "(default: wait forever at a terminal, 300 s in scripts)")
+                             "(default: wait forever at a terminal, 300 s in scripts; 0 or inf: wait forever "
+                             "for replies)")
     parser.add_argument("--wait-for-socket", metavar="SECONDS", type=_seconds, default=0.0,
                         help="retry the first connection for up to SECONDS while QEMU starts")
     parser.add_argument("--reconnect", action="store_true",
@@ -164,23 +168,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-def _non_negative(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
-    """An argparse type: ``convert`` the text, refusing what is not ``what`` or below zero."""
+def _non_negative(convert: Callable[[str], float], what: str, most: int | None = None) -> Callable[[str], float]:
+    """An argparse type: ``convert`` the text, refusing what is not ``what`` (NaN), below zero or over ``most``."""
 
     def parse(text: str) -> float:
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value != value:  # NaN: every comparison with it is false
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
         if value < 0:
             raise argparse.ArgumentTypeError("cannot be negative")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"too large: at most {most}")
         return value
 
     return parse
 
 
 _seconds = _non_negative(float, "a number of seconds")
-_count = _non_negative(int, "a whole number")
+_count = _non_negative(int, "a whole number", most=sys.maxsize)  # a larger one is no index: islice refuses it
 
 
 def _event_filter(spec: str) -> object:
@@ -200,6 +208,11 @@ def _split_qemu_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    closed = [name for name in ("stdin", "stdout", "stderr") if getattr(sys, name) is None]
+    if closed:  # started with >&- or the like: the next file opened would take the stream's place
+        if sys.stderr is not None:
+            print(f"qmpsh: {closed[0]} is closed", file=sys.stderr)
+        return ExitStatus.USAGE
     for stream in (sys.stdout, sys.stderr):
         # JSON strings may hold lone surrogates ("\ud800"): print them as that same JSON escape.
         stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
@@ -246,14 +259,17 @@ def main(argv: list[str] | None = None) -> int:
             except (LaunchError, OSError) as err:
                 print(f"qmpsh: {err}", file=sys.stderr)
                 return ExitStatus.USAGE
-        return asyncio.run(_run_until_signal(args, address, launched))
+        status = asyncio.run(_run_until_signal(args, address, launched))
     except KeyboardInterrupt:
-        return ExitStatus.FAILED
+        status = ExitStatus.FAILED
     finally:
         if launched is not None:
             _stop_launched(launched)
         if args.log is not None:
             args.log.close()
+    if args.log is not None and args.log.error is not None:
+        return max(status, ExitStatus.USAGE)  # as tee does: the run went on, the log is not whole
+    return status
 
 
 def _stop_launched(launched: LaunchedQemu) -> None:
@@ -300,7 +316,9 @@ async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | 
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
                       use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
                       pipeline=not interactive and not args.verbose and not args.exit_on_error,
-                      timeout=(args.timeout if args.timeout is not None else None if interactive else SCRIPT_TIMEOUT) or None)
+                      timeout=_reply_timeout(args.timeout, interactive))
+    if args.log is not None:
+        args.log.warn = renderer.error
     session = Session(renderer, options, tap=args.log, launched=launched)
     if args.skip_negotiation:
         session.client.await_greeting = False
@@ -328,9 +346,17 @@ async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | 
     finally:
         await _disconnect(session)
         renderer.flush()
+    if renderer.stdout_error is not None:  # not QEMU's fault: not 3
+        return ExitStatus.READER_GONE if isinstance(renderer.stdout_error, BrokenPipeError) else ExitStatus.USAGE
     if session.lost:
         return ExitStatus.CONNECTION
     return ExitStatus.FAILED if session.failed else ExitStatus.OK
+
+
+def _reply_timeout(given: float | None, interactive: bool) -> float | None:
+    """--timeout as the session takes it: None to wait forever (given as 0 or inf, or none at a terminal)."""
+    seconds = given if given is not None else None if interactive else SCRIPT_TIMEOUT
+    return seconds if seconds and seconds != float("inf") else None
 
 
 async def _disconnect(session: object) -> None:

@@ -21,9 +21,11 @@ whose message is one line naming the file and the line.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
+import stat
 
 # key -> the TOML type its value must have; the key is also the option's long name
 KEYS: dict[str, type] = {
@@ -58,6 +60,27 @@ def xdg_dir(variable: str, default: str) -> str:
     return os.path.join(base, "qmpsh")
 
 
+def open_regular(path: str | os.PathLike[str], flags: int) -> int:
+    """A descriptor of the regular file ``path`` (created mode 0600 with O_CREAT).
+
+    Anything else is an OSError, never a hang: opening a FIFO waits for its
+    other end, and reading /dev/zero never ends.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK, 0o600)  # O_NONBLOCK: a FIFO opens at once, or fails
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # a FIFO nobody reads, or a socket
+            raise OSError(errno.ENXIO, "not a regular file", str(path)) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return fd
+    os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    raise OSError(errno.EINVAL, "not a regular file", str(path))
+
+
 def load(parser: argparse.ArgumentParser) -> dict[str, object]:
     """The option defaults the config file sets, by argparse ``dest`` (empty without a file).
 
@@ -67,7 +90,7 @@ def load(parser: argparse.ArgumentParser) -> dict[str, object]:
     if path is None:
         return {}
     try:
-        with open(path, "rb") as file:
+        with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as file:
             data = file.read()
     except FileNotFoundError:
         if must_exist:
@@ -90,6 +113,8 @@ def parse(text: str, where: str) -> dict[str, object]:
 
     try:
         return tomllib.loads(text)
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigError(f"{where}: not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as err:
         message = str(err)
         found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.DOTALL)

@@ -64,6 +64,10 @@ class Renderer:
     Streams are looked up at write time, so prompt_toolkit's patch_stdout
     (which swaps sys.stdout) routes interactive output above the prompt.
     In scripted mode writes are flushed once per event-loop turn.
+
+    stdout that cannot be written (its reader went away, a full disk) is not
+    QEMU's fault: the first failure is kept in ``stdout_error`` (and said,
+    unless it is a broken pipe), and what follows goes to /dev/null.
     """
 
     def __init__(self, *, pretty: bool = False, colour: bool = False, interactive: bool = False,
@@ -74,6 +78,7 @@ class Renderer:
         self.timestamps = timestamps  # how events show their time at a terminal: absolute, relative, off
         self.since = time.time()  # what relative timestamps count from: the last command sent
         self.sink: Callable[[str], None] | None = None  # replaces stdout while a progress bar is live
+        self.stdout_error: OSError | None = None
         self._flush_pending = False
 
     # -- low level ---------------------------------------------------------
@@ -99,13 +104,20 @@ class Renderer:
         if self.sink is not None:
             self.sink(text)
             return
-        sys.stdout.write(text + "\n")
-        self._schedule_flush()
+        self._write(text + "\n")
 
     def err(self, text: str) -> None:
-        sys.stdout.flush()
+        self._flush()
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
+
+    def _write(self, text: str) -> None:
+        try:
+            sys.stdout.write(text)  # flushes by itself when its buffer is full
+        except OSError as err:
+            self._stdout_failed(err)
+            return
+        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if self._flush_pending:
@@ -113,7 +125,7 @@ class Renderer:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            sys.stdout.flush()
+            self._flush()
             return
         self._flush_pending = True
         loop.call_soon(self._flush)
@@ -122,8 +134,25 @@ class Renderer:
         self._flush_pending = False
         try:
             sys.stdout.flush()
-        except (BrokenPipeError, ValueError):
+        except OSError as err:
+            self._stdout_failed(err)
+        except ValueError:  # closed
             pass
+
+    def _stdout_failed(self, err: OSError) -> None:
+        """Keep the first error; send stdout to /dev/null, so that what is still buffered cannot fail again
+        (nor at exit, where Python would complain with a traceback and exit 120)."""
+        if self.stdout_error is not None:
+            return
+        self.stdout_error = err
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        if not isinstance(err, BrokenPipeError):  # a reader that went away is no news, as for cat or jq
+            self.error(f"stdout: {err.strerror}")
 
     def flush(self) -> None:
         self._flush()
@@ -170,8 +199,7 @@ class Renderer:
 
     def hmp_text(self, text: str) -> None:
         text = text.replace("\r\n", "\n")
-        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
-        self._schedule_flush()
+        self._write(text if text.endswith("\n") or not text else text + "\n")
 
     # -- notes and errors ----------------------------------------------------
 

@@ -26,7 +26,7 @@ from qmpsh.catalog import Catalog
 from qmpsh.cli import DEFAULT_HISTORY_SIZE
 from qmpsh.client import ConnectFailure
 from qmpsh.completion import QmpCompleter, Sources
-from qmpsh.histlimit import LimitedHistory, trim
+from qmpsh.histlimit import LimitedHistory, append, prepare, trim
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import Continuation
@@ -40,8 +40,8 @@ def state_dir() -> Path:
 class SharedHistory(FileHistory):
     """prompt_toolkit's history file, written so that sessions sharing it never mix their entries.
 
-    Each entry is appended with a single ``write`` on an ``O_APPEND`` descriptor
-    (atomic against other appenders); the file is created mode 0600, since
+    Each entry is appended with a single ``write``, under the lock that keeps it
+    from a file being trimmed (histlimit.append); the file is mode 0600, since
     commands can carry secrets. A write that fails warns once; the session goes on.
     """
 
@@ -52,11 +52,8 @@ class SharedHistory(FileHistory):
     def store_string(self, string: str) -> None:
         entry = f"\n# {datetime.datetime.now()}\n" + "".join(f"+{line}\n" for line in string.split("\n"))
         try:
-            fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, entry.encode("utf-8", "surrogateescape"))  # a byte typed that is not UTF-8: as it was
-            finally:
-                os.close(fd)
+            # a byte typed that is not UTF-8 is kept as it was
+            append(Path(self.filename), entry.encode("utf-8", "surrogateescape"))
         except OSError as err:
             if self._warn is not None:
                 self._warn(f"history not saved: cannot write {self.filename}: {err.strerror}")
@@ -74,8 +71,7 @@ def open_history(session: Session, size: int = DEFAULT_HISTORY_SIZE) -> History:
 def _open_history_file(session: Session, size: int) -> History:
     path = state_dir() / "history"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        prepare(path)
     except OSError as err:
         session.renderer.note(f"history not saved: cannot write {path}: {err.strerror}")
         return InMemoryHistory()

@@ -14,26 +14,57 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from qmpsh.session import Session
+from qmpsh.syntax import ParseError
+
+#: The longest line run (QEMU refuses a QMP message over 64 MiB anyway).
+LINE_LIMIT = 64 * 1024 * 1024
 
 
-async def _lines(stream: TextIO) -> AsyncIterator[str]:
-    """Lines of ``stream``; a pipe or socket is read without blocking the event loop.
+async def _lines(stream: TextIO) -> AsyncIterator[str | None]:
+    """Lines of ``stream``, None for a line longer than LINE_LIMIT (dropped whole).
 
-    Read as bytes and decoded as UTF-8 whatever the locale says, a file the same way as a pipe; a
-    byte that is not UTF-8 becomes a surrogate escape, which the parser refuses where it is.
+    A pipe or socket is read without blocking the event loop. Read as bytes and decoded as UTF-8
+    whatever the locale says, a file the same way as a pipe; a byte that is not UTF-8 becomes a
+    surrogate escape, which the parser refuses where it is.
     """
     fd = stream.fileno()
     mode = os.fstat(fd).st_mode
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
         # A file never blocks, and a device such as /dev/null cannot be polled (epoll refuses it).
         for line_bytes in stream.buffer:
-            yield line_bytes.decode("utf-8", errors="surrogateescape")
+            yield None if len(line_bytes.rstrip(b"\n")) > LINE_LIMIT else _decoded(line_bytes)
         return
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", 0))
-    while line_bytes := await reader.readline():
-        yield line_bytes.decode("utf-8", errors="surrogateescape")
+    while True:
+        try:
+            line_bytes = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as end:  # the last line has no newline
+            if end.partial:
+                yield _decoded(end.partial)
+            return
+        except asyncio.LimitOverrunError:
+            await _skip_line(reader)
+            yield None
+            continue
+        yield _decoded(line_bytes)
+
+
+def _decoded(line: bytes) -> str:
+    return line.decode("utf-8", errors="surrogateescape")
+
+
+async def _skip_line(reader: asyncio.StreamReader) -> None:
+    """Drop the rest of a line too long to keep, with its newline."""
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as over:  # the data read so far is left in the buffer
+            await reader.readexactly(over.consumed)
+        except asyncio.IncompleteReadError:
+            return
 
 
 async def run_script(session: Session, stream: TextIO = sys.stdin) -> None:
@@ -41,6 +72,14 @@ async def run_script(session: Session, stream: TextIO = sys.stdin) -> None:
     lineno = 0
     async for line in _lines(stream):
         lineno += 1
+        if line is None:
+            first = session.reader.drop_pending()
+            dropped = f", nor the input it continues (from line {first})" if first is not None else ""
+            session.fail_parse(ParseError(f"longer than {LINE_LIMIT >> 20} MiB: not run{dropped}", "", 0, lineno))
+            session.failed = True
+            if session.stopped:
+                break
+            continue
         parsed = session.reader.add_line(line, lineno)
         if parsed.incomplete:
             continue

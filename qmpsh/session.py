@@ -228,7 +228,8 @@ class Session:
     @property
     def stopped(self) -> bool:
         lost = self.lost and not self.options.interactive  # at a terminal /reconnect can bring it back
-        return self.finished or lost or (self.failed and self.options.exit_on_error)
+        return (self.finished or lost or (self.failed and self.options.exit_on_error)
+                or self.renderer.stdout_error is not None)  # nobody reads what a script would print
 
     async def run(self, text: str) -> bool:
         """Run a complete chunk of input (a line or a paste); False if any item failed."""

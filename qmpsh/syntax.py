@@ -586,6 +586,14 @@ class _Gatherer:
         """Brackets or a transaction are open: more lines are needed."""
         return self._open is not None or self._transaction is not None or self._shell is not None
 
+    def pending_from(self) -> int | None:
+        """The line the open input (brackets, a transaction, a continued shell line) began on."""
+        if self._transaction is not None:
+            return self._transaction.lineno
+        if self._open is not None:
+            return self._open.lineno
+        return self._shell_lineno if self._shell is not None else None
+
     def add(self, raw: str, lineno: int) -> None:
         """Take physical line ``lineno`` (without its newline)."""
         raw = raw.rstrip("\r")
@@ -753,6 +761,12 @@ class Reader:
             return Parsed([], incomplete=True)
         items, self._lines.items = self._lines.items, []
         return Parsed(self._without_echoes(items))
+
+    def drop_pending(self) -> int | None:
+        """Forget the input still open (a line too long to read broke it); the line it began on."""
+        first = self._lines.pending_from()
+        self._lines = _Gatherer(self.builtins, self.hmp)
+        return first
 
     def end_of_input(self) -> ParseError | None:
         """The error for a script that ends while brackets or a transaction are still open."""

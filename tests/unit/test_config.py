@@ -127,6 +127,8 @@ BROKEN = [
     ('events = "only:"\n', ":1: events = \"only:\": only needs names: only:NAME[,NAME...]"),
     ('events = "some:X"\n', ":1: events = \"some:X\": 'some:X' is not all, only:NAME[,NAME...] or hide:NAME[,NAME...]"),
     ("history-size = -1\n", ":1: history-size = -1: cannot be negative"),
+    ("history-size = 99999999999999999999\n", ":1: history-size = 99999999999999999999: too large: at most "
+                                               "9223372036854775807"),
     ('history-size = "100"\n', ":1: history-size must be a whole number, not \"100\""),
     ("history-size = 1.5\n", ":1: history-size must be a whole number, not 1.5"),
     ("history-size = true\n", ":1: history-size must be a whole number, not true"),
@@ -168,3 +170,11 @@ def test_a_missing_default_file_is_fine(monkeypatch):
 def test_every_key_is_an_option_of_the_same_name():
     longs = {option for action in cli.build_parser()._actions for option in action.option_strings}
     assert {f"--{key}" for key in config.KEYS} <= longs
+
+
+def test_timeout_zero_or_inf_waits_forever_for_replies(monkeypatch):
+    for given in ("0", "inf", "Infinity"):
+        assert cli._reply_timeout(parsed(monkeypatch, "--timeout", given).timeout, interactive=False) is None
+    assert cli._reply_timeout(2.5, interactive=False) == 2.5
+    assert cli._reply_timeout(None, interactive=False) == cli.SCRIPT_TIMEOUT
+    assert cli._reply_timeout(None, interactive=True) is None
