@@ -133,12 +133,13 @@ async def _help_topic(session: Session, name: str, given: dict[str, object]) -> 
     kind, type_name = found
     table = helptext.rows(schema, type_name, given)
     title = f"{kind} {name}" + "".join(f" {k}={v}" for k, v in given.items())
+    members = "data" if kind == "event" else "arguments"
     if session.renderer.colour and session.options.interactive:
         from rich.console import Console
 
-        Console(stderr=True, force_terminal=True).print(helptext.rich_table(title, table))
+        Console(stderr=True, force_terminal=True).print(helptext.rich_table(title, table, members))
     else:
-        session.renderer.err(helptext.plain(title, table))
+        session.renderer.err(helptext.plain(title, table, members))
     return True
 
 

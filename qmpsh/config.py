@@ -134,22 +134,30 @@ def apply_to(parser: argparse.ArgumentParser, values: dict[str, object], text: s
     defaults: dict[str, object] = {}
     for key, value in values.items():
         try:
-            action = actions.get(key) if key in KEYS else None
-            if action is None:
+            action = actions.get(key)
+            if action is None or _key_of(action) not in KEYS:
                 import difflib  # only for this error: not on every start
 
                 close = difflib.get_close_matches(key, list(KEYS), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(KEYS)})"
                 raise ValueError(f"unknown key {key!r}{hint}")
+            if action.dest in defaults:  # color and colour, say: one option given twice
+                raise ValueError(f"{key} sets {_key_of(action)} again")
             defaults[action.dest] = _option_value(key, value, action)
         except ValueError as problem:  # located only now: finding the line costs a scan of the file
             raise ConfigError(f"{_located(where, text, key)}: {problem}") from None
     return defaults
 
 
+def _key_of(action: argparse.Action) -> str:
+    """An option's key in the file: its first long name (any other long name, such as --colour, is
+    accepted for it too, as on the command line)."""
+    return next(option[2:] for option in action.option_strings if option.startswith("--"))
+
+
 def _option_value(key: str, value: object, action: argparse.Action) -> object:
     """``value`` as the option takes it; ValueError saying what is wrong with it."""
-    wanted = KEYS[key]
+    wanted = KEYS[_key_of(action)]
     if type(value) is not wanted:  # bool is an int subclass: compare exactly
         raise ValueError(f"{key} must be {_TYPE_NAMES[wanted]}, not {_show(value)}")
     if action.choices is not None and value not in action.choices:

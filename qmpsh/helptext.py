@@ -63,10 +63,11 @@ def lookup(schema: Schema, name: str) -> tuple[str, str | None] | str:
     return f"no command or event named '{name}'{did_you_mean(name, [*schema.commands, *schema.events])}"
 
 
-def plain(title: str, table: list[Row]) -> str:
+def plain(title: str, table: list[Row], members: str = "arguments") -> str:
+    """The table as text; ``members`` names what the rows are ("arguments", or an event's "data")."""
     lines = [title]
     if not table:
-        return title + "\n  (no arguments)"
+        return title + f"\n  (no {members})"
     width = max(len(r.name) for r in table)
     type_width = max(len(r.type) for r in table)
     for row in table:
@@ -75,11 +76,11 @@ def plain(title: str, table: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def rich_table(title: str, table: list[Row]) -> object:
+def rich_table(title: str, table: list[Row], members: str = "arguments") -> object:
     from rich.table import Table
 
     out = Table(title=title, title_justify="left", show_lines=False, expand=False)
-    for heading in ("argument", "type", "", "values / members"):
+    for heading in ("argument" if members == "arguments" else members, "type", "", "values / members"):
         out.add_column(heading, overflow="fold")
     for row in table:
         out.add_row(row.name, row.type, "required" if row.required else "", row.details)

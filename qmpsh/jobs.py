@@ -93,14 +93,18 @@ def failure(event: Event, info: Mapping[str, object] | None) -> str | None:
 
 def _binary_rate(task: object) -> object:
     """MiB/s rather than rich's MB/s: QEMU's sizes and speeds are binary."""
-    from rich.filesize import pick_unit_and_suffix
     from rich.text import Text
 
     speed = task.finished_speed or task.speed  # type: ignore[attr-defined]
-    if speed is None:
-        return Text("?", style="progress.data.speed")
+    return Text("?" if speed is None else binary_rate(speed), style="progress.data.speed")
+
+
+def binary_rate(speed: float) -> str:
+    """``8.0 MiB/s`` for 8388608: QEMU's sizes and speeds are binary."""
+    from rich.filesize import pick_unit_and_suffix
+
     unit, suffix = pick_unit_and_suffix(int(speed), ["B", "KiB", "MiB", "GiB", "TiB"], 1024)
-    return Text(f"{speed / unit:.1f} {suffix}/s", style="progress.data.speed")
+    return f"{speed / unit:.1f} {suffix}/s"
 
 
 class ProgressBar:
@@ -255,6 +259,8 @@ async def list_jobs(session: Session, cmd: Builtin) -> bool:
     table = Table("id", "type", "status", "progress", "speed")
     for row in rows:
         progress = "" if row["progress"] is None else f"{row['progress']}%"
-        table.add_row(str(row["id"]), str(row["type"]), str(row["status"]), progress, str(row["speed"] or ""))
+        speed = row["speed"]
+        shown = "" if not isinstance(speed, (int, float)) else binary_rate(speed) if speed else "unlimited"
+        table.add_row(str(row["id"]), str(row["type"]), str(row["status"]), progress, shown)
     Console(file=sys.stdout, force_terminal=session.renderer.colour).print(table)
     return True

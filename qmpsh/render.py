@@ -195,7 +195,7 @@ class Renderer:
             return ""
         if self.timestamps == "relative":
             return f"[+{seconds - self.since:.3f}s]"
-        return "[" + time.strftime("%H:%M:%S", local) + f".{int(seconds % 1 * 1e6):06d}]"
+        return "[" + time.strftime("%H:%M:%S", local) + f".{int(seconds % 1 * 1e3):03d}]"
 
     def hmp_text(self, text: str) -> None:
         text = text.replace("\r\n", "\n")

@@ -257,3 +257,10 @@ def test_help_for_an_event_and_an_unknown_name(qemu):
     assert result.returncode == 1
     assert "event BLOCK_JOB_COMPLETED" in result.stderr and "  device " in result.stderr
     assert "error: /help: no command or event named 'block-strem' (did you mean 'block-stream'" in result.stderr
+
+
+def test_help_for_an_event_calls_its_members_data(qemu):
+    result = run_qmpsh(qemu.socket, stdin="/help STOP\n/help query-status\n")
+    assert result.returncode == 0, result.stderr
+    assert "event STOP\n  (no data)\n" in result.stderr
+    assert "command query-status\n  (no arguments)\n" in result.stderr

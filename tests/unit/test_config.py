@@ -69,6 +69,11 @@ def test_options_on_the_command_line_win(monkeypatch):
     assert parsed(monkeypatch, "--colour=auto").color == "auto"  # the alias wins as well
 
 
+def test_the_file_takes_every_spelling_the_command_line_takes(monkeypatch):
+    write_config('colour = "never"\n')  # --colour is --color's other name
+    assert parsed(monkeypatch).color == "never"
+
+
 def test_pretty_from_the_command_line_over_a_file_without_it(monkeypatch):
     write_config('color = "never"\n')
     args = parsed(monkeypatch, "-p")
@@ -133,7 +138,8 @@ BROKEN = [
     ("history-size = 1.5\n", ":1: history-size must be a whole number, not 1.5"),
     ("history-size = true\n", ":1: history-size must be a whole number, not true"),
     ('editing-mode = "vim"\n', ":1: editing-mode must be one of emacs, vi, not \"vim\""),
-    ("\n\ncolour = \"never\"\n", ":3: unknown key 'colour' (did you mean color?)"),
+    ("\n\ncolors = \"never\"\n", ":3: unknown key 'colors' (did you mean color?)"),
+    ('color = "never"\ncolour = "always"\n', ":2: colour sets color again"),
     ("pretty = true\n[ui]\nvi = true\n", ":2: unknown key 'ui' (known keys: pretty, color, events, timestamps, "
                                          "history-size, editing-mode)"),
     ("pretty = [true]\n", ":1: pretty must be true or false, not an array"),

@@ -83,7 +83,7 @@ def test_an_event_time_that_is_no_time_is_printed_as_given(capsys, stamp, timest
     assert printed["event"] == "ODD" and "timestamp" in printed
 
 
-def test_an_event_time_is_shown_before_the_event(capsys):
-    Renderer(interactive=True).event({"event": "STOP", "timestamp": {"seconds": 1700000000, "microseconds": 5}})
+def test_an_event_time_is_shown_before_the_event_to_the_millisecond(capsys):
+    Renderer(interactive=True).event({"event": "STOP", "timestamp": {"seconds": 1700000000, "microseconds": 987654}})
     out = capsys.readouterr().out
-    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\.000005\] \{\"event\": \"STOP\"\}\n", out), out
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\.987\] \{\"event\": \"STOP\"\}\n", out), out
