@@ -52,15 +52,24 @@ def tmpdir_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return tmp, qmpsh_env(TMPDIR=str(tmp))
 
 
-def start_scripted(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    require_qemu()
-    return subprocess.Popen([sys.executable, "-m", "qmpsh", "--launch", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-
-
 def only_workdir(tmp: Path) -> Path:
     (workdir,) = tmp.glob("qmpsh-*")
     return workdir
+
+
+def launched_script(tmp: Path, env: dict[str, str], line: str) -> tuple[subprocess.Popen[str], Path, int, str]:
+    """``qmpsh --launch`` reading a script that has sent ``line`` and is still open: qmpsh, its work
+    directory (in ``tmp``), the launched QEMU's pid, and the reply to ``line``."""
+    require_qemu()
+    qmpsh = subprocess.Popen([sys.executable, "-m", "qmpsh", "--launch"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    assert qmpsh.stdin is not None and qmpsh.stdout is not None
+    qmpsh.stdin.write(line)
+    qmpsh.stdin.flush()
+    reply = qmpsh.stdout.readline()
+    workdir = only_workdir(tmp)
+    (pid,) = qemu_pids(workdir)
+    return qmpsh, workdir, pid, reply
 
 
 def test_a_session_without_files_of_the_users_leaves_nothing_behind(tmpdir_env):
@@ -97,14 +106,8 @@ def test_an_existing_image_in_the_users_workdir_is_used_not_replaced(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_stops_the_launched_qemu_with_quit(tmpdir_env, signum):
-    tmp, env = tmpdir_env
-    qmpsh = start_scripted(env)
-    assert qmpsh.stdin is not None and qmpsh.stdout is not None
-    qmpsh.stdin.write(SNAPSHOT_B)
-    qmpsh.stdin.flush()
-    assert json.loads(qmpsh.stdout.readline()) == {"return": {}}
-    workdir = only_workdir(tmp)
-    (pid,) = qemu_pids(workdir)
+    qmpsh, workdir, pid, reply = launched_script(*tmpdir_env, SNAPSHOT_B)
+    assert json.loads(reply) == {"return": {}}
     qmpsh.send_signal(signum)
     _, stderr = qmpsh.communicate(timeout=60)
     assert qmpsh.returncode == 128 + signum, stderr
@@ -116,13 +119,8 @@ def test_a_signal_stops_the_launched_qemu_with_quit(tmpdir_env, signum):
 
 
 def test_a_signal_leaves_no_directory_when_the_user_made_no_files(tmpdir_env):
-    tmp, env = tmpdir_env
-    qmpsh = start_scripted(env)
-    assert qmpsh.stdin is not None and qmpsh.stdout is not None
-    qmpsh.stdin.write("query-status\n")
-    qmpsh.stdin.flush()
-    qmpsh.stdout.readline()
-    (pid,) = qemu_pids(only_workdir(tmp))
+    tmp, _ = tmpdir_env
+    qmpsh, _, pid, _ = launched_script(*tmpdir_env, "query-status\n")
     qmpsh.send_signal(signal.SIGHUP)
     qmpsh.communicate(timeout=60)
     assert qmpsh.returncode == 128 + signal.SIGHUP
@@ -163,13 +161,8 @@ def test_help_says_what_quit_does_in_each_mode(qemu):
 
 def test_launched_qemu_ignores_the_terminals_interrupt(tmpdir_env):
     """Ctrl-C at a terminal signals the whole foreground process group: QEMU must not be in it."""
-    tmp, env = tmpdir_env
-    qmpsh = start_scripted(env)
-    assert qmpsh.stdin is not None and qmpsh.stdout is not None
-    qmpsh.stdin.write("query-status\n")
-    qmpsh.stdin.flush()
-    qmpsh.stdout.readline()
-    (pid,) = qemu_pids(only_workdir(tmp))
+    qmpsh, _, pid, _ = launched_script(*tmpdir_env, "query-status\n")
+    assert qmpsh.stdin is not None
     assert os.getpgid(pid) != os.getpgid(qmpsh.pid) and os.getsid(pid) != os.getsid(qmpsh.pid)
     qmpsh.stdin.close()
     qmpsh.wait(timeout=60)
