@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         from qmpsh.launch import LaunchedQemu
 
         launched = LaunchedQemu(qemu_args, args.workdir)
+    ending = _ending_signals()
+    for signum in ending:  # until the event loop runs: while QEMU starts, say
+        signal.signal(signum, _raise_ended)
     try:
         if launched is not None:
             from qmpsh.launch import LaunchError
@@ -259,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             except (LaunchError, OSError) as err:
                 print(f"qmpsh: {err}", file=sys.stderr)
                 return ExitStatus.USAGE
-        status = asyncio.run(_run_until_signal(args, address, launched))
+        status = asyncio.run(_run_until_signal(args, address, launched, ending))
     except KeyboardInterrupt:
         status = ExitStatus.FAILED
+    except _Ended as ended:
+        status = 128 + ended.signum
     finally:
         if launched is not None:
             _stop_launched(launched)
@@ -272,8 +277,32 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+class _Ended(BaseException):
+    """SIGHUP or SIGTERM outside the event loop; leaving goes on as for the signal in it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_ended(signum: int, frame: object) -> None:
+    raise _Ended(signum)
+
+
+def _ending_signals() -> tuple[signal.Signals, ...]:
+    """SIGHUP and SIGTERM, which end qmpsh as leaving does; not one it was started with ignored (nohup)."""
+    return tuple(signum for signum in (signal.SIGHUP, signal.SIGTERM)
+                 if signal.getsignal(signum) is not signal.SIG_IGN)
+
+
 def _stop_launched(launched: LaunchedQemu) -> None:
-    """Stop the QEMU qmpsh launched and remove its work directory unless the user made files there."""
+    """Stop the QEMU qmpsh launched and remove its work directory unless the user made files there.
+
+    A signal meanwhile is ignored: the stop is bounded (quit, then SIGTERM, then SIGKILL), and one cut
+    short would leave QEMU running with no one to stop it.
+    """
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     launched.stop()
     kept = launched.clean_up()
     if kept:
@@ -283,7 +312,8 @@ def _stop_launched(launched: LaunchedQemu) -> None:
             pass  # the terminal is gone (hang-up): the directory is kept all the same
 
 
-async def _run_until_signal(args: argparse.Namespace, address: str, launched: LaunchedQemu | None) -> int:
+async def _run_until_signal(args: argparse.Namespace, address: str, launched: LaunchedQemu | None,
+                            ending: tuple[signal.Signals, ...]) -> int:
     """Run the session; a hang-up or SIGTERM ends it as leaving does (a launched QEMU is stopped cleanly),
     with the exit status 128 + the signal's number."""
     loop = asyncio.get_running_loop()
@@ -295,7 +325,7 @@ async def _run_until_signal(args: argparse.Namespace, address: str, launched: La
         caught.append(signum)
         main_task.cancel()
 
-    for signum in (signal.SIGHUP, signal.SIGTERM):
+    for signum in ending:
         loop.add_signal_handler(signum, end, signum)
     try:
         return await _run(args, address, launched)

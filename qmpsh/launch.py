@@ -12,6 +12,7 @@ exit the work directory goes only if it holds nothing but qmpsh's own files.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
@@ -31,6 +33,7 @@ SOCKET = "qmp.sock"
 QUIT_GRACE = 10.0  # seconds QEMU has to stop after QMP quit (or SIGTERM) before the next step
 LOG_TAIL_LINES = 3
 GREETING_WAIT = 1.0  # seconds
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class LaunchError(Exception):
@@ -58,6 +61,17 @@ def describe_status(returncode: int) -> str:
     return f"was killed by signal {-returncode}{name}"
 
 
+def _ending_with_qmpsh() -> Callable[[], None]:
+    """What QEMU's process runs before QEMU: ask Linux for SIGTERM when qmpsh dies, however it dies
+    (SIGKILL, the OOM killer), so that a QEMU in a session of its own never outlives it."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # found before the fork: the child only calls it
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return die_with_parent
+
+
 class LaunchedQemu:
     """A QEMU process serving QMP on a unix socket in ``workdir``."""
 
@@ -73,13 +87,17 @@ class LaunchedQemu:
         """Start QEMU and return its QMP socket path once it accepts connections."""
         if shutil.which(QEMU) is None:
             raise LaunchError(f"{QEMU} not found: {INSTALL_HINT}")
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise LaunchError(f"cannot make the work directory {self.workdir}: {err.strerror}") from None
         args = self.qemu_args or self._seed_setup()
         with open(self.workdir / LOG, "wb") as log:
             self.process = subprocess.Popen(
                 [QEMU, *args, "-qmp", f"unix:{self.socket},server=on,wait=off"],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,  # the terminal's signals (Ctrl-C, hang-up) are for qmpsh, not QEMU
+                preexec_fn=_ending_with_qmpsh(),
             )
         deadline = time.monotonic() + timeout
         while not self._accepts():
@@ -97,8 +115,11 @@ class LaunchedQemu:
             return seed_arguments()
         if shutil.which(QEMU_IMG) is None:
             raise LaunchError(f"{QEMU_IMG} not found: {INSTALL_HINT}")
-        subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(image), "39M"], check=True)
-        self.own_files.add(IMAGE)
+        self.own_files.add(IMAGE)  # before it exists: a half-made one is ours too
+        made = subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(image), "39M"], capture_output=True,
+                              text=True)
+        if made.returncode != 0:
+            raise LaunchError(f"{QEMU_IMG} could not create {image}: {made.stderr.strip() or made.returncode}")
         return seed_arguments()
 
     def _accepts(self) -> bool:
@@ -185,10 +206,13 @@ class LaunchedQemu:
 
     def clean_up(self) -> str | None:
         """Remove the work directory unless it is the user's or holds files the user made; say what was kept."""
-        (self.workdir / SOCKET).unlink(missing_ok=True)
-        if self.given_workdir:
+        try:
+            (self.workdir / SOCKET).unlink(missing_ok=True)
+            if self.given_workdir:
+                return None
+            yours = sorted(path.name for path in self.workdir.iterdir() if path.name not in self.own_files)
+        except OSError:  # not a directory, or not ours to read: nothing of it is removed
             return None
-        yours = sorted(path.name for path in self.workdir.iterdir() if path.name not in self.own_files)
         if not yours:
             shutil.rmtree(self.workdir, ignore_errors=True)
             return None

@@ -7,8 +7,9 @@ import datetime
 import itertools
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app
@@ -31,6 +32,9 @@ from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import Continuation
 from qmpsh.toolbar import Toolbar, job_row
+
+
+T = TypeVar("T")
 
 
 def state_dir() -> Path:
@@ -172,9 +176,28 @@ def completer_for(session: Session) -> QmpCompleter:
     return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands))
 
 
+async def interruptible(work: Awaitable[T]) -> T | None:
+    """``work``, which Ctrl-C (SIGINT) stops, and nothing else: None if it was stopped.
+
+    Outside the prompt (which reads Ctrl-C as a key) SIGINT would otherwise end the whole session,
+    and with it a launched QEMU.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # qmpsh is told to end
+            raise
+        return None
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 async def run_interactive(session: Session, where: str, *,
                           history_size: int = DEFAULT_HISTORY_SIZE, editing_mode: str = "emacs") -> None:
-    await session.load_commands()
+    await interruptible(session.load_commands())
     completer = completer_for(session)
     toolbar = Toolbar(session)
     version = f" QEMU {toolbar.version}" if toolbar.version else ""
@@ -196,7 +219,6 @@ async def run_interactive(session: Session, where: str, *,
         session.renderer.note(f"QEMU was launched in {session.launched.workdir}; leaving stops it"
                               + (" and keeps the directory." if session.launched.given_workdir else
                                  ", and the directory goes unless you made files there."))
-    loop = asyncio.get_running_loop()
     with patch_stdout(raw=True):
         watcher = asyncio.create_task(_watch_connection(session, prompt))
         status = asyncio.create_task(toolbar.keep_current(prompt.app.invalidate))
@@ -210,18 +232,8 @@ async def run_interactive(session: Session, where: str, *,
                 except EOFError:
                     session.finished = True
                     continue
-                if not text.strip():
-                    continue
-                task = asyncio.ensure_future(session.run(text))
-                loop.add_signal_handler(signal.SIGINT, task.cancel)
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # qmpsh is told to end
-                        raise
+                if text.strip() and await interruptible(session.run(text)) is None:
                     session.renderer.note("interrupted")
-                finally:
-                    loop.remove_signal_handler(signal.SIGINT)
         finally:
             watcher.cancel()
             status.cancel()
@@ -232,7 +244,9 @@ async def _may_leave(session: Session) -> bool:
     QEMU that qmpsh did not start keeps running, and so do its jobs: say so."""
     if session.quit_sent or session.lost:
         return True
-    jobs = await running_jobs(session)
+    jobs = await interruptible(running_jobs(session))
+    if jobs is None:  # Ctrl-C: stay
+        return False
     if not jobs:
         return True
     names = ", ".join(jobs)
@@ -243,8 +257,12 @@ async def _may_leave(session: Session) -> bool:
     try:
         answer = await question.prompt_async(f"Leaving stops the QEMU qmpsh launched, and with it {names}. "
                                              "Leave? [y/N] ")
-    except (KeyboardInterrupt, EOFError):
+    except KeyboardInterrupt:
         answer = ""
+    except EOFError:  # Ctrl-D answers no; a terminal that is gone leaves nobody to ask
+        return question.app.input.closed
+    except OSError:
+        return True
     return answer.strip().lower() in ("y", "yes")
 
 

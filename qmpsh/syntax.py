@@ -617,6 +617,9 @@ class _Gatherer:
                 self._shell, self._shell_lineno = [], lineno
                 self._shell_line(body)
                 return
+            if body.startswith("/") and (body[1:].split(maxsplit=1) or [""])[0] in RAW_BUILTINS:
+                self._take(_Line(body, "", [raw], lineno, indent))  # sh's text: its brackets are not ours
+                return
             line = self._open = _Line(body, MARKERS[match.group(1)] if match else "", [raw], lineno, indent)
             self._parts, self._length, self._stack, base, raw = [body], len(body), [], 0, body
         try:

@@ -167,3 +167,93 @@ def test_launched_qemu_ignores_the_terminals_interrupt(tmpdir_env):
     qmpsh.stdin.close()
     qmpsh.wait(timeout=60)
     wait_gone(pid)
+
+
+def slow_qemu(tmp_path: Path, seconds: float) -> str:
+    """A QEMU that takes ``seconds`` to start: a wrapper script for QMPSH_QEMU."""
+    wrapper = tmp_path / "slow-qemu"
+    wrapper.write_text(f"#!/bin/sh\nsleep {seconds}\nexec qemu-system-x86_64 \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_a_signal_while_qemu_starts_stops_it_too(tmpdir_env, tmp_path):
+    tmp, env = tmpdir_env
+    require_qemu()
+    env["QMPSH_QEMU"] = slow_qemu(tmp_path, 1.5)
+    qmpsh = subprocess.Popen([sys.executable, "-m", "qmpsh", "--launch"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(tmp.glob("qmpsh-*/qemu.log")):  # started: qmpsh waits for its socket now
+            assert time.monotonic() < deadline and qmpsh.poll() is None, "qmpsh did not start QEMU"
+            time.sleep(0.02)
+        qmpsh.send_signal(signal.SIGTERM)
+        _, stderr = qmpsh.communicate(timeout=60)
+    finally:
+        qmpsh.kill()
+    assert qmpsh.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    assert list(tmp.iterdir()) == []  # the directory went, and with it the socket QEMU would have served
+    assert not [pid for pid in qemu_pids_anywhere(tmp)], "QEMU outlived qmpsh"
+
+
+def qemu_pids_anywhere(tmp: Path) -> list[int]:
+    """QEMU processes whose command line names a path in ``tmp``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(tmp).encode() in argv and b"qemu-system" in argv:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_launched_qemu_does_not_outlive_a_killed_qmpsh(tmpdir_env):
+    """SIGKILL (or the OOM killer) gives qmpsh no chance to stop QEMU: QEMU ends by itself."""
+    qmpsh, workdir, pid, _ = launched_script(*tmpdir_env, "query-status\n")
+    qmpsh.kill()
+    qmpsh.wait(timeout=10)
+    wait_gone(pid, timeout=15)
+    assert "terminating on signal 15" in (workdir / "qemu.log").read_text()  # QEMU's own clean stop
+
+
+def test_a_hang_up_ignored_by_nohup_stays_ignored(tmpdir_env):
+    tmp, env = tmpdir_env
+    require_qemu()
+    qmpsh = subprocess.Popen([sys.executable, "-m", "qmpsh", "--launch"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert qmpsh.stdin is not None and qmpsh.stdout is not None
+    qmpsh.stdin.write("query-status\n")
+    qmpsh.stdin.flush()
+    qmpsh.stdout.readline()
+    qmpsh.send_signal(signal.SIGHUP)
+    stdout, stderr = qmpsh.communicate("query-name\n", timeout=60)
+    assert qmpsh.returncode == 0, stderr
+    assert json.loads(stdout) == {"return": {}}
+
+
+@pytest.mark.parametrize("where", ["a-file", "/proc/no-such-dir"])
+def test_a_work_directory_that_cannot_be_one_is_one_line(tmp_path, where):
+    path = tmp_path / where if where == "a-file" else Path(where)
+    if where == "a-file":
+        path.write_text("not a directory")
+    result = run_qmpsh("--launch", "--workdir", str(path), stdin="query-status\n")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"qmpsh: cannot make the work directory {path}: "), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    if where == "a-file":
+        assert path.read_text() == "not a directory"
+
+
+def test_qemu_img_that_fails_is_one_line(tmpdir_env):
+    tmp, env = tmpdir_env
+    env["QMPSH_QEMU_IMG"] = "false"
+    result = run_qmpsh("--launch", stdin="query-status\n", env=env)
+    assert result.returncode == 2
+    assert "qmpsh: false could not create" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert list(tmp.iterdir()) == []

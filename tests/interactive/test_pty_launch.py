@@ -160,3 +160,26 @@ def test_prompt_is_plain_after_the_question(tmp_path):
         term.run("query-status", '"prelaunch"')
     finally:
         term.close()
+
+
+def test_ctrl_c_while_checking_jobs_on_leaving_stays(tmp_path):
+    """Ctrl-C outside a command (here: while leaving asks QEMU for its jobs) never ends the session."""
+    work = workdir_with_data(tmp_path)
+    term = Terminal(None, "--launch", "--workdir", str(work))
+    try:
+        term.wait_prompt()
+        term.run(BACKUP, '{"return": {}}')
+        pid = qemu_pids(work)[0]
+        os.kill(pid, signal.SIGSTOP)  # QEMU cannot answer query-jobs now
+        try:
+            term.send(CTRL_D)
+            term.pump(0.5)
+            term.send(CTRL_C)  # the terminal, not in raw mode now, echoes ^C before the next prompt
+            term.wait_for(lambda: term.cursor_row.endswith(PROMPT.rstrip()), "the prompt back after Ctrl-C")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        term.send("query-status" + ENTER)
+        term.wait_text('"prelaunch"')  # still here, and so is QEMU
+        assert qemu_pids(work) == [pid]
+    finally:
+        term.close()

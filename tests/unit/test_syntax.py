@@ -358,3 +358,11 @@ def test_format_kv_quotes_strings_that_would_read_as_numbers_it_cannot_send():
     line = format_kv("x", {"a": "1e999", "b": BIG})
     assert line == f'x a="1e999" b="{BIG}"'
     assert one(line).message["arguments"] == {"a": "1e999", "b": BIG}
+
+
+def test_a_shell_line_is_not_scanned_for_brackets():
+    """'/shell echo {' is for sh: it neither opens an input that swallows the next lines nor is a parse error."""
+    shell, request = parse("/shell echo {\nquery-status", builtins={"shell"}).items
+    assert shell == Builtin("shell", text="echo {")
+    assert isinstance(request, Request) and request.command == "query-status"
+    assert parse("/shell echo ]", builtins={"shell"}).items == [Builtin("shell", text="echo ]")]
