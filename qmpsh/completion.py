@@ -15,26 +15,28 @@ from dataclasses import dataclass, field
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from qmpsh.catalog import Catalog, source_for
+from qmpsh.catalog import Catalog, Likely, Source, source_for
 from qmpsh.commands import BUILTINS
 from qmpsh.schema import Schema
 from qmpsh.syntax import MARKER_RE, ParseError, needs_more, parse_line_arguments, tokens
 
 
-def rank(prefix: str, names: Iterable[str]) -> list[str]:
-    """Prefix matches first (alphabetical), then subsequence matches, tightest first."""
+def rank(prefix: str, names: Iterable[str], likely: Mapping[str, int] | None = None) -> list[str]:
+    """Prefix matches first, then subsequence matches, tightest first; among equals the likeliest
+    first (``likely``: lower is likelier, 0 if unsaid), then alphabetically."""
     names = list(dict.fromkeys(names))
-    prefix_hits = sorted(n for n in names if n.startswith(prefix))
+    odds = likely or {}
+    prefix_hits = sorted((n for n in names if n.startswith(prefix)), key=lambda n: (odds.get(n, 0), n))
     if not prefix:
         return prefix_hits
-    fuzzy: list[tuple[int, str]] = []
+    fuzzy: list[tuple[int, int, str]] = []
     for name in names:
         if name.startswith(prefix):
             continue
         span = _subsequence_span(prefix, name)
         if span is not None:
-            fuzzy.append((span, name))
-    return prefix_hits + [name for _, name in sorted(fuzzy)]
+            fuzzy.append((span, odds.get(name, 0), name))
+    return prefix_hits + [name for _, _, name in sorted(fuzzy)]
 
 
 def _subsequence_span(needle: str, hay: str) -> int | None:
@@ -280,12 +282,26 @@ class Sources:
             if not path and obj_type and schema.tag(obj_type) == leaf:
                 values.update((c, "variant") for c in schema.variant_cases(obj_type))
         source = source_for(want.command, want.path)
-        if source is not None and self._catalog is not None:
-            for value in self._catalog.snapshot.get(source, _at(want.given, path)):
-                # QEMU's automatic node names (#block123) only crowd the menu, unless asked for.
-                if not value.startswith("#") or want.prefix.startswith("#"):
-                    values.setdefault(value, source.value)
-        return [Candidate(v, values[v]) for v in rank(want.prefix, values)]
+        live, likely = self._live(source, _at(want.given, path), want.prefix)
+        for value, meta in live.items():
+            values.setdefault(value, meta)
+        return [Candidate(v, values[v]) for v in rank(want.prefix, values, likely)]
+
+    def _live(self, source: Source | None, given: Mapping[str, object],
+              prefix: str) -> tuple[dict[str, str], Mapping[str, int]]:
+        """The catalog's values of ``source`` with their labels, and how likely each fits."""
+        if source is None or self._catalog is None:
+            return {}, {}
+        snapshot = self._catalog.snapshot
+        nodes = source in (Source.NODE, Source.ROOT)
+        likely = snapshot.likely if source is Source.ROOT else {}
+        values: dict[str, str] = {}
+        for value in snapshot.get(source, given):
+            # QEMU's automatic node names (#block123) only crowd the menu, unless asked for or a device's root.
+            if value.startswith("#") and not prefix.startswith("#") and likely.get(value) != Likely.ROOT:
+                continue
+            values[value] = snapshot.labels.get(value, source.value) if nodes else source.value
+        return values, likely
 
 
 class QmpCompleter(Completer):

@@ -27,7 +27,8 @@ from qmpsh.completion import QmpCompleter, Sources, wanted
 from qmpsh.render import Renderer
 from qmpsh.repl import completer_for
 from qmpsh.session import Options, Session
-from tests.conftest import Qemu
+from tests.conftest import GUEST_DISK, Qemu
+from tests.integration.test_seed_flows import BLOCK_JOB_COMPLETE, DRIVE_MIRROR
 
 
 TIMEOUT = 10.0
@@ -288,7 +289,7 @@ def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
 
             stream = metas(completer, "block-stream device=")
             assert set(NODES) <= set(stream) and stream["node-B"] == "block node"
-            assert texts(completer, "block-stream device=node-")[:4] == NODES
+            assert texts(completer, "block-stream device=node-") == ["node-D", *NODES[:3]]  # the device's root first
             assert set(NODES) <= set(texts(completer, "blockdev-snapshot-sync node-name="))
             assert set(NODES) <= set(texts(completer, "block-stream device=node-D base-node="))
             assert set(NODES) <= set(texts(completer, "transaction(\nblockdev-backup device="))
@@ -341,6 +342,51 @@ def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
             assert "node-E" in nodes and "node-A" in nodes and not {"node-B", "node-C", "node-D"} & set(nodes)
             assert texts(completer, "block-commit device=node-E top=") == ["e2.qcow2"]
             assert texts(completer, "block-dirty-bitmap-clear name=") == []  # bm0 went with node-B
+
+    in_loop(test)
+
+
+def test_after_the_documents_mirror_pivot_the_devices_new_root_comes_first(qemu):
+    """The document's drive-mirror, then block-job-complete: the guest's disk now sits on a node QEMU
+    named itself (#block123). device= and node-name= offer it first, as the root of virtio0, and
+    protocol nodes (file) last; the block device's qdev id is offered where QEMU takes one."""
+
+    async def test() -> None:
+        async with connected(qemu) as (session, completer):
+            for line in CHAIN:
+                await run(session, line)
+            await eventually(lambda: "node-D" in texts(completer, "drive-backup device="), "node-D", session)
+            before = metas(completer, "drive-backup device=")
+            assert list(before) == ["node-D", "node-A", "node-B", "node-C", "file"], before
+            assert before["node-D"] == "root of virtio0" and before["node-B"] == "block node"
+            assert before["file"] == "protocol node (file)"
+
+            await run(session, DRIVE_MIRROR)
+            await run(session, "/wait BLOCK_JOB_READY device=job0 timeout=10")
+            await run(session, BLOCK_JOB_COMPLETE)
+            await run(session, "/wait BLOCK_JOB_COMPLETED device=job0 timeout=10")
+            await eventually(lambda: "node-D" not in texts(completer, "drive-backup device="), "the pivot", session)
+            offered = metas(completer, "drive-backup device=")
+            root = next(iter(offered))
+            assert root.startswith("#block"), offered
+            assert offered == {root: "root of virtio0", "node-A": "block node", "file": "protocol node (file)"}
+            assert list(offered) == [root, "node-A", "file"]
+            for text in ("block-stream device=", "blockdev-snapshot-sync node-name=", "block-dirty-bitmap-add node=",
+                         "transaction(\nblockdev-snapshot-sync node-name="):
+                assert texts(completer, text)[0] == root, text
+            assert texts(completer, "drive-backup device=#")[0] == root  # then the automatic names of other nodes
+            assert root not in texts(completer, "block-stream device=node-D base-node=")  # never a base
+            assert texts(completer, "drive-backup device=fi")[0] == "file"  # a prefix still decides first
+            # The root offered is the one QEMU takes.
+            await run(session, f"drive-backup device={root} target=f.qcow2 sync=full job-id=job1")
+            await run(session, "/wait BLOCK_JOB_COMPLETED device=job1 timeout=10")
+
+            # The qdev id QEMU takes for id= is query-block's, not the -device id (virtio0 is the proxy).
+            qdev = metas(completer, "block_set_io_throttle id=")
+            assert qdev == {GUEST_DISK: "block device"}, qdev
+            await run(session, f"block_set_io_throttle id={GUEST_DISK} bps=0 bps_rd=0 bps_wr=0 iops=0 iops_rd=0 "
+                               "iops_wr=0")
+            assert texts(completer, "device_del id=") == ["virtio0"]
 
     in_loop(test)
 
