@@ -9,7 +9,8 @@ which are both in memory: completion never waits on QEMU.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -302,6 +303,20 @@ class Sources:
                 continue
             values[value] = snapshot.labels.get(value, source.value) if nodes else source.value
         return values, likely
+
+
+def readline_tab(text: str, completions: Sequence[Completion]) -> tuple[Completion | None, bool]:
+    """What Tab writes at once after ``text``, as readline does: the only candidate (then True), or
+    the start that all candidates beginning with the typed word share, if it adds to it (False)."""
+    hits = [c for c in completions if c.text.startswith(text[len(text) + c.start_position:])] or list(completions)
+    if len(hits) == 1:
+        return hits[0], True
+    starts = {c.start_position for c in hits}
+    if len(starts) != 1:
+        return None, False
+    start = starts.pop()
+    common = os.path.commonprefix([c.text for c in hits])
+    return (Completion(common, start) if len(common) > -start else None), False
 
 
 class QmpCompleter(Completer):
