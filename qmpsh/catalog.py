@@ -17,6 +17,8 @@ from enum import Enum, IntEnum
 
 from qemu.qmp import ExecuteError, QMPError
 
+from qmpsh.hmp import HmpHelp, parse_help
+
 
 class Source(Enum):
     NODE = "block node"
@@ -71,17 +73,30 @@ ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
     ("*", "backing", Source.NODE),
 ]
 
+#: Which live values an HMP command's argument takes, by the name HMP's help gives it; as above.
+HMP_ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
+    ("block_job_*", "device", Source.JOB),
+    ("device_del", "device", Source.DEVICE),
+    ("nbd_server_remove", "name", Source.EXPORT),
+    ("gdbserver", "device", None),  # a character device
+    ("ringbuf_*", "device", None),  # a character device
+    ("screendump", "device", None),  # a display
+    ("*", "device", Source.ROOT),
+    ("*", "node", Source.ROOT),
+]
+
 #: Commands after which live values may have changed.
 CHANGING_COMMANDS = ("blockdev-*", "block-*", "drive-*", "job-*", "device_add", "device_del", "nbd-server-*",
-                     "transaction", "x-blockdev-*", "block_resize")
+                     "transaction", "x-blockdev-*", "block_resize", "human-monitor-command")
 #: Events after which live values may have changed.
 CHANGING_EVENTS = ("JOB_STATUS_CHANGE", "BLOCK_JOB_*", "DEVICE_DELETED", "BLOCK_EXPORT_DELETED")
 
 
-def source_for(command: str, path: str) -> Source | None:
+def source_for(command: str, path: str,
+               table: list[tuple[str, str, Source | None]] = ARGUMENT_SOURCES) -> Source | None:
     """The live source for an argument (``path`` is dotted: ``file.node-name``)."""
     leaf = path.rsplit(".", 1)[-1]
-    for pattern, argument, source in ARGUMENT_SOURCES:
+    for pattern, argument, source in table:
         if fnmatch.fnmatchcase(command, pattern) and argument in (path, leaf):
             return source
     return None
@@ -120,6 +135,7 @@ class Snapshot:
     chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # node -> image files, top first
     labels: Mapping[str, str] = field(default_factory=dict)  # node -> what it is: "root of virtio0" ...
     likely: Mapping[str, Likely] = field(default_factory=dict)
+    hmp: HmpHelp = field(default_factory=HmpHelp)  # HMP's commands, in -H mode
 
     def get(self, source: Source, given: Mapping[str, object] | None = None) -> tuple[str, ...]:
         """The values of ``source``; for a bitmap or an image, those of the node already given."""
@@ -232,6 +248,19 @@ async def fetch_device_types(query: Query) -> tuple[str, ...] | None:
     return tuple(sorted(_names(types, "name")))
 
 
+async def fetch_hmp(query: Query) -> HmpHelp | None:
+    """HMP's commands and info's subcommands, from its help: none if the server has no HMP
+    (qemu-storage-daemon), None if the question failed otherwise (ask again next time)."""
+    try:
+        commands = await query("human-monitor-command", {"command-line": "help"})
+        info = await query("human-monitor-command", {"command-line": "help info"})
+    except ExecuteError:
+        return HmpHelp()
+    except QMPError:
+        return None
+    return HmpHelp(parse_help(str(commands)), parse_help(str(info), "info "))
+
+
 def _chain(node: Mapping[str, object], by_file: Mapping[str, Mapping[str, object]]) -> tuple[str, ...]:
     """The image files of a node's backing chain, top first, followed by file name (``flat`` has no nesting)."""
     chain: list[str] = []
@@ -259,12 +288,14 @@ class Catalog:
 
     DEBOUNCE = 0.05  # seconds: a burst of events costs one refresh
 
-    def __init__(self, query: Query) -> None:
+    def __init__(self, query: Query, hmp: bool = False) -> None:
         self._query = query
         self.snapshot = Snapshot()
         self._task: asyncio.Task[None] | None = None
         self._stale = False
         self._device_types: tuple[str, ...] | None = None  # fetched with the first refresh only
+        self._hmp_wanted = hmp
+        self._hmp: HmpHelp | None = None  # the same
         self.refreshes = 0  # completed refreshes, for tests and the curious
 
     def refresh(self) -> None:
@@ -280,7 +311,10 @@ class Catalog:
             snapshot = await fetch(self._query)
             if self._device_types is None:
                 self._device_types = await fetch_device_types(self._query)
-            self.snapshot = replace(snapshot, values={**snapshot.values, Source.DEVICE_TYPE: self._device_types or ()})
+            if self._hmp_wanted and self._hmp is None:
+                self._hmp = await fetch_hmp(self._query)
+            self.snapshot = replace(snapshot, values={**snapshot.values, Source.DEVICE_TYPE: self._device_types or ()},
+                                    hmp=self._hmp or HmpHelp())
             self.refreshes += 1
 
     def clear(self) -> None:
@@ -290,6 +324,7 @@ class Catalog:
             self._task = None
         self._stale = False
         self._device_types = None  # the server may be another QEMU now
+        self._hmp = None
         self.snapshot = Snapshot()
 
     async def settled(self) -> None:

@@ -200,10 +200,11 @@ async def _reconnect_with_backoff(session: Session) -> None:
 
 def completer_for(session: Session) -> QmpCompleter:
     """Completion from the session's schema (loading in the background) and live values."""
-    session.catalog = Catalog(session.query)
+    hmp = session.options.hmp
+    session.catalog = Catalog(session.query, hmp=hmp)
     session.catalog.refresh()
     session.start_loading_schema()  # completion and help use it even with --no-schema
-    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands))
+    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands), hmp=hmp)
 
 
 async def run_interactive(session: Session, where: str, *,

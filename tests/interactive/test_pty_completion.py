@@ -45,7 +45,7 @@ def type_and_tab(term: Terminal, text: str, names: list[str], attempts: int = 5)
         term.wait_prompt()
         started = time.monotonic()
         term.send(text)
-        term.wait_for(lambda: term.cursor_row.startswith((PROMPT + text).rstrip()), f"{text!r} on the prompt row")
+        term.wait_for(lambda: term.cursor_row.startswith((term.prompt + text).rstrip()), f"{text!r} on the prompt row")
         term.send(TAB)
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
@@ -65,7 +65,7 @@ def tab_writes(term: Terminal, text: str, word: str, attempts: int = 5) -> None:
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             term.pump()
-            if term.cursor_row == PROMPT + text + word and not menu(term):
+            if term.cursor_row == term.prompt + text + word and not menu(term):
                 return
         term.send(CTRL_C)
     pytest.fail(f"Tab after {text!r} never wrote {word!r}\n{term.dump()}")
@@ -166,3 +166,19 @@ def test_tab_writes_the_only_candidate_at_once_even_amid_fast_keys(qemu, termina
         term.send(TAB)  # Tab again goes into the menu
         term.wait_prompt("block-set-write-threshold")
         term.send(CTRL_C)
+
+
+def test_hmp_mode_tab_completes_commands_info_subcommands_and_block_devices(qemu, terminal):
+    term = terminal(qemu.socket, "-H")
+    type_and_tab(term, "info bl", ["block", "block-jobs", "blockstats"])
+    term.wait_prompt("info block")  # what they share
+    term.send(CTRL_C)
+    tab_writes(term, "block_resi", "ze")
+    term.send(CTRL_C)
+    type_and_tab(term, "eject -f ", ["node-A", "file"])
+    assert menu(term)[0].split() == ["node-A", "root", "of", "virtio0"], term.dump()
+    term.send(CTRL_C)
+    term.wait_prompt()
+    term.send("info block n" + TAB + ENTER)  # in one write: Tab writes node-A before Enter runs the line
+    term.wait_text("node-A: a.qcow2 (qcow2)")
+    assert term.prompt + "info block node-A" in term.rows, term.dump()
