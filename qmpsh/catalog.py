@@ -13,13 +13,17 @@ import asyncio
 import fnmatch
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import Enum, IntEnum
 
 from qemu.qmp import ExecuteError, QMPError
+
+from qmpsh.hmp import HmpHelp, parse_help
 
 
 class Source(Enum):
     NODE = "block node"
+    ROOT = "root node"  # any node, devices' roots first: what device= and node-name= mostly want
+    BLOCK_DEVICE = "block device"  # the qdev id of a guest device with a block backend (query-block)
     JOB = "job"
     DEVICE = "device"
     BITMAP = "dirty bitmap"
@@ -52,13 +56,14 @@ ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
     ("device_del", "id", Source.DEVICE),
     ("device_add", "driver", Source.DEVICE_TYPE),
     ("device-list-properties", "typename", Source.DEVICE_TYPE),
-    ("blockdev-*-tray", "id", Source.DEVICE),
-    ("blockdev-*-medium", "id", Source.DEVICE),
-    ("eject", "id", Source.DEVICE),
-    ("block_set_io_throttle", "id", Source.DEVICE),
-    ("*", "node-name", Source.NODE),
-    ("*", "node", Source.NODE),
-    ("*", "device", Source.NODE),
+    ("blockdev-*-tray", "id", Source.BLOCK_DEVICE),
+    ("blockdev-*-medium", "id", Source.BLOCK_DEVICE),
+    ("eject", "id", Source.BLOCK_DEVICE),
+    ("block_set_io_throttle", "id", Source.BLOCK_DEVICE),
+    ("blockdev-del", "node-name", Source.NODE),  # a node nothing uses: no device's root
+    ("*", "node-name", Source.ROOT),
+    ("*", "node", Source.ROOT),
+    ("*", "device", Source.ROOT),
     ("*", "base-node", Source.NODE),
     ("*", "top-node", Source.NODE),
     ("*", "bottom", Source.NODE),
@@ -68,17 +73,30 @@ ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
     ("*", "backing", Source.NODE),
 ]
 
+#: Which live values an HMP command's argument takes, by the name HMP's help gives it; as above.
+HMP_ARGUMENT_SOURCES: list[tuple[str, str, Source | None]] = [
+    ("block_job_*", "device", Source.JOB),
+    ("device_del", "device", Source.DEVICE),
+    ("nbd_server_remove", "name", Source.EXPORT),
+    ("gdbserver", "device", None),  # a character device
+    ("ringbuf_*", "device", None),  # a character device
+    ("screendump", "device", None),  # a display
+    ("*", "device", Source.ROOT),
+    ("*", "node", Source.ROOT),
+]
+
 #: Commands after which live values may have changed.
 CHANGING_COMMANDS = ("blockdev-*", "block-*", "drive-*", "job-*", "device_add", "device_del", "nbd-server-*",
-                     "transaction", "x-blockdev-*", "block_resize")
+                     "transaction", "x-blockdev-*", "block_resize", "human-monitor-command")
 #: Events after which live values may have changed.
 CHANGING_EVENTS = ("JOB_STATUS_CHANGE", "BLOCK_JOB_*", "DEVICE_DELETED", "BLOCK_EXPORT_DELETED")
 
 
-def source_for(command: str, path: str) -> Source | None:
+def source_for(command: str, path: str,
+               table: list[tuple[str, str, Source | None]] = ARGUMENT_SOURCES) -> Source | None:
     """The live source for an argument (``path`` is dotted: ``file.node-name``)."""
     leaf = path.rsplit(".", 1)[-1]
-    for pattern, argument, source in ARGUMENT_SOURCES:
+    for pattern, argument, source in table:
         if fnmatch.fnmatchcase(command, pattern) and argument in (path, leaf):
             return source
     return None
@@ -93,11 +111,31 @@ def changes_values(name: str, patterns: tuple[str, ...]) -> bool:
 SCOPED_BY = {Source.BITMAP: "node", Source.IMAGE: "device"}
 
 
+#: Drivers of protocol nodes (the file under an image): seldom what a device= or node-name= wants.
+PROTOCOL_DRIVERS = frozenset({
+    "file", "host_device", "host_cdrom", "nbd", "nfs", "iscsi", "ssh", "gluster", "http", "https", "ftp", "ftps",
+    "rbd", "nvme", "nvme-io_uring", "io_uring", "null-co", "null-aio", "vvfat", "virtio-blk-vfio-pci",
+    "virtio-blk-vhost-user", "virtio-blk-vhost-vdpa",
+})
+
+
+class Likely(IntEnum):
+    """How likely a block node fits an argument that wants a device or a root node (lower: likelier)."""
+
+    ROOT = 0  # a device's root node, or a device (backend) name
+    NODE = 1
+    PROTOCOL = 2
+    AUTOMATIC = 3  # a node QEMU named (#block123) that is no device's root
+
+
 @dataclass(frozen=True)
 class Snapshot:
     values: Mapping[Source, tuple[str, ...]] = field(default_factory=dict)
     bitmaps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # node -> bitmap names
     chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # node -> image files, top first
+    labels: Mapping[str, str] = field(default_factory=dict)  # node -> what it is: "root of virtio0" ...
+    likely: Mapping[str, Likely] = field(default_factory=dict)
+    hmp: HmpHelp = field(default_factory=HmpHelp)  # HMP's commands, in -H mode
 
     def get(self, source: Source, given: Mapping[str, object] | None = None) -> tuple[str, ...]:
         """The values of ``source``; for a bitmap or an image, those of the node already given."""
@@ -138,27 +176,64 @@ async def fetch(query: Query) -> Snapshot:
     node_names = [str(n["node-name"]) for n in nodes]
     bitmaps = {str(n["node-name"]): tuple(_names(n["dirty-bitmaps"], "name")) for n in nodes if n.get("dirty-bitmaps")}
     # image files: those of nodes that can have a backing file (neither protocol nodes nor raw)
-    by_file = {str(n["file"]): n for n in nodes if n.get("file") and n.get("drv") not in ("file", "host_device", "raw")}
+    by_file = {str(n["file"]): n for n in nodes if n.get("file") and n.get("drv") not in PROTOCOL_DRIVERS | {"raw"}}
     chains = {str(node["node-name"]): _chain(node, by_file) for node in nodes}
+    roots: dict[str, str] = {}  # root node -> the device it is the root of
     for block in blocks:  # a backend name stands for its root node
         root = block.get("inserted", {}).get("node-name") if isinstance(block.get("inserted"), dict) else None
+        if root:
+            roots[str(root)] = _device_name(block)
         if block.get("device") and root in chains:
             chains[str(block["device"])] = chains[root]
             if root in bitmaps:
                 bitmaps[str(block["device"])] = bitmaps[root]
+    labels, likely = _kinds(nodes, roots, backends)
     devices = [p["name"] for p in peripherals or [] if isinstance(p, dict) and str(p.get("type", "")).startswith("child<")]  # type: ignore[union-attr]
+    all_nodes = tuple(dict.fromkeys(node_names + backends))
     return Snapshot(
         values={
-            Source.NODE: tuple(dict.fromkeys(node_names + backends)),
+            Source.NODE: all_nodes,
+            Source.ROOT: all_nodes,
             Source.JOB: tuple(dict.fromkeys(_names(jobs, "id") + _names(block_jobs, "device"))),
             Source.DEVICE: tuple(devices),
+            Source.BLOCK_DEVICE: tuple(dict.fromkeys(_names(blocks, "qdev"))),
             Source.BITMAP: tuple(dict.fromkeys(b for names in bitmaps.values() for b in names)),
             Source.EXPORT: tuple(_names(exports, "id")),
             Source.IMAGE: tuple(by_file),
         },
         bitmaps=bitmaps,
         chains=chains,
+        labels=labels,
+        likely=likely,
     )
+
+
+def _device_name(block: Mapping[str, object]) -> str:
+    """How the user knows a query-block entry: its backend name, else its qdev id (virtio0 for
+    /machine/peripheral/virtio0/virtio-backend)."""
+    qdev = str(block.get("qdev") or "")
+    if qdev.startswith("/machine/peripheral/"):
+        return qdev.split("/")[3]
+    return str(block.get("device") or "") or qdev
+
+
+def _kinds(nodes: list[dict[str, object]], roots: Mapping[str, str],
+           backends: list[str]) -> tuple[dict[str, str], dict[str, Likely]]:
+    """Each node's label and how likely it fits a device= or node-name= (Likely)."""
+    labels: dict[str, str] = {}
+    likely: dict[str, Likely] = {}
+    for node in nodes:
+        name, driver = str(node["node-name"]), str(node.get("drv", ""))
+        if name in roots:
+            labels[name], likely[name] = f"root of {roots[name]}", Likely.ROOT
+        elif driver in PROTOCOL_DRIVERS:
+            labels[name], likely[name] = f"protocol node ({driver})", Likely.PROTOCOL
+        else:
+            labels[name] = Source.NODE.value
+            likely[name] = Likely.AUTOMATIC if name.startswith("#") else Likely.NODE
+    for name in backends:
+        labels[name], likely[name] = "device", Likely.ROOT
+    return labels, likely
 
 
 async def fetch_device_types(query: Query) -> tuple[str, ...] | None:
@@ -171,6 +246,19 @@ async def fetch_device_types(query: Query) -> tuple[str, ...] | None:
     except QMPError:
         return None
     return tuple(sorted(_names(types, "name")))
+
+
+async def fetch_hmp(query: Query) -> HmpHelp | None:
+    """HMP's commands and info's subcommands, from its help: none if the server has no HMP
+    (qemu-storage-daemon), None if the question failed otherwise (ask again next time)."""
+    try:
+        commands = await query("human-monitor-command", {"command-line": "help"})
+        info = await query("human-monitor-command", {"command-line": "help info"})
+    except ExecuteError:
+        return HmpHelp()
+    except QMPError:
+        return None
+    return HmpHelp(parse_help(str(commands)), parse_help(str(info), "info "))
 
 
 def _chain(node: Mapping[str, object], by_file: Mapping[str, Mapping[str, object]]) -> tuple[str, ...]:
@@ -200,12 +288,14 @@ class Catalog:
 
     DEBOUNCE = 0.05  # seconds: a burst of events costs one refresh
 
-    def __init__(self, query: Query) -> None:
+    def __init__(self, query: Query, hmp: bool = False) -> None:
         self._query = query
         self.snapshot = Snapshot()
         self._task: asyncio.Task[None] | None = None
         self._stale = False
         self._device_types: tuple[str, ...] | None = None  # fetched with the first refresh only
+        self._hmp_wanted = hmp
+        self._hmp: HmpHelp | None = None  # the same
         self.refreshes = 0  # completed refreshes, for tests and the curious
 
     def refresh(self) -> None:
@@ -221,7 +311,10 @@ class Catalog:
             snapshot = await fetch(self._query)
             if self._device_types is None:
                 self._device_types = await fetch_device_types(self._query)
-            self.snapshot = replace(snapshot, values={**snapshot.values, Source.DEVICE_TYPE: self._device_types or ()})
+            if self._hmp_wanted and self._hmp is None:
+                self._hmp = await fetch_hmp(self._query)
+            self.snapshot = replace(snapshot, values={**snapshot.values, Source.DEVICE_TYPE: self._device_types or ()},
+                                    hmp=self._hmp or HmpHelp())
             self.refreshes += 1
 
     def clear(self) -> None:
@@ -231,6 +324,7 @@ class Catalog:
             self._task = None
         self._stale = False
         self._device_types = None  # the server may be another QEMU now
+        self._hmp = None
         self.snapshot = Snapshot()
 
     async def settled(self) -> None:

@@ -9,32 +9,36 @@ which are both in memory: completion never waits on QEMU.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from qmpsh.catalog import Catalog, source_for
+from qmpsh.catalog import HMP_ARGUMENT_SOURCES, Catalog, Likely, Source, source_for
 from qmpsh.commands import BUILTINS
+from qmpsh.hmp import HmpCommand, HmpHelp, full_names
 from qmpsh.schema import Schema
 from qmpsh.syntax import MARKER_RE, ParseError, needs_more, parse_line_arguments, tokens
 
 
-def rank(prefix: str, names: Iterable[str]) -> list[str]:
-    """Prefix matches first (alphabetical), then subsequence matches, tightest first."""
+def rank(prefix: str, names: Iterable[str], likely: Mapping[str, int] | None = None) -> list[str]:
+    """Prefix matches first, then subsequence matches, tightest first; among equals the likeliest
+    first (``likely``: lower is likelier, 0 if unsaid), then alphabetically."""
     names = list(dict.fromkeys(names))
-    prefix_hits = sorted(n for n in names if n.startswith(prefix))
+    odds = likely or {}
+    prefix_hits = sorted((n for n in names if n.startswith(prefix)), key=lambda n: (odds.get(n, 0), n))
     if not prefix:
         return prefix_hits
-    fuzzy: list[tuple[int, str]] = []
+    fuzzy: list[tuple[int, int, str]] = []
     for name in names:
         if name.startswith(prefix):
             continue
         span = _subsequence_span(prefix, name)
         if span is not None:
-            fuzzy.append((span, name))
-    return prefix_hits + [name for _, name in sorted(fuzzy)]
+            fuzzy.append((span, odds.get(name, 0), name))
+    return prefix_hits + [name for _, _, name in sorted(fuzzy)]
 
 
 def _subsequence_span(needle: str, hay: str) -> int | None:
@@ -100,11 +104,18 @@ class HelpTopic:
 
 
 @dataclass(frozen=True)
+class HmpWord:
+    """A word of an HMP line (-H); ``before`` holds the words before it (none: the command's name)."""
+    before: tuple[str, ...]
+    prefix: str
+
+
+@dataclass(frozen=True)
 class Nothing:
     pass
 
 
-Wanted = CommandName | BuiltinName | ArgName | ArgValue | EventName | EventKey | HelpTopic | Nothing
+Wanted = CommandName | BuiltinName | ArgName | ArgValue | EventName | EventKey | HelpTopic | HmpWord | Nothing
 
 
 def _given(words: list[str]) -> dict[str, object]:
@@ -145,9 +156,16 @@ def _still_open(text: str) -> bool:
         return True
 
 
-def wanted(text: str) -> Wanted:
-    """What kind of thing the cursor is at the end of ``text`` (the input so far)."""
+def wanted(text: str, hmp: bool = False) -> Wanted:
+    """What kind of thing the cursor is at the end of ``text`` (the input so far); ``hmp``: lines
+    other than built-ins are HMP commands."""
     lines = text.split("\n")
+    if hmp and not _unmarked(lines[-1]).lstrip().startswith("/"):
+        line = _unmarked(lines[-1])
+        words = [t for t, _ in tokens(line)]
+        if not line.strip() or line[-1].isspace():
+            words.append("")
+        return HmpWord(tuple(words[:-1]), words[-1])
     in_transaction = len(lines) > 1 and _unmarked(lines[0]).lstrip().startswith("transaction(")
     if len(lines) > 1 and not in_transaction and _still_open("\n".join(lines[:-1])):
         return Nothing()  # inside a JSON value or object that spans lines
@@ -224,6 +242,8 @@ class Sources:
         if isinstance(want, HelpTopic):
             names = list(schema.commands) + list(schema.events) if schema else list(self._commands())
             return [Candidate(n) for n in rank(want.prefix, names)]
+        if isinstance(want, HmpWord):
+            return self._hmp_word(want)
         if schema is None:
             return []
         if isinstance(want, EventName):
@@ -280,22 +300,78 @@ class Sources:
             if not path and obj_type and schema.tag(obj_type) == leaf:
                 values.update((c, "variant") for c in schema.variant_cases(obj_type))
         source = source_for(want.command, want.path)
-        if source is not None and self._catalog is not None:
-            for value in self._catalog.snapshot.get(source, _at(want.given, path)):
-                # QEMU's automatic node names (#block123) only crowd the menu, unless asked for.
-                if not value.startswith("#") or want.prefix.startswith("#"):
-                    values.setdefault(value, source.value)
-        return [Candidate(v, values[v]) for v in rank(want.prefix, values)]
+        live, likely = self._live(source, _at(want.given, path), want.prefix)
+        for value, meta in live.items():
+            values.setdefault(value, meta)
+        return [Candidate(v, values[v]) for v in rank(want.prefix, values, likely)]
+
+    def _hmp_word(self, want: HmpWord) -> list[Candidate]:
+        """HMP command names, info's subcommands, and live values for the arguments that name a block
+        device or a job (by the name HMP's help gives them)."""
+        hmp = self._catalog.snapshot.hmp if self._catalog is not None else HmpHelp()
+        if not want.before:
+            return self._hmp_names(hmp.commands, want.prefix)
+        command, args = hmp.commands.get(want.before[0]), want.before[1:]
+        name = command.name if command else ""
+        if name == "help" and not args:
+            return self._hmp_names(hmp.commands, want.prefix)
+        if name == "info":
+            if not args:
+                return self._hmp_names(hmp.info, want.prefix)
+            command, args = hmp.info.get(args[0]), args[1:]
+            name = f"info {command.name}" if command else ""
+        position = len([a for a in args if not a.startswith("-")])  # -f and the like are flags
+        if command is None or position >= len(command.args) or want.prefix.startswith("-"):
+            return []
+        values, likely = self._live(source_for(name, command.args[position], HMP_ARGUMENT_SOURCES), {},
+                                    want.prefix)
+        return [Candidate(v, values[v]) for v in rank(want.prefix, values, likely)]
+
+    @staticmethod
+    def _hmp_names(table: Mapping[str, HmpCommand], prefix: str) -> list[Candidate]:
+        names = full_names(table)
+        return [Candidate(n, names[n]) for n in rank(prefix, names)]
+
+    def _live(self, source: Source | None, given: Mapping[str, object],
+              prefix: str) -> tuple[dict[str, str], Mapping[str, int]]:
+        """The catalog's values of ``source`` with their labels, and how likely each fits."""
+        if source is None or self._catalog is None:
+            return {}, {}
+        snapshot = self._catalog.snapshot
+        nodes = source in (Source.NODE, Source.ROOT)
+        likely = snapshot.likely if source is Source.ROOT else {}
+        values: dict[str, str] = {}
+        for value in snapshot.get(source, given):
+            # QEMU's automatic node names (#block123) only crowd the menu, unless asked for or a device's root.
+            if value.startswith("#") and not prefix.startswith("#") and likely.get(value) != Likely.ROOT:
+                continue
+            values[value] = snapshot.labels.get(value, source.value) if nodes else source.value
+        return values, likely
+
+
+def readline_tab(text: str, completions: Sequence[Completion]) -> tuple[Completion | None, bool]:
+    """What Tab writes at once after ``text``, as readline does: the only candidate (then True), or
+    the start that all candidates beginning with the typed word share, if it adds to it (False)."""
+    hits = [c for c in completions if c.text.startswith(text[len(text) + c.start_position:])] or list(completions)
+    if len(hits) == 1:
+        return hits[0], True
+    starts = {c.start_position for c in hits}
+    if len(starts) != 1:
+        return None, False
+    start = starts.pop()
+    common = os.path.commonprefix([c.text for c in hits])
+    return (Completion(common, start) if len(common) > -start else None), False
 
 
 class QmpCompleter(Completer):
-    """prompt_toolkit's view of ``wanted`` + ``Sources``."""
+    """prompt_toolkit's view of ``wanted`` + ``Sources``; ``hmp``: the lines are HMP commands (-H)."""
 
-    def __init__(self, sources: Sources) -> None:
+    def __init__(self, sources: Sources, hmp: bool = False) -> None:
         self.sources = sources
+        self.hmp = hmp
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
-        want = wanted(document.text_before_cursor)
+        want = wanted(document.text_before_cursor, self.hmp)
         if isinstance(want, Nothing):
             return
         typed = "/" + want.prefix if isinstance(want, BuiltinName) else want.prefix

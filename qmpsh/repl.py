@@ -13,8 +13,11 @@ from typing import TypeVar
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app
+from prompt_toolkit.buffer import Buffer, CompletionState
+from prompt_toolkit.completion import CompleteEvent, Completion
 from prompt_toolkit.cursor_shapes import ModalCursorShapeConfig
 from prompt_toolkit.enums import EditingMode
+from prompt_toolkit.filters import emacs_insert_mode, vi_insert_mode
 from prompt_toolkit.history import DummyHistory, FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.keys import Keys
@@ -26,7 +29,7 @@ from qmpsh import __version__, config
 from qmpsh.catalog import Catalog
 from qmpsh.cli import DEFAULT_HISTORY_SIZE
 from qmpsh.client import ConnectFailure
-from qmpsh.completion import QmpCompleter, Sources
+from qmpsh.completion import QmpCompleter, Sources, readline_tab
 from qmpsh.histlimit import LimitedHistory, append, prepare, trim
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
@@ -101,6 +104,32 @@ def key_bindings(hmp: bool) -> KeyBindings:
         else:
             buffer.validate_and_handle()
 
+    offered: CompletionState | None = None  # the menu Tab opened last
+
+    @bindings.add("tab", filter=emacs_insert_mode | vi_insert_mode)
+    def _tab(event: KeyPressEvent) -> None:
+        """Tab as in readline: the only candidate is written at once, else the part all candidates
+        share, and the menu opens; Tab again goes into the menu. Worked out now, from the cache, so
+        that keys typed right after Tab land after what it wrote."""
+        nonlocal offered
+        buffer = event.current_buffer
+        state = buffer.complete_state
+        if state is not None and (state is offered or state.complete_index is not None):
+            buffer.complete_next()
+            return
+        if buffer.completer is None:
+            return
+        completions = _completions(buffer)
+        written, only = readline_tab(buffer.document.text_before_cursor, completions)
+        if written is not None:
+            buffer.complete_state = None
+            buffer.delete_before_cursor(-written.start_position)
+            buffer.insert_text(written.text, fire_event=False)  # no menu for what is written out
+            completions = [] if only else _completions(buffer)
+        if completions and (state is None or written is not None):  # else the menu is open already
+            buffer.complete_state = CompletionState(buffer.document, completions)
+        offered = buffer.complete_state
+
     @bindings.add("escape", "enter")
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
@@ -117,6 +146,11 @@ def key_bindings(hmp: bool) -> KeyBindings:
             buffer.insert_text("\n")
 
     return bindings
+
+
+def _completions(buffer: Buffer) -> list[Completion]:
+    assert buffer.completer is not None
+    return list(buffer.completer.get_completions(buffer.document, CompleteEvent(completion_requested=True)))
 
 
 def prompt_message(prompt: str) -> Callable[[], str]:
@@ -170,10 +204,11 @@ async def _reconnect_with_backoff(session: Session) -> None:
 
 def completer_for(session: Session) -> QmpCompleter:
     """Completion from the session's schema (loading in the background) and live values."""
-    session.catalog = Catalog(session.query)
+    hmp = session.options.hmp
+    session.catalog = Catalog(session.query, hmp=hmp)
     session.catalog.refresh()
     session.start_loading_schema()  # completion and help use it even with --no-schema
-    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands))
+    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands), hmp=hmp)
 
 
 async def interruptible(work: Awaitable[T]) -> T | None:

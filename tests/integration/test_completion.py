@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -22,12 +23,13 @@ from hypothesis import strategies as st
 from prompt_toolkit.completion import CompleteEvent, Completion
 from prompt_toolkit.document import Document
 
-from qmpsh.catalog import Catalog
+from qmpsh.catalog import Catalog, fetch_hmp
 from qmpsh.completion import QmpCompleter, Sources, wanted
 from qmpsh.render import Renderer
 from qmpsh.repl import completer_for
 from qmpsh.session import Options, Session
-from tests.conftest import Qemu
+from tests.conftest import GUEST_DISK, Qemu, free_port
+from tests.integration.test_seed_flows import BLOCK_JOB_COMPLETE, DRIVE_MIRROR
 
 
 TIMEOUT = 10.0
@@ -47,18 +49,21 @@ class Sent:
 
     def __init__(self) -> None:
         self.commands: list[str] = []
+        self.hmp: list[str] = []  # the command lines of human-monitor-command
 
     def sent(self, msg) -> None:
         self.commands.append(str(msg["execute"]) if "execute" in msg else "")
+        if msg.get("execute") == "human-monitor-command":
+            self.hmp.append(msg["arguments"]["command-line"])
 
     def received(self, msg) -> None:
         pass
 
 
 @asynccontextmanager
-async def connected(qemu: Qemu, tap: Sent | None = None):
+async def connected(qemu: Qemu, tap: Sent | None = None, hmp: bool = False):
     """A session on ``qemu`` with its completer built as the interactive loop builds it; settled."""
-    session = Session(Renderer(), Options(interactive=True), tap=tap)
+    session = Session(Renderer(), Options(interactive=True, hmp=hmp), tap=tap)
     await session.client.connect(qemu.socket)
     try:
         completer = completer_for(session)
@@ -288,7 +293,7 @@ def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
 
             stream = metas(completer, "block-stream device=")
             assert set(NODES) <= set(stream) and stream["node-B"] == "block node"
-            assert texts(completer, "block-stream device=node-")[:4] == NODES
+            assert texts(completer, "block-stream device=node-") == ["node-D", *NODES[:3]]  # the device's root first
             assert set(NODES) <= set(texts(completer, "blockdev-snapshot-sync node-name="))
             assert set(NODES) <= set(texts(completer, "block-stream device=node-D base-node="))
             assert set(NODES) <= set(texts(completer, "transaction(\nblockdev-backup device="))
@@ -341,6 +346,106 @@ def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
             assert "node-E" in nodes and "node-A" in nodes and not {"node-B", "node-C", "node-D"} & set(nodes)
             assert texts(completer, "block-commit device=node-E top=") == ["e2.qcow2"]
             assert texts(completer, "block-dirty-bitmap-clear name=") == []  # bm0 went with node-B
+
+    in_loop(test)
+
+
+def test_after_the_documents_mirror_pivot_the_devices_new_root_comes_first(qemu):
+    """The document's drive-mirror, then block-job-complete: the guest's disk now sits on a node QEMU
+    named itself (#block123). device= and node-name= offer it first, as the root of virtio0, and
+    protocol nodes (file) last; the block device's qdev id is offered where QEMU takes one."""
+
+    async def test() -> None:
+        async with connected(qemu) as (session, completer):
+            for line in CHAIN:
+                await run(session, line)
+            await eventually(lambda: "node-D" in texts(completer, "drive-backup device="), "node-D", session)
+            before = metas(completer, "drive-backup device=")
+            assert list(before) == ["node-D", "node-A", "node-B", "node-C", "file"], before
+            assert before["node-D"] == "root of virtio0" and before["node-B"] == "block node"
+            assert before["file"] == "protocol node (file)"
+
+            await run(session, DRIVE_MIRROR)
+            await run(session, "/wait BLOCK_JOB_READY device=job0 timeout=10")
+            await run(session, BLOCK_JOB_COMPLETE)
+            await run(session, "/wait BLOCK_JOB_COMPLETED device=job0 timeout=10")
+            await eventually(lambda: "node-D" not in texts(completer, "drive-backup device="), "the pivot", session)
+            offered = metas(completer, "drive-backup device=")
+            root = next(iter(offered))
+            assert root.startswith("#block"), offered
+            assert offered == {root: "root of virtio0", "node-A": "block node", "file": "protocol node (file)"}
+            assert list(offered) == [root, "node-A", "file"]
+            for text in ("block-stream device=", "blockdev-snapshot-sync node-name=", "block-dirty-bitmap-add node=",
+                         "transaction(\nblockdev-snapshot-sync node-name="):
+                assert texts(completer, text)[0] == root, text
+            assert texts(completer, "drive-backup device=#")[0] == root  # then the automatic names of other nodes
+            assert root not in texts(completer, "block-stream device=node-D base-node=")  # never a base
+            assert texts(completer, "drive-backup device=fi")[0] == "file"  # a prefix still decides first
+            # The root offered is the one QEMU takes.
+            await run(session, f"drive-backup device={root} target=f.qcow2 sync=full job-id=job1")
+            await run(session, "/wait BLOCK_JOB_COMPLETED device=job1 timeout=10")
+
+            # The qdev id QEMU takes for id= is query-block's, not the -device id (virtio0 is the proxy).
+            qdev = metas(completer, "block_set_io_throttle id=")
+            assert qdev == {GUEST_DISK: "block device"}, qdev
+            await run(session, f"block_set_io_throttle id={GUEST_DISK} bps=0 bps_rd=0 bps_wr=0 iops=0 iops_rd=0 "
+                               "iops_wr=0")
+            assert texts(completer, "device_del id=") == ["virtio0"]
+
+    in_loop(test)
+
+
+def test_hmp_mode_completes_hmp_commands_info_and_block_devices(qemu):
+    """-H: HMP's command names and info's subcommands (from its help, asked once per connection),
+    and live values where an HMP argument names a block device or a job."""
+
+    async def test() -> None:
+        tap = Sent()
+        async with connected(qemu, tap, hmp=True) as (session, completer):
+            names = metas(completer, "")
+            assert {"block_resize", "info", "cont", "drive_del", "eject", "qemu-io"} <= set(names)
+            assert "c" not in names and "query-status" not in names  # no one-letter aliases, no QMP
+            assert names["block_resize"] == "resize a block image"
+            assert texts(completer, "block_resi") == ["block_resize"]
+            assert texts(completer, "(qemu) block_resi") == ["block_resize"]  # pasted from HMP's docs
+            assert "query-status" not in texts(completer, "query-st")
+            assert texts(completer, "info bl")[:3] == ["block", "block-jobs", "blockstats"]
+            assert metas(completer, "info stat")["status"] == "show the current VM status (running|paused)"
+            assert texts(completer, "help block_job_c")[:2] == ["block_job_cancel", "block_job_complete"]
+            assert texts(completer, "? block_resi") == ["block_resize"]  # help's alias
+
+            # Block devices where the help names the argument so, the device's root first.
+            devices = {"node-A": "root of virtio0", "file": "protocol node (file)"}
+            for text in ("info block ", "info block -n ", "block_resize ", "eject -f ", "drive_del ",
+                         "qemu-io ", "nbd_server_add -w ", "block_stream "):
+                assert metas(completer, text) == devices, text
+                assert texts(completer, text) == list(devices), text
+            assert texts(completer, "block_resize node-A ") == []  # the size
+            assert texts(completer, "device_del ") == ["virtio0"]
+            for text in ("gdbserver ", "ringbuf_read ", "screendump x.ppm ", "set_link ", "info status ", "nosuch "):
+                assert texts(completer, text) == [], text  # no block device there, or no argument at all
+
+            # An export made by HMP lines (no event says so): the catalog refreshes after HMP lines too.
+            await run(session, f"nbd_server_start 127.0.0.1:{free_port()}")
+            await run(session, "nbd_server_add node-A")
+            await eventually(lambda: texts(completer, "nbd_server_remove ") == ["node-A"], "the export", session)
+            await run(session, "nbd_server_stop")
+            # HMP's block_job_* call the job "device".
+            await session.query("drive-mirror", {"device": "node-A", "target": "e.qcow2", "sync": "full",
+                                                 "job-id": "job0"})
+            await eventually(lambda: texts(completer, "block_job_cancel ") == ["job0"], "the mirror job", session)
+            assert metas(completer, "block_job_cancel -f ") == {"job0": "job"}
+            await run(session, "block_job_cancel -f job0")
+            await eventually(lambda: texts(completer, "block_job_complete ") == [], "the job to go", session)
+
+            # Built-ins are qmpsh's own, in both modes.
+            assert texts(completer, "/wa") == ["/wait"]
+            assert texts(completer, "/wait BLOCK_JOB_C")[:2] == ["BLOCK_JOB_CANCELLED", "BLOCK_JOB_COMPLETED"]
+            assert tap.hmp.count("help") == tap.hmp.count("help info") == 1, tap.hmp  # once per connection
+
+        async with connected(qemu) as (_, completer):  # QMP mode asks HMP nothing
+            assert "drive_del" not in texts(completer, "drive_d")
+            assert texts(completer, "info bl") == []
 
     in_loop(test)
 
@@ -454,6 +559,8 @@ SEED_TEXTS = [
     '{\n    "execute": "block-job-cancel",\n    "arguments": {\n        "device": "job0"\n    }\n',
     "!blockdev-add driver=raw file=node-A ",
     "x-blockdev-change parent=node-A child=",
+    "info block -n node-", "block_job_cancel -f ", "help info ", "? block_", "qemu-io -d node-A \"write 0 1M\" ",
+    "(qemu) eject -f ", "drive_add 0 if=none,file=x ", "c ",
 ]
 NASTY = ["", " ", "\n", "=", "==", ".", "...=", "a..b=", "/", "/wait", "/wait ", "/help ", "transaction(", "transaction(abort",
          "transaction(\n)", "(QEMU)", "TRANS> ", "!", "!!", "{", "}", "[", '"', "'", "block-stream device='",
@@ -471,21 +578,25 @@ def test_wanted_and_candidates_never_raise(qemu):
             await run(session, CHAIN[0])
             await run(session, "block-dirty-bitmap-add node=node-B name=bm0")
             await eventually(lambda: "bm0" in texts(completer, "block-dirty-bitmap-clear name="), "bm0", session)
+            hmp = await fetch_hmp(session.query)  # for -H, which the same catalog answers
+            assert hmp is not None and hmp.commands
+            session.catalog.snapshot = replace(session.catalog.snapshot, hmp=hmp)
             return session, session.catalog
 
     session, catalog = asyncio.run(setup())
     schema = session.schema
     assert schema is not None and catalog.snapshot.values
     sources = Sources(lambda: schema, catalog, lambda: list(schema.commands))
-    completer = QmpCompleter(sources)
+    completers = [QmpCompleter(sources), QmpCompleter(sources, hmp=True)]
     schemaless = Sources(lambda: None, catalog, lambda: list(schema.commands))  # a server without a schema
 
     def check(text: str) -> None:
-        want = wanted(text)
-        for candidate in sources.candidates(want) + schemaless.candidates(want):
-            assert isinstance(candidate.text, str) and isinstance(candidate.meta, str)
-        for completion in completer.get_completions(Document(text), CompleteEvent()):
-            assert -len(text) <= completion.start_position <= 0
+        for want in (wanted(text), wanted(text, hmp=True)):
+            for candidate in sources.candidates(want) + schemaless.candidates(want):
+                assert isinstance(candidate.text, str) and isinstance(candidate.meta, str)
+        for completer in completers:
+            for completion in completer.get_completions(Document(text), CompleteEvent()):
+                assert -len(text) <= completion.start_position <= 0
 
     for text in NASTY + SEED_TEXTS:
         check(text)
@@ -494,7 +605,8 @@ def test_wanted_and_candidates_never_raise(qemu):
                                                              for m in _members(schema, t)),
                          *(f"{m.name}." for t in schema.types for m in _members(schema, t)),
                          "node-A", "job0", "bm0", "qcow2", "inet", "true", "{", "}", "[", "]", '"', "'", "=", ".",
-                         "/wait", "/help", "transaction(", ")", "(QEMU)", "TRANS>", "!", "\n", "?"})
+                         "/wait", "/help", "transaction(", ")", "(QEMU)", "TRANS>", "!", "\n", "?",
+                         *catalog.snapshot.hmp.commands, *catalog.snapshot.hmp.info, "-f", "(qemu)"})
     words = st.lists(st.sampled_from(vocabulary) | st.text(max_size=6), max_size=8)
     joined = st.tuples(words, st.lists(st.sampled_from([" ", "", "\n", "  "]), min_size=8, max_size=8)).map(
         lambda pair: "".join(w + s for w, s in zip(pair[0], pair[1])))

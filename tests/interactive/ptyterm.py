@@ -48,6 +48,7 @@ class Terminal:
     ``python -m qmpsh ARGS ADDRESS`` (no ADDRESS if it is None). With ``cpr`` the screen answers
     cursor-position requests, so prompt_toolkit knows where the bottom is and draws its toolbar;
     without, it is told not to ask. ``env`` replaces the test environment (qmpsh_env, TERM=xterm).
+    ``prompt`` is qmpsh's: ``(HMP) `` with -H.
     """
 
     def __init__(self, address: str | None, *args: str, cpr: bool = False, size: tuple[int, int] = (COLS, ROWS),
@@ -57,6 +58,7 @@ class Terminal:
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
         self.eof = False
+        self.prompt = "(HMP) " if {"-H", "--hmp"} & set(args) else PROMPT
         env = dict(qmpsh_env(TERM="xterm") if env is None else env)
         for name in ("COLUMNS", "LINES", "PROMPT_TOOLKIT_NO_CPR"):
             env.pop(name, None)
@@ -111,8 +113,8 @@ class Terminal:
                 pytest.fail(f"timed out waiting for {what}{' (qmpsh exited)' if self.eof else ''}\n{self.dump()}")
 
     def wait_prompt(self, text: str = "", timeout: float = TIMEOUT) -> None:
-        """Wait until the cursor sits at the end of ``(QEMU) text``."""
-        line = PROMPT + text
+        """Wait until the cursor sits at the end of the prompt and ``text``."""
+        line = self.prompt + text
 
         def ready() -> bool:
             return self.cursor_row == line.rstrip() and self.screen.cursor.x == len(line)
