@@ -99,6 +99,8 @@ _OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itsel
 #: QEMU's parser refuses a message of more bytes, or more tokens, than this (qobject/json-streamer.c).
 QEMU_MAX_BYTES = 64 << 20
 QEMU_MAX_TOKENS = 2 << 20
+#: Unicode's noncharacters in UTF-8 (U+FDD0-FDEF, and U+xFFFE and U+xFFFF of every plane): QEMU refuses them.
+_NONCHARACTER_RE = re.compile(rb"\xef\xb7[\x90-\xaf]|\xef\xbf[\xbe\xbf]|[\xf0-\xf4][\x8f\x9f\xaf\xbf]\xbf[\xbe\xbf]")
 _TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]')  # of compact JSON: no spaces
 
 
@@ -124,6 +126,8 @@ def encode(msg: Mapping[str, object]) -> bytes:
         raise Unsendable(f"not JSON: {err}") from None
     except RecursionError:
         raise Unsendable("nested too deeply") from None
+    if not data.isascii() and _NONCHARACTER_RE.search(data):
+        raise Unsendable("a noncharacter (U+FFFF, U+FDD0...) in a string, which QEMU refuses")
     if len(data) > QEMU_MAX_TOKENS:  # no token is shorter than a byte: only a message this long can have too many
         if len(data) > QEMU_MAX_BYTES:
             raise Unsendable(f"more than {QEMU_MAX_BYTES >> 20} MiB, which QEMU refuses")

@@ -37,7 +37,11 @@ _CLOSERS = {"}": "{", "]": "["}
 #: How deep brackets may nest in a line, and how many levels a dotted key may have. QMP arguments
 #: need a handful; QEMU refuses a message nested 1024 deep, and Python's recursion stops before that.
 MAX_DEPTH = 64
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+#: Code points QEMU's JSON parser refuses in a string: surrogates, and the noncharacters (U+FDD0-FDEF,
+#: and the last two of every plane).
+_NOT_SENDABLE_RE = re.compile("[\ud800-\udfff\ufdd0-\ufdef"
+                              + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17))
+                              + "]")
 _JSON_TOKEN_RE = re.compile(r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]')
 _INFINITE = "number too large: JSON has no Infinity"
 
@@ -225,16 +229,18 @@ def _too_long() -> str:
 
 
 def _not_unicode(char: str, typed: bool) -> str:
-    """Why a surrogate code point cannot be sent: a ``typed`` one stands for a byte that is not UTF-8."""
+    """Why a code point cannot be sent: a ``typed`` surrogate stands for a byte that is not UTF-8."""
     code = ord(char)
     if typed and 0xDC80 <= code <= 0xDCFF:  # how Python decodes such a byte (errors="surrogateescape")
         return f"byte \\x{code - 0xDC00:02x} is not UTF-8"
-    return f"lone surrogate \\u{code:04x}: not valid Unicode"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"lone surrogate \\u{code:04x}: not valid Unicode"
+    return f"noncharacter U+{code:04X}: QEMU refuses it"
 
 
 def _surrogate(text: str) -> re.Match[str] | None:
-    """The first surrogate code point in ``text``: never part of valid Unicode, so never sent."""
-    return None if text.isascii() else _SURROGATE_RE.search(text)
+    """The first code point in ``text`` that QEMU refuses (a surrogate, a noncharacter), so never sent."""
+    return None if text.isascii() else _NOT_SENDABLE_RE.search(text)
 
 
 def _value_fault(value: object) -> str | None:
