@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,12 +58,28 @@ def only_workdir(tmp: Path) -> Path:
     return workdir
 
 
+STARTED: list[subprocess.Popen[str]] = []  # by launched_script: whatever a failed test left running is ended
+
+
+@pytest.fixture(autouse=True)
+def _end_what_was_started(tmp_path: Path) -> Iterator[None]:
+    yield
+    while STARTED:
+        qmpsh = STARTED.pop()
+        if qmpsh.poll() is None:
+            qmpsh.kill()
+            qmpsh.wait(timeout=10)
+    for pid in qemu_pids_anywhere(tmp_path):
+        os.kill(pid, signal.SIGKILL)
+
+
 def launched_script(tmp: Path, env: dict[str, str], line: str) -> tuple[subprocess.Popen[str], Path, int, str]:
     """``qmpsh --launch`` reading a script that has sent ``line`` and is still open: qmpsh, its work
     directory (in ``tmp``), the launched QEMU's pid, and the reply to ``line``."""
     require_qemu()
     qmpsh = subprocess.Popen([sys.executable, "-m", "qmpsh", "--launch"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    STARTED.append(qmpsh)
     assert qmpsh.stdin is not None and qmpsh.stdout is not None
     qmpsh.stdin.write(line)
     qmpsh.stdin.flush()

@@ -19,9 +19,7 @@ def test_a_pause_in_the_script_longer_than_the_timeout_fails_nothing(qemu):
     qmpsh.stdin.flush()
     assert json.loads(qmpsh.stdout.readline())["return"]["status"] == "prelaunch"
     time.sleep(2)
-    started = time.monotonic()
     stdout, stderr = qmpsh.communicate("query-name\n", timeout=30)
-    assert qmpsh.returncode == 0, stderr
+    assert qmpsh.returncode == 0, stderr  # answered, not given up on (that would be exit 3)
     assert [json.loads(line) for line in stdout.splitlines()] == [{"return": {}}]
     assert stderr == ""
-    assert time.monotonic() - started < 1  # answered, not given up on
