@@ -171,7 +171,8 @@ async def reconnect(session: Session, cmd: Builtin) -> bool:
     """/reconnect: connect again to the same QEMU (its schema and live values are fetched anew)."""
     from qmpsh.client import ConnectFailure, describe_address
 
-    if session.launched is not None and session.qemu_gone:
+    if session.qemu_gone:
+        assert session.launched is not None
         session.renderer.error(f"/reconnect: the QEMU qmpsh launched {session.launched.exit_report()}\n"
                                "  start it again with qmpsh --launch")
         return False

@@ -592,6 +592,11 @@ class _Gatherer:
         """Brackets or a transaction are open: more lines are needed."""
         return self._open is not None or self._transaction is not None or self._shell is not None
 
+    @property
+    def in_shell_line(self) -> bool:
+        """A pasted shell command ended with a backslash: its next line continues it."""
+        return self._shell is not None
+
     def pending_from(self) -> int | None:
         """The line the open input (brackets, a transaction, a continued shell line) began on."""
         if self._transaction is not None:
@@ -782,7 +787,8 @@ class Reader:
         if not self._lines.incomplete:
             return None
         last, lineno = self._lines.last
-        return ParseError("unexpected end of input: a bracket or transaction is still open", last, len(last), lineno)
+        what = "a shell line ends with \\" if self._lines.in_shell_line else "a bracket or transaction is still open"
+        return ParseError(f"unexpected end of input: {what}", last, len(last), lineno)
 
     def _without_echoes(self, parsed: list[Item]) -> list[Item]:
         items: list[Item] = []

@@ -82,3 +82,13 @@ def test_four_times_the_lines_take_four_times_the_work(monkeypatch, run):
     scanned.clear()
     run(2000)
     assert 3.5 * small < len(scanned) < 4.5 * small, (small, len(scanned))
+
+
+def test_a_script_that_ends_inside_a_continued_shell_line_says_so():
+    reader = Reader(BUILTINS)
+    reader.add_line("$ qemu-img create -f qcow2 \\\n", 1)
+    error = reader.end_of_input()
+    assert error is not None and str(error) == "unexpected end of input: a shell line ends with \\"
+    reader = Reader(BUILTINS)
+    reader.add_line("transaction(\n", 1)
+    assert str(reader.end_of_input()) == "unexpected end of input: a bracket or transaction is still open"
