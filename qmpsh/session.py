@@ -289,7 +289,7 @@ class Session:
             try:
                 return await BUILTINS[item.name](self, item)
             except ExecuteError as err:
-                self.renderer.error(f"/{item.name}: {err.error_class}: {err.error.desc}")
+                self.renderer.error(f"/{item.name}: {err.error_class}: {err}")
                 return False
             except (QMPError, OSError, EOFError):
                 if lost_before:  # said when it happened; this line could not work without it
