@@ -27,11 +27,16 @@ from pathlib import Path
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from qmpsh.catalog import Source
-from qmpsh.render import Renderer
-from qmpsh.repl import completer_for
-from qmpsh.schema import Schema
-from qmpsh.session import Options, Session
+# In-process: the qmpsh of this checkout, not the installed one (a worktree sharing another checkout's
+# venv would import that checkout's), unless bench/run.py --qmpsh-rev put the revision measured on PYTHONPATH.
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qmpsh.catalog import Source  # noqa: E402
+from qmpsh.render import Renderer  # noqa: E402
+from qmpsh.repl import completer_for  # noqa: E402
+from qmpsh.schema import Schema  # noqa: E402
+from qmpsh.session import Options, Session  # noqa: E402
 
 QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
 QEMU_IMG = os.environ.get("QMPSH_QEMU_IMG", "qemu-img")
