@@ -168,7 +168,7 @@ async def events(session: Session, cmd: Builtin) -> bool:
 
 async def reconnect(session: Session, cmd: Builtin) -> bool:
     """/reconnect: connect again to the same QEMU (its schema and live values are fetched anew)."""
-    from qmpsh.client import ConnectFailure, describe_address
+    from qmpsh.transport import ConnectFailure
 
     if session.launched is not None and session.qemu_gone:
         session.renderer.error(f"/reconnect: the QEMU qmpsh launched {session.launched.exit_report()}\n"
@@ -179,7 +179,7 @@ async def reconnect(session: Session, cmd: Builtin) -> bool:
     except ConnectFailure as err:
         session.renderer.error(f"/reconnect: {err}")
         return False
-    session.renderer.note(f"connected to {describe_address(session.address)}")  # type: ignore[arg-type]
+    session.renderer.note(f"connected to {session.transport.where}")
     return True
 
 
