@@ -1,7 +1,9 @@
 """The socket transport: QMP over a unix or TCP socket, with qemu.qmp's async ``QMPClient``.
 
 This is the adapter to qemu.qmp: the only module that imports it, and the only one that uses its
-private names. ``SocketTransport`` implements ``transport.Transport``: it hands every message to its owner in
+private names (``PRIVATE_NAMES``; ``tests/unit/test_qemu_qmp.py`` checks that each exists in the
+installed qemu.qmp, and that it is a version this module was checked against, ``VERIFIED``).
+``SocketTransport`` implements ``transport.Transport``: it hands every message to its owner in
 wire order, as plain dicts, and raises ``transport``'s errors. It also replaces qemu.qmp's
 debug-logging hooks, which stringify every message even when nobody logs.
 """
@@ -24,6 +26,14 @@ from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
 from qmpsh.transport import (CommandError, ConnectFailure, MessageHook, TransportError, Unsendable, WireTap,
                              reply_id)
+
+#: The qemu.qmp releases this module was checked against, oldest and newest (pyproject.toml says the same).
+VERIFIED = ("0.0.4", "0.0.6")
+#: Every private qemu.qmp name used here, by the class that has it. 0.0.3 lacks QMPClient's readbuflen.
+PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
+    QMPClient: ("_cb_outbound", "_cb_inbound", "_on_message", "_bh_disconnect", "_writer"),
+    Message: ("_object",),
+}
 
 Address = Union[str, tuple[str, int]]
 
@@ -82,7 +92,7 @@ def describe_failure(err: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
-_OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself
+OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself (not in its interface)
 
 
 #: QEMU's parser refuses a message of more bytes, or more tokens, than this (qobject/json-streamer.c).
@@ -122,7 +132,11 @@ def _ignore(msg: Mapping[str, object]) -> None:
 
 
 class SocketTransport(QMPClient):
-    """A QMPClient whose traffic is tapped in wire order: a ``transport.Transport``."""
+    """A QMPClient whose traffic is tapped in wire order: a ``transport.Transport``.
+
+    Events never reach qemu.qmp's own listeners (``_on_message`` hands them to ``on_received``
+    instead), so its default listener does not keep every event forever.
+    """
 
     def __init__(self, address: Address, *, tap: WireTap | None = None, negotiate: bool = True) -> None:
         """``negotiate=False``: expect no greeting and negotiate nothing (qemu-ga)."""
@@ -139,9 +153,6 @@ class SocketTransport(QMPClient):
         self._on_sent: MessageHook = _ignore
         self._on_received: MessageHook = _ignore
         self._tap = tap
-        # Events reach the owner through on_received; qemu.qmp's default
-        # listener would otherwise keep every event forever.
-        self._listeners.clear()
 
     def attach(self, on_sent: MessageHook, on_received: MessageHook) -> None:
         self._on_sent, self._on_received = on_sent, on_received
@@ -183,9 +194,8 @@ class SocketTransport(QMPClient):
 
     async def _on_message(self, msg: Message) -> None:
         exec_id = None if "event" in msg else reply_id(msg)
-        if exec_id is not None and exec_id.startswith(_OWN_ID_PREFIX):  # a reply to QMPClient's own request
-            if exec_id in self._pending:  # (a query given up on gets its reply late: dropped)
-                await self._pending[exec_id].put(msg)
+        if exec_id is not None and exec_id.startswith(OWN_ID_PREFIX):  # a reply to QMPClient's own request
+            await super()._on_message(msg)  # to its caller (one given up on gets its reply late: dropped)
             return
         obj = msg._object  # the dict Message wraps: the owner reads it many times
         self._on_received(obj)
@@ -263,7 +273,7 @@ class SocketTransport(QMPClient):
                 self.connections += 1
                 return
             except TimeoutError:
-                greeted = self._greeting is not None
+                greeted = self.greeting is not None
                 await self.close()
                 what = ("no answer to capabilities negotiation" if greeted else
                         "no greeting" if self.await_greeting else "no connection")
