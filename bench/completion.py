@@ -27,11 +27,17 @@ from pathlib import Path
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from qmpsh.catalog import Source
-from qmpsh.render import Renderer
-from qmpsh.repl import completer_for
-from qmpsh.schema import Schema
-from qmpsh.session import Options, Session
+# In-process: the qmpsh of this checkout, not the installed one (a worktree sharing another checkout's
+# venv would import that checkout's), unless bench/run.py --qmpsh-rev put the revision measured on PYTHONPATH.
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qmpsh.catalog import Source  # noqa: E402
+from qmpsh.client import SocketTransport  # noqa: E402
+from qmpsh.render import Renderer  # noqa: E402
+from qmpsh.repl import completer_for  # noqa: E402
+from qmpsh.schema import Schema  # noqa: E402
+from qmpsh.session import Options, Session  # noqa: E402
 
 QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
 QEMU_IMG = os.environ.get("QMPSH_QEMU_IMG", "qemu-img")
@@ -72,8 +78,8 @@ def percentile(values: list[float], fraction: float) -> float:
 async def measure(sock: str, repeats: int) -> dict[str, object]:
     renderer = Renderer()
     renderer.sink = lambda text: None  # the job's events are not what is measured
-    session = Session(renderer, Options(interactive=True))
-    await session.connect(sock)
+    session = Session(renderer, Options(interactive=True), SocketTransport(sock))
+    await session.connect()
     loads = []
     for _ in range(5):
         started = time.perf_counter()
@@ -103,7 +109,7 @@ async def measure(sock: str, repeats: int) -> dict[str, object]:
     if counts["block-stream device=node-"] < 4 or counts["block-job-cancel device="] != 1:
         raise SystemExit(f"bench: completion offered too little: {counts}")
     everything = [t for ts in times.values() for t in ts]
-    await session.client.close_quietly()
+    await session.transport.close()
     return {
         "p50_ms": round(statistics.median(everything), 3),
         "p95_ms": round(percentile(everything, 0.95), 3),

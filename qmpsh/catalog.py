@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum
 
-from qemu.qmp import ExecuteError, QMPError
+from qmpsh.transport import CommandError, TransportError
 
 from qmpsh.hmp import HmpHelp, parse_help
 
@@ -163,7 +163,7 @@ async def fetch(query: Query) -> Snapshot:
     async def ask(command: str, arguments: Mapping[str, object] | None = None) -> object:
         try:
             return await query(command, arguments)
-        except QMPError:
+        except TransportError:
             return None
 
     nodes, blocks, jobs, block_jobs, exports, peripherals = await asyncio.gather(
@@ -241,9 +241,9 @@ async def fetch_device_types(query: Query) -> tuple[str, ...] | None:
     None if the question failed otherwise (ask again next time)."""
     try:
         types = await query("qom-list-types", {"implements": "device", "abstract": False})
-    except ExecuteError:
+    except CommandError:
         return ()
-    except QMPError:
+    except TransportError:
         return None
     return tuple(sorted(_names(types, "name")))
 

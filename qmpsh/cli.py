@@ -16,6 +16,7 @@ from qmpsh import __version__, config
 
 if TYPE_CHECKING:
     from qmpsh.launch import LaunchedQemu
+    from qmpsh.session import Session
 
 
 class ExitStatus(enum.IntEnum):
@@ -336,7 +337,7 @@ async def _run_until_signal(args: argparse.Namespace, address: str, launched: La
 
 
 async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | None) -> int:
-    from qmpsh.client import ConnectFailure, describe_address, parse_address
+    from qmpsh.client import SocketTransport, parse_address
     from qmpsh.render import Renderer, want_colour
     from qmpsh.session import Options, Session
 
@@ -349,25 +350,24 @@ async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | 
                       timeout=_reply_timeout(args.timeout, interactive))
     if args.log is not None:
         args.log.warn = renderer.error
-    session = Session(renderer, options, tap=args.log, launched=launched)
-    if args.skip_negotiation:
-        session.client.await_greeting = False
-        session.client.negotiate = False
-    target = parse_address(address)
+    from qmpsh.transport import ConnectFailure
+
+    transport = SocketTransport(parse_address(address), tap=args.log, negotiate=not args.skip_negotiation)
+    session = Session(renderer, options, transport, launched=launched)
     try:
-        await session.connect(target, wait=args.wait_for_socket)
+        await session.connect(wait=args.wait_for_socket)
     except ConnectFailure as err:
         ended = await launched.ended(within=2.0) if launched is not None else None
         if ended:  # as if it had died before opening its socket: its own words say why
             renderer.err(f"qmpsh: QEMU {ended}")
             return ExitStatus.USAGE
-        renderer.error(f"cannot connect to {describe_address(target)}: {err}")
+        renderer.error(f"cannot connect to {transport.where}: {err}")
         return ExitStatus.CONNECTION
     try:
         if interactive:
             from qmpsh.repl import run_interactive
 
-            await run_interactive(session, describe_address(target),
+            await run_interactive(session, transport.where,
                                   history_size=args.history_size, editing_mode=args.editing_mode)
             return ExitStatus.CONNECTION if session.lost else ExitStatus.OK
         from qmpsh.script import run_script
@@ -389,5 +389,5 @@ def _reply_timeout(given: float | None, interactive: bool) -> float | None:
     return seconds if seconds and seconds != float("inf") else None
 
 
-async def _disconnect(session: object) -> None:
-    await session.client.close_quietly()  # type: ignore[attr-defined]  # quit: the server hung up first
+async def _disconnect(session: Session) -> None:
+    await session.transport.close()  # quit: the server hung up first

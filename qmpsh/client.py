@@ -1,10 +1,11 @@
-"""The QMP connection, over qemu.qmp's async ``QMPClient``.
+"""The socket transport: QMP over a unix or TCP socket, with qemu.qmp's async ``QMPClient``.
 
-``Connection`` hands every message to its owner in wire order: ``on_sent``
-as each message is written, ``on_received`` as each reply or event is read
-(before the waiting caller wakes), so replies and events can be printed in
-exactly the order QEMU sent them. It also replaces qemu.qmp's debug-logging
-hooks, which stringify every message even when nobody logs.
+This is the adapter to qemu.qmp: the only module that imports it, and the only one that uses its
+private names (``PRIVATE_NAMES``; ``tests/unit/test_qemu_qmp.py`` checks that each exists in the
+installed qemu.qmp, and that it is a version this module was checked against, ``VERIFIED``).
+``SocketTransport`` implements ``transport.Transport``: it hands every message to its owner in
+wire order, as plain dicts, and raises ``transport``'s errors. It also replaces qemu.qmp's
+debug-logging hooks, which stringify every message even when nobody logs.
 """
 
 from __future__ import annotations
@@ -15,24 +16,26 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Protocol, Union
+from collections.abc import Mapping
+from typing import Union
 
-from qemu.qmp import ConnectError, ExecInterruptedError, QMPClient, StateError
+from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.protocol import Runstate
 from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
+from qmpsh.transport import (CommandError, ConnectFailure, MessageHook, TransportError, Unsendable, WireTap,
+                             reply_id)
+
+#: The qemu.qmp releases this module was checked against, oldest and newest (pyproject.toml says the same).
+VERIFIED = ("0.0.4", "0.0.6")
+#: Every private qemu.qmp name used here, by the class that has it. 0.0.3 lacks QMPClient's readbuflen.
+PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
+    QMPClient: ("_cb_outbound", "_cb_inbound", "_on_message", "_bh_disconnect", "_writer"),
+    Message: ("_object",),
+}
+
 Address = Union[str, tuple[str, int]]
-MessageHook = Callable[[Mapping[str, object]], None]
-
-
-class WireTap(Protocol):
-    """Sees every message both ways, greeting and negotiation included (--logfile)."""
-
-    def sent(self, msg: Message) -> None: ...
-
-    def received(self, msg: Message) -> None: ...
 
 # qemu.qmp logs errors (e.g. "Failed to establish connection") that qmpsh
 # reports itself in one line; keep them off the user's terminal.
@@ -58,10 +61,6 @@ def describe_address(address: Address) -> str:
 READ_LIMIT = 512 * 1024 * 1024
 #: How long connecting may take (greeting and negotiation) when no --timeout is given.
 CONNECT_TIMEOUT = 30.0
-
-
-class ConnectFailure(Exception):
-    """Connecting failed; the message says why in words a user can act on."""
 
 
 def describe_failure(err: BaseException) -> str:
@@ -93,7 +92,7 @@ def describe_failure(err: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
-_OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself
+OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself (not in its interface)
 
 
 #: QEMU's parser refuses a message of more bytes, or more tokens, than this (qobject/json-streamer.c).
@@ -102,10 +101,6 @@ QEMU_MAX_TOKENS = 2 << 20
 #: Unicode's noncharacters in UTF-8 (U+FDD0-FDEF, and U+xFFFE and U+xFFFF of every plane): QEMU refuses them.
 _NONCHARACTER_RE = re.compile(rb"\xef\xb7[\x90-\xaf]|\xef\xbf[\xbe\xbf]|[\xf0-\xf4][\x8f\x9f\xaf\xbf]\xbf[\xbe\xbf]")
 _TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]')  # of compact JSON: no spaces
-
-
-class Unsendable(ValueError):
-    """A message that QEMU's strict JSON parser would refuse, so it is not sent."""
 
 
 def encode(msg: Mapping[str, object]) -> bytes:
@@ -136,32 +131,39 @@ def encode(msg: Mapping[str, object]) -> bytes:
     return data + b"\n"
 
 
-def reply_id(msg: Mapping[str, object]) -> str | None:
-    """A reply's id when it can be one of ours (a string); a server may send anything there."""
-    exec_id = msg.get("id")
-    return exec_id if isinstance(exec_id, str) else None
+def _ignore(msg: Mapping[str, object]) -> None:
+    pass
 
 
-class Connection(QMPClient):
-    """A QMPClient whose traffic is tapped in wire order."""
+class SocketTransport(QMPClient):
+    """A QMPClient whose traffic is tapped in wire order: a ``transport.Transport``.
 
-    def __init__(self, *, on_sent: MessageHook, on_received: MessageHook, tap: WireTap | None = None) -> None:
+    Events never reach qemu.qmp's own listeners (``_on_message`` hands them to ``on_received``
+    instead), so its default listener does not keep every event forever.
+    """
+
+    def __init__(self, address: Address, *, tap: WireTap | None = None, negotiate: bool = True) -> None:
+        """``negotiate=False``: expect no greeting and negotiate nothing (qemu-ga)."""
         super().__init__("qmpsh", readbuflen=READ_LIMIT)
+        self.address = address
+        self.where = describe_address(address)
+        self.await_greeting = self.negotiate = negotiate
+        self.connections = 0
         self.last_received: Message | None = None  # to explain a failed negotiation
         self.last_activity = time.monotonic()  # when the server last sent anything: it is alive
-        self._waiting: dict[str, asyncio.Future[Message]] = {}  # user requests sent by send()
+        self._waiting: dict[str, asyncio.Future[Mapping[str, object]]] = {}  # user requests sent by submit()
         self._unanswered: dict[str, None] = {}  # ids of every request sent and not answered yet, oldest first
         self._orphans = False  # an id-less error answered the oldest request: more may follow, no one's
-        self._on_sent = on_sent
-        self._on_received = on_received
+        self._on_sent: MessageHook = _ignore
+        self._on_received: MessageHook = _ignore
         self._tap = tap
-        # Events reach the owner through on_received; qemu.qmp's default
-        # listener would otherwise keep every event forever.
-        self._listeners.clear()
+
+    def attach(self, on_sent: MessageHook, on_received: MessageHook) -> None:
+        self._on_sent, self._on_received = on_sent, on_received
 
     def _cb_outbound(self, msg: Message) -> Message:  # what QMPClient sends: negotiation, qmpsh's own queries
         if self._tap:
-            self._tap.sent(msg)
+            self._tap.sent(bytes(msg))
         exec_id = reply_id(msg)
         if exec_id is not None:
             self._unanswered[exec_id] = None
@@ -169,7 +171,7 @@ class Connection(QMPClient):
 
     def _cb_inbound(self, msg: Message) -> Message:
         if self._tap:
-            self._tap.received(msg)
+            self._tap.received(bytes(msg))  # the bytes as read: Message keeps them
         self.last_received = msg
         self.last_activity = time.monotonic()
         if "event" not in msg:
@@ -196,39 +198,39 @@ class Connection(QMPClient):
 
     async def _on_message(self, msg: Message) -> None:
         exec_id = None if "event" in msg else reply_id(msg)
-        if exec_id is not None and exec_id.startswith(_OWN_ID_PREFIX):  # a reply to QMPClient's own request
-            if exec_id in self._pending:  # (a query given up on gets its reply late: dropped)
-                await self._pending[exec_id].put(msg)
+        if exec_id is not None and exec_id.startswith(OWN_ID_PREFIX):  # a reply to QMPClient's own request
+            await super()._on_message(msg)  # to its caller (one given up on gets its reply late: dropped)
             return
-        self._on_received(msg)
+        obj = msg._object  # the dict Message wraps: the owner reads it many times
+        self._on_received(obj)
         waiter = self._waiting.get(exec_id)  # type: ignore[arg-type]
         if waiter is not None and not waiter.done():
-            waiter.set_result(msg)
+            waiter.set_result(obj)
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
         # shown by on_received; qemu.qmp would drop it or treat an id-less
         # error as fatal.
 
-    def submit(self, msg: dict[str, object], exec_id: str) -> asyncio.Future[Message]:
-        """Send a user's request under ``exec_id``; the future gets the raw reply message.
+    def submit(self, msg: Mapping[str, object], exec_id: str) -> asyncio.Future[Mapping[str, object]]:
+        """Send a user's request under ``exec_id``; the future gets the reply.
 
         This is the per-command hot path of scripts that pipe thousands of
         lines, so it writes straight to the stream and hands back a future,
         instead of qemu.qmp's execute path (a copy of the message, a queue, a
         writer task and a queue per reply). Connecting, negotiating, reading
         and qmpsh's own queries still go through QMPClient. The future fails
-        with ExecInterruptedError if the connection goes away first.
+        with TransportError if the connection goes away first.
 
-        :raise StateError: not connected.
+        :raise TransportError: not connected.
         :raise Unsendable: the message is not strict JSON (nothing is sent).
         """
         if self.runstate != Runstate.RUNNING or self._writer is None:
-            raise StateError("not connected", self.runstate, Runstate.RUNNING)
+            raise TransportError("not connected")
         request = {**msg, "id": exec_id}
         data = encode(request)
         if self._tap:
-            self._tap.sent(Message(data, eager=False))  # the tap wants the bytes, not a parse of them
+            self._tap.sent(data)
         self._on_sent(request)
-        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Mapping[str, object]] = asyncio.get_running_loop().create_future()
         self._waiting[exec_id] = waiter
         waiter.add_done_callback(lambda _: self._waiting.pop(exec_id, None))
         self._unanswered[exec_id] = None
@@ -243,13 +245,27 @@ class Connection(QMPClient):
             self._orphans = False
             for waiter in self._waiting.values():
                 if not waiter.done():
-                    waiter.set_exception(ExecInterruptedError("Disconnected"))
+                    waiter.set_exception(TransportError("disconnected"))
+
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> object:
+        """Run a command for qmpsh itself (see ``transport.Transport.query``)."""
+        try:
+            return await self.execute(command, arguments)
+        except ExecuteError as err:
+            raise CommandError(err.error_class, str(err)) from err
+        except QMPError as err:
+            raise TransportError(str(err) or type(err).__name__) from err
 
     @property
     def running(self) -> bool:
         return self.runstate == Runstate.RUNNING
 
-    async def open(self, address: Address, timeout: float | None = None, wait: float = 0.0) -> None:
+    @property
+    def version(self) -> Mapping[str, object] | None:
+        greeting = self.greeting
+        return greeting.QMP.version if greeting is not None else None
+
+    async def open(self, timeout: float | None = None, wait: float = 0.0) -> None:
         """Connect, negotiate; retry for ``wait`` seconds while the socket is not there yet.
 
         Raises ConnectFailure with a one-line reason.
@@ -257,11 +273,12 @@ class Connection(QMPClient):
         deadline = time.monotonic() + wait
         while True:
             try:
-                await asyncio.wait_for(self.connect(address), timeout or CONNECT_TIMEOUT)
+                await asyncio.wait_for(self.connect(self.address), timeout or CONNECT_TIMEOUT)
+                self.connections += 1
                 return
             except TimeoutError:
-                greeted = self._greeting is not None
-                await self.close_quietly()
+                greeted = self.greeting is not None
+                await self.close()
                 what = ("no answer to capabilities negotiation" if greeted else
                         "no greeting" if self.await_greeting else "no connection")
                 raise ConnectFailure(f"{what} from the server within {timeout or CONNECT_TIMEOUT:g} s") from None
@@ -276,7 +293,7 @@ class Connection(QMPClient):
                     reason = f"capabilities negotiation failed: {error.get('desc', error) if isinstance(error, dict) else error}"
                 raise ConnectFailure(reason) from None
 
-    async def close_quietly(self) -> str | None:
+    async def close(self) -> str | None:
         """Disconnect; the reason the connection had ended, if it ended by a fault.
 
         The disconnect runs to its end even if the caller is cancelled (leaving the prompt while

@@ -169,7 +169,7 @@ async def events(session: Session, cmd: Builtin) -> bool:
 
 async def reconnect(session: Session, cmd: Builtin) -> bool:
     """/reconnect: connect again to the same QEMU (its schema and live values are fetched anew)."""
-    from qmpsh.client import ConnectFailure, describe_address
+    from qmpsh.transport import ConnectFailure
 
     if session.qemu_gone:
         assert session.launched is not None
@@ -181,7 +181,7 @@ async def reconnect(session: Session, cmd: Builtin) -> bool:
     except ConnectFailure as err:
         session.renderer.error(f"/reconnect: {err}")
         return False
-    session.renderer.note(f"connected to {describe_address(session.address)}")  # type: ignore[arg-type]
+    session.renderer.note(f"connected to {session.transport.where}")
     return True
 
 

@@ -7,8 +7,6 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from qemu.qmp.message import Message
-
 
 class Logfile:
     """Appends ``{"time": ..., "direction": "sent"|"received", "message": ...}`` lines.
@@ -24,12 +22,12 @@ class Logfile:
         self.warn: Callable[[str], None] = lambda text: print(f"qmpsh: {text}", file=sys.stderr)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-    def _write(self, direction: str, msg: Message) -> None:
+    def _write(self, direction: str, data: bytes) -> None:
         if self.error is not None:
             return
         stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         line = b'{"time": "%s", "direction": "%s", "message": %s}\n' % (
-            stamp.encode(), direction.encode(), bytes(msg).rstrip())
+            stamp.encode(), direction.encode(), data.rstrip())
         try:
             view = memoryview(line)
             while view:  # one write, unless the disk fills up in the middle of it
@@ -37,11 +35,11 @@ class Logfile:
         except OSError as err:
             self._failed(err)
 
-    def sent(self, msg: Message) -> None:
-        self._write("sent", msg)
+    def sent(self, data: bytes) -> None:
+        self._write("sent", data)
 
-    def received(self, msg: Message) -> None:
-        self._write("received", msg)
+    def received(self, data: bytes) -> None:
+        self._write("received", data)
 
     def close(self) -> None:
         try:

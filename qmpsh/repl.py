@@ -23,18 +23,17 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.patch_stdout import patch_stdout
-from qemu.qmp import QMPError, Runstate
 
 from qmpsh import __version__, config
 from qmpsh.catalog import Catalog
 from qmpsh.cli import DEFAULT_HISTORY_SIZE
-from qmpsh.client import ConnectFailure
 from qmpsh.completion import QmpCompleter, Sources, readline_tab
 from qmpsh.histlimit import LimitedHistory, append, prepare, trim
 from qmpsh.lexer import QmpLexer
 from qmpsh.session import Session
 from qmpsh.syntax import Continuation
 from qmpsh.toolbar import Toolbar, job_row
+from qmpsh.transport import ConnectFailure, TransportError
 
 
 T = TypeVar("T")
@@ -176,8 +175,8 @@ RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # then every 8 s
 async def _watch_connection(session: Session, prompt: PromptSession[str]) -> None:
     """Say at once when QEMU goes away, even while the user is typing; with --reconnect, get it back."""
     while True:
-        while session.client.runstate == Runstate.RUNNING:
-            await session.client.runstate_changed()
+        while session.transport.running:
+            await session.transport.runstate_changed()
         if session.finished:
             if prompt.app.is_running:
                 prompt.app.exit(result="")
@@ -187,7 +186,7 @@ async def _watch_connection(session: Session, prompt: PromptSession[str]) -> Non
             await _reconnect_with_backoff(session)
         else:
             while session.lost:  # until /reconnect
-                await session.client.runstate_changed()
+                await session.transport.runstate_changed()
         prompt.app.invalidate()
 
 
@@ -305,7 +304,7 @@ async def running_jobs(session: Session) -> list[str]:
     """The jobs that have not concluded, as ``job0 (backup running 25%)``; none if QEMU cannot say."""
     try:
         jobs = await asyncio.wait_for(session.query("query-jobs"), 2.0)
-    except (QMPError, TimeoutError):
+    except (TransportError, TimeoutError):
         return []
     rows = [job_row(job) for job in jobs if isinstance(job, dict)] if isinstance(jobs, list) else []
     return [f"{job_id} ({kind} {status}" + (f" {percent}%)" if percent is not None else ")")

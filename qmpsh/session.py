@@ -15,13 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
-from qemu.qmp import ExecuteError, QMPError
-from qemu.qmp.message import Message
-
-from qmpsh.client import Address, Connection, Unsendable, WireTap, reply_id
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
+from qmpsh.transport import CommandError, Transport, TransportError, Unsendable, reply_id
 
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.catalog import Catalog
@@ -74,14 +71,15 @@ class _InFlight:
 
 
 class Session:
-    def __init__(self, renderer: Renderer, options: Options, tap: WireTap | None = None,
+    def __init__(self, renderer: Renderer, options: Options, transport: Transport,
                  launched: LaunchedQemu | None = None) -> None:
         from qmpsh.commands import BUILTINS  # commands import Session for typing
 
         self.renderer = renderer
         self.options = options
         self.launched = launched  # the QEMU qmpsh started (--launch): it stops when the session ends
-        self.client = Connection(on_sent=self._on_sent, on_received=self._on_received, tap=tap)
+        self.transport = transport  # the connection to QEMU: messages come back through _on_sent, _on_received
+        transport.attach(self._on_sent, self._on_received)
         self.reader = Reader(BUILTINS, hmp=options.hmp)
         self.events = EventLog()
         self.ring = EventRing()
@@ -96,24 +94,21 @@ class Session:
         self.schema: Schema | None = None  # None until loaded, or when the server has none
         self.catalog: Catalog | None = None  # live values, kept only where something completes
         self._schema_task: asyncio.Task[Schema | None] | None = None
-        self.address: Address | None = None
         self._ids = itertools.count(1)
         self._in_flight: dict[str, _InFlight] = {}
         self._pipeline: deque[Awaitable[bool]] = deque()
 
     # -- the connection ----------------------------------------------------------
 
-    async def connect(self, address: Address, wait: float = 0.0) -> None:
-        """Connect to ``address``; raises client.ConnectFailure."""
-        self.address = address
-        await self.client.open(address, self.options.timeout, wait)
+    async def connect(self, wait: float = 0.0) -> None:
+        """Connect the transport; raises transport.ConnectFailure."""
+        await self.transport.open(self.options.timeout, wait)
         self.lost = False
 
     async def reconnect(self) -> None:
-        """Connect again to the same address and rebuild what was learnt from the old QEMU."""
-        assert self.address is not None
-        await self.client.close_quietly()
-        await self.connect(self.address)
+        """Connect again to the same place and rebuild what was learnt from the old QEMU."""
+        await self.transport.close()
+        await self.connect()
         self.schema, self._schema_task, self.vm_status = None, None, None
         if self.catalog is not None:
             self.catalog.clear()
@@ -124,7 +119,7 @@ class Session:
     async def load_commands(self) -> None:
         try:
             reply = await self.query("query-commands")
-        except QMPError:
+        except TransportError:
             return
         if isinstance(reply, list):
             self.commands = sorted(c["name"] for c in reply if isinstance(c, dict) and "name" in c)
@@ -135,7 +130,7 @@ class Session:
             return
         self._losing = True
         try:
-            reason = await self.client.close_quietly() or "the server closed the connection"
+            reason = await self.transport.close() or "the server closed the connection"
             ended = await self.launched.ended(within=1.0) if self.launched is not None else None
         finally:
             self._losing = False
@@ -169,8 +164,8 @@ class Session:
         return task.result()
 
     async def _until_lost(self) -> None:
-        while self.client.running:
-            await self.client.runstate_changed()
+        while self.transport.running:
+            await self.transport.runstate_changed()
 
     # -- the schema ------------------------------------------------------------
 
@@ -189,9 +184,9 @@ class Session:
 
         try:
             reply = await self.query("query-qmp-schema")
-        except ExecuteError as err:
-            reply = err
-        except QMPError:  # the connection went: no answer either way, ask again next time
+        except CommandError:
+            reply = None
+        except TransportError:  # the connection went: no answer either way, ask again next time
             self._schema_task = None
             return None
         schema = Schema(reply) if isinstance(reply, list) else None  # type: ignore[arg-type]
@@ -288,10 +283,10 @@ class Session:
             lost_before = self.lost
             try:
                 return await BUILTINS[item.name](self, item)
-            except ExecuteError as err:
-                self.renderer.error(f"/{item.name}: {err.error_class}: {err.error.desc}")
+            except CommandError as err:
+                self.renderer.error(f"/{item.name}: {err.error_class}: {err.desc}")
                 return False
-            except (QMPError, OSError, EOFError):
+            except (TransportError, OSError, EOFError):
                 if lost_before:  # said when it happened; this line could not work without it
                     self.renderer.error(f"/{item.name}: not connected to QEMU: /reconnect first")
                 else:
@@ -331,7 +326,7 @@ class Session:
 
     async def _outcome(self, request: Request, message: dict[str, object], exec_id: str, flight: _InFlight) -> bool:
         try:
-            reply = await self._reply(self.client.submit(message, exec_id))
+            reply = await self._reply(self.transport.submit(message, exec_id))
         except Unsendable as err:  # what the parser cannot see: a coerced value, a message too big for QEMU
             self._in_flight.pop(exec_id, None)
             self._quit_sent = False
@@ -349,7 +344,7 @@ class Session:
             else:
                 self.connection_lost(f" ({what})")
             return False
-        except (QMPError, OSError, EOFError):
+        except (TransportError, OSError, EOFError):
             self._in_flight.pop(exec_id, None)
             if self._quit_sent:
                 self.finished = True
@@ -363,7 +358,7 @@ class Session:
             self.catalog.after_command(request.command)
         return ok
 
-    async def _reply(self, waiter: asyncio.Future[Message]) -> Message:
+    async def _reply(self, waiter: asyncio.Future[Mapping[str, object]]) -> Mapping[str, object]:
         """The reply, once it comes; TimeoutError after --timeout seconds of silence since the request was sent.
 
         The clock starts at the send (an idle prompt before it does not count), and a server busy
@@ -375,7 +370,7 @@ class Session:
             if timeout is None:
                 return await waiter
             while True:
-                idle = time.monotonic() - max(sent, self.client.last_activity)
+                idle = time.monotonic() - max(sent, self.transport.last_activity)
                 if idle >= timeout:
                     raise TimeoutError
                 done, _ = await asyncio.wait((waiter,), timeout=timeout - idle)
@@ -386,7 +381,7 @@ class Session:
 
     async def query(self, command: str, arguments: dict[str, object] | None = None) -> object:
         """Run a command for qmpsh itself: not printed, not counted as a line."""
-        return await self.client.execute(command, arguments)
+        return await self.transport.query(command, arguments)
 
     def _line_error(self, flight: _InFlight, what: str) -> None:
         """An error about a request, said with its line in scripts."""
@@ -411,15 +406,15 @@ class Session:
         if flight is not None and self.options.verbose:
             self.renderer.document(self._as_user_sees(msg, flight))
 
-    def _on_received(self, msg: Message) -> None:
+    def _on_received(self, msg: Mapping[str, object]) -> None:
         if "event" in msg:
-            self._on_event(msg._object)
+            self._on_event(msg)
             return
         exec_id = reply_id(msg)
         flight = self._in_flight.pop(exec_id, None)  # type: ignore[arg-type]
         if flight is None:  # (replies to qmpsh's own queries never come here)
             what = "an error without an id" if "error" in msg and "id" not in msg else "a reply with an unknown id"
-            self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg._object)}")
+            self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg)}")
             return
         if flight.abandoned:
             self.renderer.note(f"late reply to {flight.request.command} (line {flight.lineno}):")
@@ -433,7 +428,7 @@ class Session:
         if "return" not in reply and not self.options.interactive:
             self.renderer.error(f"line {flight.lineno}: {flight.request.command}: {describe_error(reply)}")
 
-    def _on_event(self, event: dict[str, object]) -> None:
+    def _on_event(self, event: Mapping[str, object]) -> None:
         name = str(event["event"])
         self.events.add(event)
         self.ring.add(event)
@@ -449,7 +444,7 @@ class Session:
     @staticmethod
     def _as_user_sees(msg: Mapping[str, object], flight: _InFlight) -> dict[str, object]:
         """The message with qmpsh's own id replaced by the user's (or removed)."""
-        out = dict(msg._object if isinstance(msg, Message) else msg)
+        out = dict(msg)
         del out["id"]
         if flight.user_id is not None:
             out["id"] = flight.user_id
@@ -467,7 +462,7 @@ def _column_for(request: Request, path: tuple[str, ...]) -> int:
     return len(request.source)  # a missing argument: the end of the line
 
 
-def describe_error(reply: Message | dict[str, object]) -> str:
+def describe_error(reply: Mapping[str, object]) -> str:
     error = reply.get("error")
     if isinstance(error, dict):
         return f"{error.get('class', 'Error')}: {error.get('desc', '')}"

@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from qemu.qmp import ExecuteError, QMPError
-
 from qmpsh.catalog import Source
 from qmpsh.session import Session
+from qmpsh.transport import CommandError, TransportError
 
 POLL_SECONDS = 1.0
 STATUS_RETRY_MAX = 32.0  # seconds: the longest wait before asking again for a run state that failed
 
 
 def qemu_version(session: Session) -> str:
-    greeting = session.client.greeting
-    qemu = greeting.QMP.version.get("qemu", {}) if greeting is not None else {}
+    version = session.transport.version
+    qemu = version.get("qemu", {}) if version is not None else {}
     if not isinstance(qemu, dict) or not qemu:
         return ""
     return f"{qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
@@ -33,7 +32,7 @@ class Toolbar:
 
     @property
     def version(self) -> str:
-        return qemu_version(self.session)  # from the greeting: current after a reconnect too
+        return qemu_version(self.session)  # from the transport: current after a reconnect too
 
     def __call__(self) -> str:
         """The toolbar's text: plain text, so nothing is parsed on a redraw (one per keystroke)."""
@@ -60,29 +59,30 @@ class Toolbar:
         """
         retry_in, next_try = POLL_SECONDS, 0.0
         loop = asyncio.get_running_loop()
-        greeting = self.session.client.greeting  # a new one with every connection
+        transport = self.session.transport
+        connection = transport.connections  # a new number with every connection
         while True:
-            if self.session.client.greeting is not greeting:
-                greeting, retry_in, next_try = self.session.client.greeting, POLL_SECONDS, 0.0
-            if self.session.vm_status is None and self.session.client.running and loop.time() >= next_try:
+            if transport.connections != connection:
+                connection, retry_in, next_try = transport.connections, POLL_SECONDS, 0.0
+            if self.session.vm_status is None and transport.running and loop.time() >= next_try:
                 try:
                     status = await self.session.query("query-status")
                     self.session.vm_status = str(status.get("status")) if isinstance(status, dict) else ""
                     retry_in = POLL_SECONDS
                     redraw()
-                except ExecuteError as err:
+                except CommandError as err:
                     if err.error_class == "CommandNotFound":
                         self.session.vm_status = ""  # no VM here: nothing to show, nothing to ask
                     else:
                         next_try, retry_in = loop.time() + retry_in, min(2 * retry_in, STATUS_RETRY_MAX)
-                except QMPError:
+                except TransportError:
                     next_try, retry_in = loop.time() + retry_in, min(2 * retry_in, STATUS_RETRY_MAX)
             catalog = self.session.catalog
             has_jobs = bool(self.jobs) or bool(catalog and catalog.snapshot.get(Source.JOB))
-            if has_jobs and self.session.client.running:
+            if has_jobs and transport.running:
                 try:
                     jobs = await self.session.query("query-jobs")
-                except QMPError:
+                except TransportError:
                     jobs = []
                 self.jobs = [job_row(j) for j in jobs or [] if isinstance(j, dict)]  # type: ignore[union-attr]
                 redraw()

@@ -20,9 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from qemu.qmp import QMPError
-
 from qmpsh.syntax import Builtin
+from qmpsh.transport import TransportError
 
 if TYPE_CHECKING:
     from qmpsh.session import Session
@@ -107,7 +106,7 @@ async def show_tree(session: Session, cmd: Builtin) -> bool:
     try:
         graph, named = await asyncio.gather(session.query("x-debug-query-block-graph"),
                                             session.query("query-named-block-nodes", {"flat": True}))
-    except QMPError as err:
+    except TransportError as err:
         session.renderer.error(f"/tree: {err}")
         return False
     roots = build(graph, named)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ operations document: the chain [A] <- [B] <- [C] <- [D] built with
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ from prompt_toolkit.completion import CompleteEvent, Completion
 from prompt_toolkit.document import Document
 
 from qmpsh.catalog import Catalog, fetch_hmp
+from qmpsh.client import SocketTransport
 from qmpsh.completion import QmpCompleter, Sources, wanted
 from qmpsh.render import Renderer
 from qmpsh.repl import completer_for
@@ -51,20 +53,21 @@ class Sent:
         self.commands: list[str] = []
         self.hmp: list[str] = []  # the command lines of human-monitor-command
 
-    def sent(self, msg) -> None:
+    def sent(self, data: bytes) -> None:
+        msg = json.loads(data)
         self.commands.append(str(msg["execute"]) if "execute" in msg else "")
         if msg.get("execute") == "human-monitor-command":
             self.hmp.append(msg["arguments"]["command-line"])
 
-    def received(self, msg) -> None:
+    def received(self, data: bytes) -> None:
         pass
 
 
 @asynccontextmanager
 async def connected(qemu: Qemu, tap: Sent | None = None, hmp: bool = False):
     """A session on ``qemu`` with its completer built as the interactive loop builds it; settled."""
-    session = Session(Renderer(), Options(interactive=True, hmp=hmp), tap=tap)
-    await session.client.connect(qemu.socket)
+    session = Session(Renderer(), Options(interactive=True, hmp=hmp), SocketTransport(qemu.socket, tap=tap))
+    await session.connect()
     try:
         completer = completer_for(session)
         assert await asyncio.wait_for(session.ensure_schema(), TIMEOUT) is not None
@@ -73,7 +76,7 @@ async def connected(qemu: Qemu, tap: Sent | None = None, hmp: bool = False):
     finally:
         if qemu.alive():
             os.kill(qemu.process.pid, signal.SIGCONT)  # a test that froze QEMU must not hang the teardown
-        await asyncio.wait_for(session.client.disconnect(), TIMEOUT)
+        await asyncio.wait_for(session.transport.close(), TIMEOUT)
 
 
 def complete(completer: QmpCompleter, text: str) -> list[Completion]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_qmpsh
-from tests.fakeqmp import (GREETING, FakeQMPServer, close, close_mid_reply, delay, encode, events, raw,
+from tests.fakeqmp import (GREETING, FakeQMPServer, close, close_mid_reply, delay, encode, error, events, raw,
                            reply, silence)
 
 RUN_TIMEOUT = 20.0  # seconds any one qmpsh run may take before the test calls it a hang
@@ -347,6 +347,15 @@ def test_malformed_reply_fails_the_line(server, answer):
     assert run.docs()[-2:] == [{"execute": "query-name", "arguments": {}}, {"return": {}}], run
     line = one_error_line(run)
     assert line.startswith("error: line 1: query-status: malformed reply"), line
+
+
+@pytest.mark.parametrize("line", ["/jobs", "/job job0"])
+def test_builtin_whose_query_fails_says_the_servers_error(server, line):
+    server.when("query-jobs", error("GenericError", "jobs are broken"))
+    run = qmpsh(str(server.path), stdin=f"{line}\nquery-name\n")
+    assert run.returncode == 1, run
+    assert run.docs() == [{"return": {}}], run  # the next line still runs
+    assert one_error_line(run) == f"error: {line.split()[0]}: GenericError: jobs are broken"
 
 
 # ---------------------------------------------------------------------------

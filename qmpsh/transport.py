@@ -1,0 +1,113 @@
+"""What a session needs from a connection to a QMP server, whatever carries it.
+
+``client.SocketTransport`` carries QMP over a unix or TCP socket with qemu.qmp; a libvirt
+domain's monitor is to be the second. The session, the built-ins, the toolbar and the live values
+use this interface and these errors only, so that either transport can serve them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
+
+#: Sees one message, as a JSON object: a request as it is sent, a reply or an event as it is read.
+MessageHook = Callable[[Mapping[str, object]], None]
+
+
+class TransportError(Exception):
+    """A request got no answer: not connected, the connection went before the reply, a malformed reply.
+
+    CommandError is one too, so ``except TransportError`` covers every way a query can fail.
+    """
+
+
+class CommandError(TransportError):
+    """The server answered with an error: ``{"error": {"class": ..., "desc": ...}}``."""
+
+    def __init__(self, error_class: str, desc: str) -> None:
+        super().__init__(error_class, desc)
+        self.error_class = error_class
+        self.desc = desc
+
+    def __str__(self) -> str:
+        return self.desc
+
+
+class ConnectFailure(Exception):
+    """Connecting failed; the message says why in words a user can act on."""
+
+
+class Unsendable(ValueError):
+    """A message that QEMU's strict JSON parser would refuse, so it is not sent."""
+
+
+class WireTap(Protocol):
+    """Sees every message both ways as the bytes of the wire, greeting and negotiation included (--logfile)."""
+
+    def sent(self, data: bytes) -> None: ...
+
+    def received(self, data: bytes) -> None: ...
+
+
+def reply_id(msg: Mapping[str, object]) -> str | None:
+    """A reply's id when it can be one of ours (a string); a server may send anything there."""
+    exec_id = msg.get("id")
+    return exec_id if isinstance(exec_id, str) else None
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """One connection to a QMP server, opened again after it is lost.
+
+    Messages reach the owner in wire order through the hooks given to ``attach``: ``on_sent`` as
+    each user request is written, ``on_received`` as each reply or event is read, before the
+    request's future is done, so replies and events print in the order the server sent them.
+    Replies to qmpsh's own queries (``query``) go to their caller only.
+    """
+
+    #: What it connects to, for messages: a socket path, ``HOST:PORT``.
+    where: str
+    #: ``time.monotonic()`` when the server last sent anything: it is alive.
+    last_activity: float
+    #: How many times it has connected: a new number is a new connection, perhaps to another QEMU.
+    connections: int
+
+    def attach(self, on_sent: MessageHook, on_received: MessageHook) -> None:
+        """Hand every user request sent, and every reply and event received, to these hooks."""
+
+    async def open(self, timeout: float | None = None, wait: float = 0.0) -> None:
+        """Connect, and negotiate; retry for ``wait`` seconds while the server is not there yet.
+
+        :raise ConnectFailure: with a one-line reason.
+        """
+
+    @property
+    def running(self) -> bool:
+        """Connected and negotiated: requests can be sent."""
+
+    async def runstate_changed(self) -> object:
+        """Wait until the connection's state changes (connecting, up, closing, closed)."""
+
+    @property
+    def version(self) -> Mapping[str, object] | None:
+        """The server's version as its greeting gives it (``{"qemu": {"major": 7, ...}, "package": ...}``)."""
+
+    def submit(self, msg: Mapping[str, object], exec_id: str) -> asyncio.Future[Mapping[str, object]]:
+        """Send a user's request under ``exec_id``; the future gets the reply, or TransportError if
+        the connection goes first. Cancelling the future does not unsend the request.
+
+        :raise TransportError: not connected.
+        :raise Unsendable: the message is not strict JSON (nothing is sent).
+        """
+
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> object:
+        """Run a command for qmpsh itself and return its ``return`` value; the hooks never see it.
+
+        :raise CommandError: the server answered with an error.
+        :raise TransportError: no answer.
+        """
+
+    async def close(self) -> str | None:
+        """Disconnect; why the connection had ended, if it ended by a fault. Runs to its end even if
+        the caller is cancelled, and the cancellation goes on after it."""
