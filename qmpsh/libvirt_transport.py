@@ -1,0 +1,339 @@
+"""A libvirt domain's QEMU monitor as a QMP transport (prototype for ``--domain``).
+
+Commands go through ``virDomainQemuMonitorCommand`` in one worker thread, one at a time and in
+the order they were sent, because libvirt-python's calls block. QEMU's events come through
+``qemuMonitorEventRegister``, dispatched by libvirtaio on the running asyncio loop, and are
+handed on in the order libvirt delivers them. libvirt's own message ids never show: the user's id
+is taken off before sending and put back on the reply. Every libvirt failure is a
+``LibvirtTransportError`` whose message is one line.
+
+libvirt-python is an optional extra; importing this module without it raises an ImportError
+that says what to install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import itertools
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+INSTALL = "pip install 'qmpsh[libvirt]'"
+
+try:
+    import libvirt  # type: ignore[import-untyped]  # libvirt-python ships no py.typed
+    import libvirt_qemu  # type: ignore[import-untyped]
+    import libvirtaio  # type: ignore[import-untyped]
+except ImportError as exc:
+    raise ImportError(f"libvirt domains need libvirt-python: {INSTALL}", name=exc.name) from None
+
+T = TypeVar("T")
+Message = dict[str, Any]
+
+CLOSE_REASONS = {  # why_closed, after "the connection to libvirtd at URI is closed: "
+    libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "it failed (libvirtd stopped, or dropped this client)",
+    libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "libvirtd hung up",
+    libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "libvirtd stopped answering",
+    libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "qmpsh closed it",
+}
+DENIED = {
+    libvirt.VIR_ERR_OPERATION_DENIED,
+    libvirt.VIR_ERR_AUTH_FAILED,
+    libvirt.VIR_ERR_AUTH_CANCELLED,
+    libvirt.VIR_ERR_AUTH_UNAVAILABLE,
+    libvirt.VIR_ERR_ACCESS_DENIED,
+}
+NOT_RUNNING_ERRNOS = {errno.ENOENT, errno.ECONNREFUSED}
+CLOSED_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN}
+
+
+class LibvirtTransportError(Exception):
+    """libvirt failed; the message is one line a user can act on."""
+
+
+class _LoopImpl(libvirtaio.virEventAsyncIOImpl):  # type: ignore[misc]
+    """libvirtaio's event loop adapter, made safe for calls from the worker thread.
+
+    libvirt adds, updates and removes its watches and timers from whichever thread is talking to
+    libvirtd, and asyncio's loop may only be touched from its own thread. A call from elsewhere
+    is queued and run on the loop, and a call on the loop runs what is queued first, so libvirt's
+    calls take effect in the order it made them. Ids are this class's own, given out at once.
+    An id libvirt uses after removing it is ignored, as libvirt's own event loop does.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._loop_thread = threading.get_ident()
+        self._queued: collections.deque[Callable[[], object]] = collections.deque()
+        self._ids = itertools.count(1)
+        self._inner: dict[int, int] = {}  # our id -> libvirtaio's
+
+    def _run(self, op: Callable[[], object]) -> None:
+        if self.loop.is_closed():
+            return  # a connection left open until the interpreter exits: nothing is watched anymore
+        if threading.get_ident() == self._loop_thread:
+            self._flush()
+            op()
+        else:
+            self._queued.append(op)
+            self.loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        while self._queued:
+            self._queued.popleft()()
+
+    def _add(self, add: Callable[[], int]) -> int:
+        ours = next(self._ids)
+        self._run(lambda: self._inner.__setitem__(ours, add()))
+        return ours
+
+    def _on(self, ours: int, op: Callable[[int], object], remove: bool = False) -> None:
+        def run() -> None:
+            inner = self._inner.pop(ours, None) if remove else self._inner.get(ours)
+            if inner is not None:
+                op(inner)
+        self._run(run)
+
+    def _add_handle(self, fd: int, event: int, cb: Any, opaque: Any) -> int:
+        base: Any = super()
+        return self._add(lambda: base._add_handle(fd, event, cb, opaque))
+
+    def _update_handle(self, watch: int, event: int) -> None:
+        base: Any = super()
+        self._on(watch, lambda inner: base._update_handle(inner, event))
+
+    def _remove_handle(self, watch: int) -> int:
+        base: Any = super()
+        self._on(watch, base._remove_handle, remove=True)
+        return 0
+
+    def _add_timeout(self, timeout: int, cb: Any, opaque: Any) -> int:
+        base: Any = super()
+        return self._add(lambda: base._add_timeout(timeout, cb, opaque))
+
+    def _update_timeout(self, timer: int, timeout: int) -> None:
+        base: Any = super()
+        self._on(timer, lambda inner: base._update_timeout(inner, timeout))
+
+    def _remove_timeout(self, timer: int) -> int:
+        base: Any = super()
+        self._on(timer, base._remove_timeout, remove=True)
+        return 0
+
+
+_impl: _LoopImpl | None = None
+
+
+def _bind_loop() -> asyncio.AbstractEventLoop:
+    """Run libvirt's events on the running loop; libvirt-python takes one loop per process."""
+    global _impl
+    loop = asyncio.get_running_loop()
+    if _impl is None:
+        _impl = _LoopImpl(loop)
+        _impl.register()
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # not printed on stderr: raised
+    elif _impl.loop is not loop:
+        raise LibvirtTransportError("libvirt's events already run on another asyncio loop of this process")
+    return loop
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe(exc: libvirt.libvirtError, uri: str, domain: str) -> str:
+    """A libvirt error as one line that says what went wrong: daemon, domain, permission, connection."""
+    code = exc.get_error_code()
+    message = _one_line(exc.get_error_message() or str(exc))
+    err = exc.get_int1() if code == libvirt.VIR_ERR_SYSTEM_ERROR else 0
+    if code == libvirt.VIR_ERR_NO_DOMAIN:
+        return f"no domain '{domain}' at {uri}"
+    if code == libvirt.VIR_ERR_OPERATION_INVALID and "not running" in message:
+        return f"domain '{domain}' is not running (virsh -c {uri} start {domain})"
+    if code in DENIED or err in (errno.EACCES, errno.EPERM):
+        return f"permission denied by libvirt at {uri}: {message}"
+    if err in NOT_RUNNING_ERRNOS:
+        return f"libvirtd is not running at {uri}: {message}"
+    if code == libvirt.VIR_ERR_NO_CONNECT or err in CLOSED_ERRNOS or "socket is closed" in message:
+        return f"the connection to libvirtd at {uri} is closed: {message}"
+    return f"libvirt at {uri}: {message}"
+
+
+def _lookup(conn: libvirt.virConnect, domain: str) -> libvirt.virDomain:
+    """A domain by name, UUID or id, as virsh takes it."""
+    try:
+        return conn.lookupByName(domain)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+        if domain.isdigit():
+            return conn.lookupByID(int(domain))
+        if len(domain) == 36 and domain.count("-") == 4:
+            return conn.lookupByUUIDString(domain)
+        raise
+
+
+def encode(msg: Mapping[str, object]) -> str:
+    """Strict JSON, as QEMU and libvirt read it: no NaN or Infinity."""
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class LibvirtTransport:
+    """A connection to one running libvirt domain's QEMU monitor.
+
+    Open it with ``await LibvirtTransport.open(domain, uri)``. ``send`` returns QEMU's reply;
+    ``events`` yields QEMU's events until the connection closes; ``why_closed`` says why it did.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, uri: str, name: str) -> None:
+        self.uri = uri
+        self.domain = name
+        self.why_closed: str | None = None
+        self._loop = loop
+        self._executor = executor
+        self._conn: libvirt.virConnect | None = None
+        self._dom: libvirt.virDomain | None = None
+        self._events: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._event_callback: int | None = None
+
+    @property
+    def where(self) -> str:
+        """What it is connected to, for messages: ``DOMAIN at URI``."""
+        return f"{self.domain} at {self.uri}"
+
+    @classmethod
+    async def open(cls, domain: str, uri: str | None = None, *, readonly: bool = False) -> LibvirtTransport:
+        """Connect to libvirtd (``uri``, else ``LIBVIRT_DEFAULT_URI``, else libvirt's default) and
+        to ``domain``'s monitor; QEMU's events are delivered from now on.
+
+        :raise LibvirtTransportError: libvirtd not running, no such domain, domain not running,
+            permission denied, or any other libvirt failure, in one line.
+        """
+        loop = _bind_loop()
+        shown = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or "libvirt's default URI"
+        transport = cls(loop, ThreadPoolExecutor(1, thread_name_prefix="qmpsh-libvirt"), shown, domain)
+        try:
+            if not await transport._call(transport._connect, uri, readonly):
+                raise LibvirtTransportError(
+                    f"domain '{transport.domain}' is not running (virsh -c {transport.uri} start {transport.domain})")
+        except LibvirtTransportError:
+            await transport.close()
+            raise
+        return transport
+
+    def _connect(self, uri: str | None, readonly: bool) -> bool:
+        """Connect and look the domain up; False if it is not running. Events are delivered from now on."""
+        conn = libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
+        self._conn = conn
+        self.uri = conn.getURI()
+        dom = _lookup(conn, self.domain)
+        self.domain = dom.name()
+        if not dom.isActive():
+            return False  # not raised from here: a traceback would keep dom, and dom the connection
+        self._dom = dom
+        conn.registerCloseCallback(self._on_close, None)
+        conn.setKeepAlive(5, 3)
+        self._event_callback = libvirt_qemu.qemuMonitorEventRegister(conn, dom, None, self._on_event, None, 0)
+        return True
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the worker thread, with libvirt's errors made one line."""
+        try:
+            return await self._loop.run_in_executor(self._executor, fn, *args)
+        except libvirt.libvirtError as exc:
+            message = self._explain(exc)
+        # raised out here, with no libvirtError as its context: that one's traceback holds the
+        # worker's frames, whose domain objects would keep the connection to libvirtd open
+        raise LibvirtTransportError(message)
+
+    def _explain(self, exc: libvirt.libvirtError) -> str:
+        if self.why_closed is not None:
+            return f"the connection to libvirtd at {self.uri} is closed: {self.why_closed}"
+        if self._dom is not None and exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return f"domain '{self.domain}' is not running anymore: it was destroyed or shut down"
+        return describe(exc, self.uri, self.domain)
+
+    async def send(self, message: Mapping[str, object]) -> Message:
+        """Send one QMP command and return QEMU's reply, errors included, with the caller's id.
+
+        :raise LibvirtTransportError: the command did not reach QEMU or its reply did not come back.
+        :raise ValueError: the message is not strict JSON (nothing is sent).
+        """
+        command = dict(message)
+        has_id = "id" in command
+        user_id = command.pop("id", None)
+        text = encode(command)
+        if self._dom is None:
+            raise LibvirtTransportError(f"not connected to {self.where}: {self.why_closed or 'closed'}")
+        reply: Message = json.loads(await self._call(libvirt_qemu.qemuMonitorCommand, self._dom, text, 0))
+        reply.pop("id", None)
+        if has_id:
+            reply["id"] = user_id
+        return reply
+
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
+        """Run ``command`` and return its ``return`` value.
+
+        :raise LibvirtTransportError: QEMU answered with an error, or no answer came.
+        """
+        message: Message = {"execute": command}
+        if arguments:
+            message["arguments"] = dict(arguments)
+        reply = await self.send(message)
+        if "error" in reply:
+            raise LibvirtTransportError(f"{command}: {reply['error'].get('desc', reply['error'])}")
+        return reply.get("return")
+
+    async def events(self) -> AsyncIterator[Message]:
+        """QEMU's events as QMP messages, in libvirt's order, until the connection closes (one reader)."""
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    def _on_event(self, _conn: Any, _dom: Any, event: str, seconds: int, micros: int, details: str | None,
+                  _opaque: Any) -> None:
+        message: Message = {"timestamp": {"seconds": seconds, "microseconds": micros}, "event": event}
+        if details is not None:
+            message["data"] = json.loads(details)
+        self._post(self._events.put_nowait, message)
+
+    def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
+        # libvirt calls this from whichever thread saw the connection go, the worker's too
+        self._post(self._closed, CLOSE_REASONS.get(reason, f"closed ({reason})"))
+
+    def _post(self, fn: Callable[[T], object], arg: T) -> None:
+        """``fn(arg)`` on the loop, after what was posted before; dropped once the loop is closed."""
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, arg)
+
+    def _closed(self, why: str) -> None:
+        if self.why_closed is None:
+            self.why_closed = why
+            self._events.put_nowait(None)
+
+    async def close(self) -> str | None:
+        """Deregister, disconnect and stop the worker; why the connection had closed before, if it had."""
+        why = self.why_closed
+        conn, self._conn, self._dom = self._conn, None, None
+        if conn is not None:
+            await self._loop.run_in_executor(self._executor, self._disconnect, conn)
+        self._executor.shutdown(wait=False)
+        self._closed(CLOSE_REASONS[libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT])
+        return why
+
+    def _disconnect(self, conn: libvirt.virConnect) -> None:
+        callback = self._event_callback
+        for step in (
+            lambda: callback is not None and libvirt_qemu.qemuMonitorEventDeregister(conn, callback),
+            conn.unregisterCloseCallback,
+            conn.close,
+        ):
+            try:
+                step()
+            except libvirt.libvirtError:
+                pass  # the connection is already gone: nothing left to undo
