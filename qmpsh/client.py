@@ -135,6 +135,9 @@ def _ignore(msg: Mapping[str, object]) -> None:
     pass
 
 
+CLOSE_GRACE = 5.0  # seconds a cancelled close still waits for the disconnect
+
+
 class SocketTransport(QMPClient):
     """A QMPClient whose traffic is tapped in wire order: a ``transport.Transport``.
 
@@ -296,19 +299,18 @@ class SocketTransport(QMPClient):
     async def close(self) -> str | None:
         """Disconnect; the reason the connection had ended, if it ended by a fault.
 
-        The disconnect runs to its end even if the caller is cancelled (leaving the prompt while
-        a lost connection is being closed, a signal), and the cancellation goes on after it: cut
-        short, qemu.qmp leaves the socket open and the error of its reader or writer unretrieved.
+        A cancelled caller (leaving the prompt while a lost connection is being closed, a signal) still
+        gets the disconnect run to its end, for up to CLOSE_GRACE seconds, and the cancellation goes on
+        after it: cut short, qemu.qmp leaves the socket open (a launched QEMU is told to quit on a new
+        connection, which it never greets while this one stays open) and its errors unretrieved. A
+        second cancellation gives up at once.
         """
         closing = asyncio.ensure_future(self._close())
-        cancelled = False
-        while not closing.done():
-            try:
-                await asyncio.wait((closing,))
-            except asyncio.CancelledError:  # e.g. SIGTERM: a launched QEMU is told to quit on a new
-                cancelled = True  # connection, which it never greets while this one stays open
-        if cancelled:
-            raise asyncio.CancelledError
+        try:
+            await asyncio.wait((closing,))
+        except asyncio.CancelledError:
+            await asyncio.wait((closing,), timeout=CLOSE_GRACE)
+            raise
         return closing.result()
 
     async def _close(self) -> str | None:
