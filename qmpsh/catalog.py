@@ -254,9 +254,9 @@ async def fetch_hmp(query: Query) -> HmpHelp | None:
     try:
         commands = await query("human-monitor-command", {"command-line": "help"})
         info = await query("human-monitor-command", {"command-line": "help info"})
-    except ExecuteError:
+    except CommandError:
         return HmpHelp()
-    except QMPError:
+    except TransportError:
         return None
     return HmpHelp(parse_help(str(commands)), parse_help(str(info), "info "))
 
