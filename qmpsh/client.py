@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from typing import Union
+from typing import TYPE_CHECKING, Union, cast
 
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
@@ -26,6 +26,9 @@ from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
 from qmpsh.transport import (CommandError, ConnectFailure, MessageHook, TransportError, Unsendable, WireTap,
                              reply_id)
+
+if TYPE_CHECKING:
+    from qmpsh.jsontypes import JSON
 
 #: The qemu.qmp releases this module was checked against, oldest and newest (pyproject.toml says the same).
 VERIFIED = ("0.0.4", "0.0.6")
@@ -247,10 +250,10 @@ class SocketTransport(QMPClient):
                 if not waiter.done():
                     waiter.set_exception(TransportError("disconnected"))
 
-    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> object:
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself (see ``transport.Transport.query``)."""
         try:
-            return await self.execute(command, arguments)
+            return cast("JSON", await self.execute(command, arguments))
         except ExecuteError as err:
             raise CommandError(err.error_class, str(err)) from err
         except QMPError as err:
