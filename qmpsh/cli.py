@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitStatus.USAGE
     for stream in (sys.stdout, sys.stderr):
         # JSON strings may hold lone surrogates ("\ud800"): print them as that same JSON escape.
-        stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
+        stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # a TextIOWrapper here
     own, qemu_args = _split_qemu_args(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(own)  # --help and --version work whatever the config file says
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             except (LaunchError, OSError) as err:
                 print(f"qmpsh: {err}", file=sys.stderr)
                 return ExitStatus.USAGE
+        assert address is not None  # ADDRESS, QMP_SOCKET or --launch: checked above
         status = asyncio.run(_run_until_signal(args, address, launched, ending))
     except KeyboardInterrupt:
         status = ExitStatus.FAILED

@@ -68,7 +68,7 @@ CONNECT_TIMEOUT = 30.0
 
 def describe_failure(err: BaseException) -> str:
     """Why a connection failed or ended, in one phrase."""
-    cause = err.exc if isinstance(err, (ConnectError, GreetingError, NegotiationError)) else err  # type: ignore[attr-defined]
+    cause = err.exc if isinstance(err, (ConnectError, GreetingError, NegotiationError)) else err
     if isinstance(err, ConnectError) and isinstance(cause, (GreetingError, NegotiationError)):
         return describe_failure(cause)
     if isinstance(err, GreetingError):
@@ -206,7 +206,7 @@ class SocketTransport(QMPClient):
             return
         obj = msg._object  # the dict Message wraps: the owner reads it many times
         self._on_received(obj)
-        waiter = self._waiting.get(exec_id)  # type: ignore[arg-type]
+        waiter = self._waiting.get(exec_id) if exec_id is not None else None
         if waiter is not None and not waiter.done():
             waiter.set_result(obj)
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
