@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("address", nargs="?", metavar="ADDRESS",
                         help="QMP server: a unix socket path or HOST:PORT (default: $QMP_SOCKET)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print each command sent, as JSON, before its reply")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print each command sent, as JSON, before its reply")
     parser.add_argument("-p", "--pretty", action="store_true", help="indent JSON output")
     parser.add_argument("--no-pretty", dest="pretty", action="store_false", default=False,
                         help="compact JSON output, even if the config file says pretty")

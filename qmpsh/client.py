@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Union, cast
+from typing import TYPE_CHECKING, cast
 
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
@@ -38,7 +38,7 @@ PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
     Message: ("_object",),
 }
 
-Address = Union[str, tuple[str, int]]
+Address = str | tuple[str, int]
 
 # qemu.qmp logs errors (e.g. "Failed to establish connection") that qmpsh
 # reports itself in one line; keep them off the user's terminal.
@@ -293,7 +293,8 @@ class SocketTransport(QMPClient):
                 reason = describe_failure(err)
                 if isinstance(err.exc, NegotiationError) and self.last_received and "error" in self.last_received:
                     error = self.last_received["error"]
-                    reason = f"capabilities negotiation failed: {error.get('desc', error) if isinstance(error, dict) else error}"
+                    desc = error.get("desc", error) if isinstance(error, dict) else error
+                    reason = f"capabilities negotiation failed: {desc}"
                 raise ConnectFailure(reason) from None
 
     async def close(self) -> str | None:

@@ -359,7 +359,7 @@ def readline_tab(text: str, completions: Sequence[Completion]) -> tuple[Completi
     if len(starts) != 1:
         return None, False
     start = starts.pop()
-    common = os.path.commonprefix([c.text for c in hits])
+    common = os.path.commonprefix([c.text for c in hits])  # noqa: RUF071 - a string's prefix, not a path's
     return (Completion(common, start) if len(common) > -start else None), False
 
 

@@ -19,15 +19,15 @@ JSONObject: TypeAlias = "dict[str, JSON]"
 
 SchemaMetaType = Literal["builtin", "enum", "array", "object", "alternate", "command", "event"]
 
-#: A member of an enum (``name``), an object (``name``, ``type``, ``default`` when optional)
-#: or an alternate (``type``): SchemaInfoEnumMember, SchemaInfoObjectMember and
-#: SchemaInfoAlternateMember in one, as the schema's readers take them alike.
-SchemaInfoMember = TypedDict("SchemaInfoMember", {
-    "name": NotRequired[str],
-    "type": NotRequired[str],
-    "default": NotRequired[JSON],
-    "features": NotRequired[list[str]],
-})
+class SchemaInfoMember(TypedDict):
+    """A member of an enum (``name``), an object (``name``, ``type``, ``default`` when optional)
+    or an alternate (``type``): SchemaInfoEnumMember, SchemaInfoObjectMember and
+    SchemaInfoAlternateMember in one, as the schema's readers take them alike."""
+
+    name: NotRequired[str]
+    type: NotRequired[str]
+    default: NotRequired[JSON]
+    features: NotRequired[list[str]]
 
 
 class SchemaInfoObjectVariant(TypedDict):
@@ -65,19 +65,20 @@ JobInfo = TypedDict("JobInfo", {
     "error": NotRequired[str],
 })
 
-#: BlockJobInfo: one entry of query-block-jobs (the members qmpsh reads, and a few more).
-BlockJobInfo = TypedDict("BlockJobInfo", {
-    "type": str,
-    "device": str,
-    "len": int,
-    "offset": int,
-    "busy": bool,
-    "paused": bool,
-    "speed": int,
-    "ready": bool,
-    "status": str,
-    "error": NotRequired[str],
-})
+class BlockJobInfo(TypedDict):
+    """One entry of query-block-jobs (the members qmpsh reads, and a few more)."""
+
+    type: str
+    device: str
+    len: int
+    offset: int
+    busy: bool
+    paused: bool
+    speed: int
+    ready: bool
+    status: str
+    error: NotRequired[str]
+
 
 # -- query-named-block-nodes (qapi/block-core.json) ---------------------------
 

@@ -439,9 +439,8 @@ class Session:
             self.catalog.after_event(name)
         if self.watch is not None:
             self.watch(event)
-        if self.options.event_filter.shows(name):
-            if not self.renderer.event(event):
-                self.renderer.note(f"event {name}: {_NOT_JSON}")
+        if self.options.event_filter.shows(name) and not self.renderer.event(event):
+            self.renderer.note(f"event {name}: {_NOT_JSON}")
 
     @staticmethod
     def _as_user_sees(msg: Mapping[str, object], flight: _InFlight) -> dict[str, object]:

@@ -21,7 +21,6 @@ import sys
 import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Union
 
 #: Prompts and markers that documentation puts in front of a line, and what
 #: each says about that line.
@@ -105,7 +104,7 @@ class Skipped:
     lineno: int = 1
 
 
-Item = Union[Request, Builtin, Skipped, ParseError]
+Item = Request | Builtin | Skipped | ParseError
 
 
 @dataclass
@@ -360,7 +359,7 @@ def _literal(node: ast.AST, source: str) -> object:
         return [_literal(e, source) for e in node.elts]
     if isinstance(node, ast.Dict):
         out = {}
-        for k, v in zip(node.keys, node.values):
+        for k, v in zip(node.keys, node.values, strict=True):
             key = _literal(k, source) if k is not None else None
             if k is None or not isinstance(key, str):
                 raise ValueError("object keys must be strings")
