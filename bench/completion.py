@@ -32,12 +32,12 @@ from prompt_toolkit.document import Document
 if not os.environ.get("PYTHONPATH"):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qmpsh.catalog import Source  # noqa: E402
-from qmpsh.client import SocketTransport  # noqa: E402
-from qmpsh.render import Renderer  # noqa: E402
-from qmpsh.repl import completer_for  # noqa: E402
-from qmpsh.schema import Schema  # noqa: E402
-from qmpsh.session import Options, Session  # noqa: E402
+from qmpsh.catalog import Source
+from qmpsh.client import SocketTransport
+from qmpsh.render import Renderer
+from qmpsh.repl import completer_for
+from qmpsh.schema import Schema
+from qmpsh.session import Options, Session
 
 QEMU = os.environ.get("QMPSH_QEMU", "qemu-system-x86_64")
 QEMU_IMG = os.environ.get("QMPSH_QEMU_IMG", "qemu-img")
@@ -87,7 +87,8 @@ async def measure(sock: str, repeats: int) -> dict[str, object]:
         loads.append((time.perf_counter() - started) * 1000)
     for layer in "BCD":
         below = chr(ord(layer) - 1)
-        await session.query("blockdev-snapshot-sync", {"node-name": f"node-{below}", "snapshot-file": f"{layer.lower()}.qcow2",
+        await session.query("blockdev-snapshot-sync", {"node-name": f"node-{below}",
+                                                        "snapshot-file": f"{layer.lower()}.qcow2",
                                                         "snapshot-node-name": f"node-{layer}", "format": "qcow2"})
     for i in range(EXTRA_NODES):
         await session.query("blockdev-add", {"driver": "null-co", "node-name": f"extra-{i:03d}"})

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,7 +243,7 @@ class Qemu:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise SystemExit("bench: QEMU did not open its QMP socket in 30 s")
+                    raise SystemExit("bench: QEMU did not open its QMP socket in 30 s") from None
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -528,7 +528,7 @@ class Bench:
 
     # -- 5. event flood --
 
-    def flood(self, sock: str) -> None:  # noqa: ARG002  (the fake server, not QEMU)
+    def flood(self, sock: str) -> None:  # sock unused: the fake server, not QEMU
         n = self.sizes.flood
         runs = self.sizes.flood_runs
         self.log(f"event flood: {n} events before the reply, {runs} runs per tool")
@@ -594,7 +594,7 @@ class Bench:
             after_rate >= 50_000 and in_order,
             {"events": n, "wall_s": [round(w, 3) for w in waits], "output": counts, "in_order": in_order})
 
-    def pty_flood(self, sock: str) -> None:  # noqa: ARG002  (the fake server, not QEMU)
+    def pty_flood(self, sock: str) -> None:  # sock unused: the fake server, not QEMU
         """Target 5, second half: events flood a pty while the user types; the typed line must survive."""
         import pexpect
 
@@ -632,7 +632,7 @@ class Bench:
                                        f"{n} events, redraws batched by prompt_toolkit", "report", None,
                                        {"events": n, "rates": [round(r) for r in rates]})
 
-    def completion(self, sock: str) -> None:  # noqa: ARG002  (bench/completion.py starts its own QEMU)
+    def completion(self, sock: str) -> None:  # sock unused: bench/completion.py starts its own QEMU
         """Target 6, in-process against its own QEMU (bench/completion.py): p95 from the cache."""
         self.log("completion latency: seed chain + 200 named nodes, a mirror job")
         script = str(Path(__file__).resolve().parent / "completion.py")
@@ -711,7 +711,8 @@ def export_qmpsh(rev: str, dest: Path) -> Path:
         data = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "qmpsh"],
                               capture_output=True, check=True).stdout
     except subprocess.CalledProcessError as err:
-        raise SystemExit(f"bench: cannot export qmpsh at {rev}: {err.stderr.decode(errors='replace').strip()}")
+        why = err.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"bench: cannot export qmpsh at {rev}: {why}") from None
     dest.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         try:
@@ -750,7 +751,7 @@ def machine() -> dict[str, object]:
         qmp = version("qemu.qmp")
     except Exception:  # noqa: BLE001
         qmp = "?"
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "nproc": os.cpu_count(),
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "nproc": os.cpu_count(),
             "memory": mem, "qemu": qemu, "python": platform.python_version(), "qemu.qmp": qmp,
             "kernel": platform.release()}
 
@@ -775,7 +776,7 @@ def table(rows: dict[str, Row], smoke: bool = False, partial: bool = False) -> s
         met = "-" if row.met is None or smoke else ("yes" if row.met else "NO")
         body.append([name, *(fmt(row.values.get(t, "")) for t in TOOLS), row.ratio, row.target, met])
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *body]]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -14,10 +14,13 @@ import fnmatch
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum
-
-from qmpsh.transport import CommandError, TransportError
+from typing import TYPE_CHECKING, cast
 
 from qmpsh.hmp import HmpHelp, parse_help
+from qmpsh.transport import CommandError, TransportError
+
+if TYPE_CHECKING:
+    from qmpsh.jsontypes import JSON, BlockDeviceInfo
 
 
 class Source(Enum):
@@ -148,10 +151,11 @@ class Snapshot:
         return self.values.get(source, ())
 
 
-Query = Callable[[str, Mapping[str, object] | None], Awaitable[object]]
+Query = Callable[[str, Mapping[str, object] | None], Awaitable["JSON"]]
 
 
 def _names(items: object, key: str) -> list[str]:
+    """The ``key`` of each object in ``items``, a reply read without trusting it."""
     if not isinstance(items, list):
         return []
     return [str(i[key]) for i in items if isinstance(i, dict) and i.get(key)]
@@ -160,19 +164,20 @@ def _names(items: object, key: str) -> list[str]:
 async def fetch(query: Query) -> Snapshot:
     """Ask QEMU for every live value; a query QEMU lacks just yields nothing."""
 
-    async def ask(command: str, arguments: Mapping[str, object] | None = None) -> object:
+    async def ask(command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         try:
             return await query(command, arguments)
         except TransportError:
             return None
 
-    nodes, blocks, jobs, block_jobs, exports, peripherals = await asyncio.gather(
+    named, block_devices, jobs, block_jobs, exports, peripherals = await asyncio.gather(
         ask("query-named-block-nodes", {"flat": True}), ask("query-block"), ask("query-jobs"),
         ask("query-block-jobs"), ask("query-block-exports"), ask("qom-list", {"path": "/machine/peripheral"}),
     )
-    blocks = [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
+    blocks = [b for b in block_devices if isinstance(b, dict)] if isinstance(block_devices, list) else []
     backends = [str(b["device"]) for b in blocks if b.get("device")]
-    nodes = [n for n in nodes if isinstance(n, dict) and n.get("node-name")] if isinstance(nodes, list) else []
+    nodes = cast("list[BlockDeviceInfo]", [n for n in named if isinstance(n, dict) and n.get("node-name")]
+                 if isinstance(named, list) else [])
     node_names = [str(n["node-name"]) for n in nodes]
     bitmaps = {str(n["node-name"]): tuple(_names(n["dirty-bitmaps"], "name")) for n in nodes if n.get("dirty-bitmaps")}
     # image files: those of nodes that can have a backing file (neither protocol nodes nor raw)
@@ -180,15 +185,17 @@ async def fetch(query: Query) -> Snapshot:
     chains = {str(node["node-name"]): _chain(node, by_file) for node in nodes}
     roots: dict[str, str] = {}  # root node -> the device it is the root of
     for block in blocks:  # a backend name stands for its root node
-        root = block.get("inserted", {}).get("node-name") if isinstance(block.get("inserted"), dict) else None
+        inserted = block.get("inserted")
+        root = inserted.get("node-name") if isinstance(inserted, dict) else None
         if root:
             roots[str(root)] = _device_name(block)
-        if block.get("device") and root in chains:
+        if block.get("device") and isinstance(root, str) and root in chains:
             chains[str(block["device"])] = chains[root]
             if root in bitmaps:
                 bitmaps[str(block["device"])] = bitmaps[root]
     labels, likely = _kinds(nodes, roots, backends)
-    devices = [p["name"] for p in peripherals or [] if isinstance(p, dict) and str(p.get("type", "")).startswith("child<")]  # type: ignore[union-attr]
+    children = peripherals if isinstance(peripherals, list) else []
+    devices = [str(p["name"]) for p in children if isinstance(p, dict) and str(p.get("type", "")).startswith("child<")]
     all_nodes = tuple(dict.fromkeys(node_names + backends))
     return Snapshot(
         values={
@@ -217,7 +224,7 @@ def _device_name(block: Mapping[str, object]) -> str:
     return str(block.get("device") or "") or qdev
 
 
-def _kinds(nodes: list[dict[str, object]], roots: Mapping[str, str],
+def _kinds(nodes: list[BlockDeviceInfo], roots: Mapping[str, str],
            backends: list[str]) -> tuple[dict[str, str], dict[str, Likely]]:
     """Each node's label and how likely it fits a device= or node-name= (Likely)."""
     labels: dict[str, str] = {}
@@ -254,9 +261,9 @@ async def fetch_hmp(query: Query) -> HmpHelp | None:
     try:
         commands = await query("human-monitor-command", {"command-line": "help"})
         info = await query("human-monitor-command", {"command-line": "help info"})
-    except ExecuteError:
+    except CommandError:
         return HmpHelp()
-    except QMPError:
+    except TransportError:
         return None
     return HmpHelp(parse_help(str(commands)), parse_help(str(info), "info "))
 

@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("address", nargs="?", metavar="ADDRESS",
                         help="QMP server: a unix socket path or HOST:PORT (default: $QMP_SOCKET)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print each command sent, as JSON, before its reply")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print each command sent, as JSON, before its reply")
     parser.add_argument("-p", "--pretty", action="store_true", help="indent JSON output")
     parser.add_argument("--no-pretty", dest="pretty", action="store_false", default=False,
                         help="compact JSON output, even if the config file says pretty")
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitStatus.USAGE
     for stream in (sys.stdout, sys.stderr):
         # JSON strings may hold lone surrogates ("\ud800"): print them as that same JSON escape.
-        stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
+        stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # a TextIOWrapper here
     own, qemu_args = _split_qemu_args(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(own)  # --help and --version work whatever the config file says
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             except (LaunchError, OSError) as err:
                 print(f"qmpsh: {err}", file=sys.stderr)
                 return ExitStatus.USAGE
+        assert address is not None  # ADDRESS, QMP_SOCKET or --launch: checked above
         status = asyncio.run(_run_until_signal(args, address, launched, ending))
     except KeyboardInterrupt:
         status = ExitStatus.FAILED

@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from typing import Union
+from typing import TYPE_CHECKING, cast
 
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
@@ -27,6 +27,9 @@ from qemu.qmp.qmp_client import GreetingError, NegotiationError
 from qmpsh.transport import (CommandError, ConnectFailure, MessageHook, TransportError, Unsendable, WireTap,
                              reply_id)
 
+if TYPE_CHECKING:
+    from qmpsh.jsontypes import JSON
+
 #: The qemu.qmp releases this module was checked against, oldest and newest (pyproject.toml says the same).
 VERIFIED = ("0.0.4", "0.0.6")
 #: Every private qemu.qmp name used here, by the class that has it. 0.0.3 lacks QMPClient's readbuflen.
@@ -35,7 +38,7 @@ PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
     Message: ("_object",),
 }
 
-Address = Union[str, tuple[str, int]]
+Address = str | tuple[str, int]
 
 # qemu.qmp logs errors (e.g. "Failed to establish connection") that qmpsh
 # reports itself in one line; keep them off the user's terminal.
@@ -65,7 +68,7 @@ CONNECT_TIMEOUT = 30.0
 
 def describe_failure(err: BaseException) -> str:
     """Why a connection failed or ended, in one phrase."""
-    cause = err.exc if isinstance(err, (ConnectError, GreetingError, NegotiationError)) else err  # type: ignore[attr-defined]
+    cause = err.exc if isinstance(err, (ConnectError, GreetingError, NegotiationError)) else err
     if isinstance(err, ConnectError) and isinstance(cause, (GreetingError, NegotiationError)):
         return describe_failure(cause)
     if isinstance(err, GreetingError):
@@ -206,7 +209,7 @@ class SocketTransport(QMPClient):
             return
         obj = msg._object  # the dict Message wraps: the owner reads it many times
         self._on_received(obj)
-        waiter = self._waiting.get(exec_id)  # type: ignore[arg-type]
+        waiter = self._waiting.get(exec_id) if exec_id is not None else None
         if waiter is not None and not waiter.done():
             waiter.set_result(obj)
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
@@ -250,10 +253,10 @@ class SocketTransport(QMPClient):
                 if not waiter.done():
                     waiter.set_exception(TransportError("disconnected"))
 
-    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> object:
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself (see ``transport.Transport.query``)."""
         try:
-            return await self.execute(command, arguments)
+            return cast("JSON", await self.execute(command, arguments))
         except ExecuteError as err:
             raise CommandError(err.error_class, str(err)) from err
         except QMPError as err:
@@ -293,7 +296,8 @@ class SocketTransport(QMPClient):
                 reason = describe_failure(err)
                 if isinstance(err.exc, NegotiationError) and self.last_received and "error" in self.last_received:
                     error = self.last_received["error"]
-                    reason = f"capabilities negotiation failed: {error.get('desc', error) if isinstance(error, dict) else error}"
+                    desc = error.get("desc", error) if isinstance(error, dict) else error
+                    reason = f"capabilities negotiation failed: {desc}"
                 raise ConnectFailure(reason) from None
 
     async def close(self) -> str | None:

@@ -19,7 +19,7 @@ from prompt_toolkit.document import Document
 from qmpsh.catalog import HMP_ARGUMENT_SOURCES, Catalog, Likely, Source, source_for
 from qmpsh.commands import BUILTINS
 from qmpsh.hmp import HmpCommand, HmpHelp, full_names
-from qmpsh.schema import Schema
+from qmpsh.schema import Member, Schema
 from qmpsh.syntax import MARKER_RE, ParseError, needs_more, parse_line_arguments, tokens
 
 
@@ -259,7 +259,7 @@ class Sources:
         return []
 
     def _object_members(self, schema: Schema, command: str, path: list[str], given: Mapping[str, object],
-                        action: bool) -> list:
+                        action: bool) -> list[Member]:
         type_name = schema.action_type(command) if action else schema.arg_type(command)
         return schema.members_at(type_name, path, given)
 
@@ -268,7 +268,7 @@ class Sources:
         members = self._object_members(schema, want.command, path, want.given, want.action)
         return self._names(schema, "".join(p + "." for p in path), leaf, members, _at(want.given, path))
 
-    def _names(self, schema: Schema, parent: str, prefix: str, members: list,
+    def _names(self, schema: Schema, parent: str, prefix: str, members: list[Member],
                given: Mapping[str, object]) -> list[Candidate]:
         found: dict[str, Candidate] = {}
         for member in members:
@@ -359,7 +359,7 @@ def readline_tab(text: str, completions: Sequence[Completion]) -> tuple[Completi
     if len(starts) != 1:
         return None, False
     start = starts.pop()
-    common = os.path.commonprefix([c.text for c in hits])
+    common = os.path.commonprefix([c.text for c in hits])  # noqa: RUF071 - a string's prefix, not a path's
     return (Completion(common, start) if len(common) > -start else None), False
 
 

@@ -23,12 +23,16 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from qmpsh.events import Event, Predicate, about
 from qmpsh.syntax import Builtin
 
 if TYPE_CHECKING:
+    from rich.progress import Task
+    from rich.text import Text
+
+    from qmpsh.jsontypes import JSON, BlockJobInfo, JobInfo, JSONObject
     from qmpsh.session import Session
 
 POLL_SECONDS = 0.25
@@ -39,7 +43,8 @@ def _final(event: Event) -> bool:
     """Whether an event about a job says it is over (not merely ready)."""
     name = event.get("event")
     if name == "JOB_STATUS_CHANGE":
-        return event["data"].get("status") == "concluded"  # type: ignore[union-attr]
+        data = event["data"]
+        return isinstance(data, Mapping) and data.get("status") == "concluded"
     return name in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
 
 
@@ -70,11 +75,12 @@ def ending(job_id: str, recent: Iterable[Event] = ()) -> Predicate:
     return accept
 
 
-def find(jobs: object, job_id: str) -> dict[str, object] | None:
+def find(jobs: JSON, job_id: str) -> JobInfo | None:
+    """``job_id``'s entry in a query-jobs reply."""
     if isinstance(jobs, list):
         for job in jobs:
             if isinstance(job, dict) and job.get("id", job.get("device")) == job_id:
-                return job
+                return cast("JobInfo", job)
     return None
 
 
@@ -91,11 +97,11 @@ def failure(event: Event, info: Mapping[str, object] | None) -> str | None:
     return None
 
 
-def _binary_rate(task: object) -> object:
+def _binary_rate(task: Task) -> Text:
     """MiB/s rather than rich's MB/s: QEMU's sizes and speeds are binary."""
     from rich.text import Text
 
-    speed = task.finished_speed or task.speed  # type: ignore[attr-defined]
+    speed = task.finished_speed or task.speed
     return Text("?" if speed is None else binary_rate(speed), style="progress.data.speed")
 
 
@@ -118,7 +124,7 @@ class ProgressBar:
         class BinaryRateColumn(ProgressColumn):
             """The rate in the units DownloadColumn(binary_units=True) uses (QEMU's speed=8M is 8 MiB/s)."""
 
-            def render(self, task: object) -> object:  # type: ignore[override]
+            def render(self, task: Task) -> Text:
                 return _binary_rate(task)
 
         self.session = session
@@ -137,7 +143,7 @@ class ProgressBar:
         done = info.get("current-progress", info.get("offset"))
         self.kind = str(info.get("type", self.kind))
         self.progress.update(self.task, description=f"{self.job_id} {self.kind} {info.get('status', '')}",
-                             total=float(total) if isinstance(total, (int, float)) and total else None,  # type: ignore[arg-type]
+                             total=float(total) if isinstance(total, (int, float)) and total else None,
                              completed=float(done) if isinstance(done, (int, float)) else 0)
 
     def _print(self, text: str) -> None:
@@ -178,7 +184,7 @@ async def follow(session: Session, cmd: Builtin) -> bool:
     end = asyncio.ensure_future(session.events.wait(ending(job_id, session.ring.events),
                                                     float(timeout) if timeout else None))
     bar = ProgressBar(session, job_id) if session.options.interactive else None
-    info: dict[str, object] | None = None
+    info: JobInfo | None = None
     concluded_before = False  # its final event came before this /job: polling found it concluded
     already_ready = False  # ready before this /job: only its conclusion ends the wait
     try:
@@ -235,14 +241,17 @@ async def follow(session: Session, cmd: Builtin) -> bool:
     return True
 
 
+def _objects(reply: JSON) -> list[JSONObject]:
+    """The objects in a reply that is a list of them (anything else in it is skipped)."""
+    return [item for item in reply if isinstance(item, dict)] if isinstance(reply, list) else []
+
+
 async def list_jobs(session: Session, cmd: Builtin) -> bool:
     """A table of the current jobs, with the speed of block jobs."""
     jobs, block_jobs = await asyncio.gather(session.query("query-jobs"), session.query("query-block-jobs"))
-    speeds = {j.get("device"): j.get("speed") for j in block_jobs or [] if isinstance(j, dict)}  # type: ignore[union-attr]
+    speeds = {j.get("device"): j.get("speed") for j in cast("list[BlockJobInfo]", _objects(block_jobs))}
     rows = []
-    for job in jobs or []:  # type: ignore[union-attr]
-        if not isinstance(job, dict):
-            continue
+    for job in cast("list[JobInfo]", _objects(jobs)):
         total, done = job.get("total-progress") or 0, job.get("current-progress") or 0
         rows.append({"id": job.get("id"), "type": job.get("type"), "status": job.get("status"),
                      "progress": round(100 * done / total, 1) if total else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class Logfile:
@@ -25,7 +25,7 @@ class Logfile:
     def _write(self, direction: str, data: bytes) -> None:
         if self.error is not None:
             return
-        stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds")
         line = b'{"time": "%s", "direction": "%s", "message": %s}\n' % (
             stamp.encode(), direction.encode(), data.rstrip())
         try:

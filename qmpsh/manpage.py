@@ -147,7 +147,7 @@ def _date() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if not epoch:
         return ""
-    return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%d")
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC).strftime("%Y-%m-%d")
 
 
 def render(parser: argparse.ArgumentParser | None = None) -> str:

@@ -189,7 +189,7 @@ class Renderer:
         if not all(type(part) in (int, float) for part in parts):  # not bool, not a string
             return ""
         try:
-            seconds = parts[0] + parts[1] / 1e6  # type: ignore[operator]
+            seconds = parts[0] + parts[1] / 1e6
             local = time.localtime(seconds)
         except (OverflowError, OSError, ValueError):  # NaN, or beyond what a float or the C library's time holds
             return ""

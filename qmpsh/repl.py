@@ -53,16 +53,17 @@ class SharedHistory(FileHistory):
 
     def __init__(self, filename: str, warn: Callable[[str], None]) -> None:
         super().__init__(filename)
+        self._path = filename  # FileHistory's own filename is typed as any path, bytes too
         self._warn: Callable[[str], None] | None = warn
 
     def store_string(self, string: str) -> None:
         entry = f"\n# {datetime.datetime.now()}\n" + "".join(f"+{line}\n" for line in string.split("\n"))
         try:
             # a byte typed that is not UTF-8 is kept as it was
-            append(Path(self.filename), entry.encode("utf-8", "surrogateescape"))
+            append(Path(self._path), entry.encode("utf-8", "surrogateescape"))
         except OSError as err:
             if self._warn is not None:
-                self._warn(f"history not saved: cannot write {self.filename}: {err.strerror}")
+                self._warn(f"history not saved: cannot write {self._path}: {err.strerror}")
                 self._warn = None
 
 
@@ -222,7 +223,8 @@ async def interruptible(work: Awaitable[T]) -> T | None:
     try:
         return await task
     except asyncio.CancelledError:
-        if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # qmpsh is told to end
+        this = asyncio.current_task()
+        if this is not None and this.cancelling():  # qmpsh is told to end
             raise
         return None
     finally:

@@ -11,8 +11,12 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-Entry = Mapping[str, object]
+if TYPE_CHECKING:
+    from qmpsh.jsontypes import SchemaInfo, SchemaInfoMember, SchemaInfoObjectVariant
+
+    Entry = SchemaInfo
 
 #: Commands that take properties beyond their declared arguments (QAPI 'gen': false).
 OPEN_COMMANDS = frozenset({"device_add"})
@@ -46,6 +50,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 class Schema:
     def __init__(self, entries: Iterable[Entry]) -> None:
+        """``entries``: the reply of query-qmp-schema."""
         self.types: dict[str, Entry] = {}
         self.commands: dict[str, Entry] = {}
         self.events: dict[str, Entry] = {}
@@ -64,50 +69,59 @@ class Schema:
 
     # -- shapes --------------------------------------------------------------
 
+    def _members(self, type_name: str) -> list[SchemaInfoMember]:
+        entry = self.types.get(type_name)
+        return entry.get("members", []) if entry is not None else []
+
+    def _variants(self, type_name: str) -> list[SchemaInfoObjectVariant]:
+        entry = self.types.get(type_name)
+        return entry.get("variants", []) if entry is not None else []
+
     def meta(self, type_name: str) -> str:
         """``builtin``, ``object``, ``enum``, ``array`` or ``alternate``."""
-        return str(self.types.get(type_name, {}).get("meta-type", "builtin"))
+        entry = self.types.get(type_name)
+        return str(entry.get("meta-type", "builtin")) if entry is not None else "builtin"
 
     def json_type(self, type_name: str) -> str:
         """For builtins: string, int, number, boolean, null, value, object, array."""
-        entry = self.types.get(type_name, {})
-        return str(entry.get("json-type", type_name))
+        entry = self.types.get(type_name)
+        return str(entry.get("json-type", type_name)) if entry is not None else type_name
 
     def enum_values(self, type_name: str) -> list[str]:
-        entry = self.types.get(type_name, {})
-        values = entry.get("values")
+        entry = self.types.get(type_name)
+        values = entry.get("values") if entry is not None else None
         if values is None:  # QEMU 8.2+ describes members too
-            values = [m["name"] for m in entry.get("members", [])]  # type: ignore[index, union-attr]
-        return list(values)  # type: ignore[arg-type]
+            values = [m["name"] for m in self._members(type_name)]
+        return list(values)
 
     def element_type(self, type_name: str) -> str:
-        return str(self.types.get(type_name, {}).get("element-type", "any"))
+        entry = self.types.get(type_name)
+        return str(entry.get("element-type", "any")) if entry is not None else "any"
 
     def alternatives(self, type_name: str) -> list[str]:
         """The branches of an alternate (nothing for any other type)."""
         if self.meta(type_name) != "alternate":
             return []
-        return [str(m["type"]) for m in self.types.get(type_name, {}).get("members", [])]  # type: ignore[index, union-attr]
+        return [str(m["type"]) for m in self._members(type_name)]
 
     def members(self, type_name: str, given: Mapping[str, object] | None = None) -> list[Member]:
         """An object's members; for a flat union, plus the branch that ``given`` selects."""
-        entry = self.types.get(type_name, {})
-        out = [Member(str(m["name"]), str(m["type"]), "default" in m)  # type: ignore[index]
-               for m in entry.get("members", [])]  # type: ignore[union-attr]
-        tag = entry.get("tag")
-        if tag is not None and given is not None and isinstance(given.get(str(tag)), str):
-            for variant in entry.get("variants", []):  # type: ignore[union-attr]
-                if variant["case"] == given[str(tag)]:  # type: ignore[index]
-                    out += self.members(str(variant["type"]), given)  # type: ignore[index]
+        out = [Member(str(m["name"]), str(m["type"]), "default" in m) for m in self._members(type_name)]
+        tag = self.tag(type_name)
+        if tag is not None and given is not None and isinstance(given.get(tag), str):
+            for variant in self._variants(type_name):
+                if variant["case"] == given[tag]:
+                    out += self.members(str(variant["type"]), given)
         return out
 
     def tag(self, type_name: str) -> str | None:
         """The discriminator of a flat union, if the type is one."""
-        tag = self.types.get(type_name, {}).get("tag")
+        entry = self.types.get(type_name)
+        tag = entry.get("tag") if entry is not None else None
         return str(tag) if tag is not None else None
 
     def variant_cases(self, type_name: str) -> list[str]:
-        return [str(v["case"]) for v in self.types.get(type_name, {}).get("variants", [])]  # type: ignore[index, union-attr]
+        return [str(v["case"]) for v in self._variants(type_name)]
 
     def block_drivers(self) -> list[str]:
         """The block drivers this QEMU has: blockdev-add's ``driver`` branches.

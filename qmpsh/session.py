@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
@@ -22,6 +22,7 @@ from qmpsh.transport import CommandError, Transport, TransportError, Unsendable,
 
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.catalog import Catalog
+    from qmpsh.jsontypes import JSON, SchemaInfo
     from qmpsh.launch import LaunchedQemu
     from qmpsh.schema import Schema
 
@@ -122,7 +123,7 @@ class Session:
         except TransportError:
             return
         if isinstance(reply, list):
-            self.commands = sorted(c["name"] for c in reply if isinstance(c, dict) and "name" in c)
+            self.commands = sorted(str(c["name"]) for c in reply if isinstance(c, dict) and "name" in c)
 
     async def lose(self, what: str) -> None:
         """The connection broke: say why, once (pipelined requests all notice at the same moment)."""
@@ -189,7 +190,7 @@ class Session:
         except TransportError:  # the connection went: no answer either way, ask again next time
             self._schema_task = None
             return None
-        schema = Schema(reply) if isinstance(reply, list) else None  # type: ignore[arg-type]
+        schema = Schema(cast("list[SchemaInfo]", reply)) if isinstance(reply, list) else None
         if not schema:
             self.renderer.note("no usable QMP schema from the server: arguments are sent unchecked")
             schema = None
@@ -379,7 +380,7 @@ class Session:
         finally:
             waiter.cancel()  # when the caller stopped waiting (Ctrl-C, timeout)
 
-    async def query(self, command: str, arguments: dict[str, object] | None = None) -> object:
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself: not printed, not counted as a line."""
         return await self.transport.query(command, arguments)
 
@@ -402,7 +403,8 @@ class Session:
     # -- wire taps (called in wire order by the connection) ----------------
 
     def _on_sent(self, msg: Mapping[str, object]) -> None:
-        flight = self._in_flight.get(msg.get("id"))  # type: ignore[arg-type]
+        exec_id = msg.get("id")
+        flight = self._in_flight.get(exec_id) if isinstance(exec_id, str) else None
         if flight is not None and self.options.verbose:
             self.renderer.document(self._as_user_sees(msg, flight))
 
@@ -411,7 +413,7 @@ class Session:
             self._on_event(msg)
             return
         exec_id = reply_id(msg)
-        flight = self._in_flight.pop(exec_id, None)  # type: ignore[arg-type]
+        flight = self._in_flight.pop(exec_id, None) if exec_id is not None else None
         if flight is None:  # (replies to qmpsh's own queries never come here)
             what = "an error without an id" if "error" in msg and "id" not in msg else "a reply with an unknown id"
             self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg)}")
@@ -437,9 +439,8 @@ class Session:
             self.catalog.after_event(name)
         if self.watch is not None:
             self.watch(event)
-        if self.options.event_filter.shows(name):
-            if not self.renderer.event(event):
-                self.renderer.note(f"event {name}: {_NOT_JSON}")
+        if self.options.event_filter.shows(name) and not self.renderer.event(event):
+            self.renderer.note(f"event {name}: {_NOT_JSON}")
 
     @staticmethod
     def _as_user_sees(msg: Mapping[str, object], flight: _InFlight) -> dict[str, object]:

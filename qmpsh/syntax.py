@@ -21,7 +21,6 @@ import sys
 import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Union
 
 #: Prompts and markers that documentation puts in front of a line, and what
 #: each says about that line.
@@ -105,7 +104,7 @@ class Skipped:
     lineno: int = 1
 
 
-Item = Union[Request, Builtin, Skipped, ParseError]
+Item = Request | Builtin | Skipped | ParseError
 
 
 @dataclass
@@ -360,7 +359,7 @@ def _literal(node: ast.AST, source: str) -> object:
         return [_literal(e, source) for e in node.elts]
     if isinstance(node, ast.Dict):
         out = {}
-        for k, v in zip(node.keys, node.values):
+        for k, v in zip(node.keys, node.values, strict=True):
             key = _literal(k, source) if k is not None else None
             if k is None or not isinstance(key, str):
                 raise ValueError("object keys must be strings")
@@ -429,9 +428,9 @@ def _merge(dst: dict[str, object], src: dict[str, object], path: str) -> None:
         here = f"{path}.{key}" if path else key
         if key not in dst:
             dst[key] = value
-        elif isinstance(dst[key], dict) and isinstance(value, dict):
-            _merge(dst[key], value, here)  # type: ignore[arg-type]
-        elif isinstance(dst[key], dict) or isinstance(value, dict):
+        elif isinstance(old := dst[key], dict) and isinstance(value, dict):
+            _merge(old, value, here)
+        elif isinstance(old, dict) or isinstance(value, dict):
             raise ValueError(f"'{here}' is used both as an object and as a value")
         else:
             raise ValueError(f"duplicate key '{here}'")
@@ -454,11 +453,11 @@ def parse_arguments(line: _Line, words: list[tuple[str, int]],
             value = parse_value(raw)
         except _Unbalanced as err:
             raise line.error(err.args[0], offset + len(key) + 1 + err.offset) from None
-        nested: object = value
-        for part in reversed(path):
+        nested: dict[str, object] = {path[-1]: value}
+        for part in reversed(path[:-1]):
             nested = {part: nested}
         try:
-            _merge(args, nested, "")  # type: ignore[arg-type]
+            _merge(args, nested, "")
         except ValueError as err:
             raise line.error(str(err), offset) from None
         if columns is not None:
@@ -548,7 +547,7 @@ class _Transaction:
     def result(self) -> Item:
         if self.error is not None:
             return self.error
-        message = {"execute": "transaction", "arguments": {"actions": self.actions}}
+        message: dict[str, object] = {"execute": "transaction", "arguments": {"actions": self.actions}}
         return Request(message, "transaction", self.lineno)
 
 
@@ -675,8 +674,8 @@ class _Gatherer:
         if first.startswith("/"):
             self.items.append(_parse_builtin(line, words, self.builtins))
         elif self.hmp:
-            message = {"execute": "human-monitor-command", "arguments": {"command-line": line.text}}
-            self.items.append(Request(message, "hmp", line.lineno))
+            arguments = {"command-line": line.text}
+            self.items.append(Request({"execute": "human-monitor-command", "arguments": arguments}, "hmp", line.lineno))
         elif first == "transaction(":
             self._transaction = _Transaction(line.lineno)
             if self._transaction.add(line, words[1:]):
@@ -694,8 +693,8 @@ class _Gatherer:
             except ParseError as err:
                 self.items.append(err)
                 return
-            message = {"execute": name, "arguments": args}
-            self.items.append(Request(message, "kv", line.lineno, from_prompt=line.marker == "prompt", force=force,
+            self.items.append(Request({"execute": name, "arguments": args}, "kv", line.lineno,
+                                      from_prompt=line.marker == "prompt", force=force,
                                       source=line.sources[0], columns=columns))
 
 

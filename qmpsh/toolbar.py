@@ -7,7 +7,7 @@ once a second while there are jobs, so drawing it never waits on QEMU.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from qmpsh.catalog import Source
 from qmpsh.session import Session
@@ -84,13 +84,14 @@ class Toolbar:
                     jobs = await self.session.query("query-jobs")
                 except TransportError:
                     jobs = []
-                self.jobs = [job_row(j) for j in jobs or [] if isinstance(j, dict)]  # type: ignore[union-attr]
+                entries = jobs if isinstance(jobs, list) else []
+                self.jobs = [job_row(j) for j in entries if isinstance(j, dict)]
                 redraw()
             await asyncio.sleep(POLL_SECONDS)
 
 
-def job_row(job: dict[str, object]) -> tuple[str, str, str, int | None]:
-    """A query-jobs entry as (id, type, status, percent done)."""
+def job_row(job: Mapping[str, object]) -> tuple[str, str, str, int | None]:
+    """A query-jobs entry (a JobInfo, read without trusting it) as (id, type, status, percent done)."""
     total, done = job.get("total-progress"), job.get("current-progress")
     percent = int(100 * done / total) if isinstance(total, int) and total and isinstance(done, int) else None
     return str(job.get("id")), str(job.get("type")), str(job.get("status")), percent

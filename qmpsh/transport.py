@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from qmpsh.jsontypes import JSON
 
 #: Sees one message, as a JSON object: a request as it is sent, a reply or an event as it is read.
 MessageHook = Callable[[Mapping[str, object]], None]
@@ -101,7 +104,7 @@ class Transport(Protocol):
         :raise Unsendable: the message is not strict JSON (nothing is sent).
         """
 
-    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> object:
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself and return its ``return`` value; the hooks never see it.
 
         :raise CommandError: the server answered with an error.

@@ -18,12 +18,15 @@ import asyncio
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from qmpsh.syntax import Builtin
 from qmpsh.transport import TransportError
 
 if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from qmpsh.jsontypes import BlockDeviceInfo, XDbgBlockGraph
     from qmpsh.session import Session
 
 PROTOCOL_DRIVERS = {"file", "host_device", "host_cdrom", "nbd", "nvme", "null-co", "null-aio", "iscsi", "rbd",
@@ -69,22 +72,23 @@ def _is_device_or_node(raw: Mapping[str, object]) -> bool:
     return kind == "block-driver" or (kind == "block-backend" and bool(raw.get("name")))
 
 
-def build(graph: Mapping[str, object], named: list[Mapping[str, object]]) -> list[Node]:
-    """The trees of a block graph: one per block backend, then nodes no one uses."""
+def build(graph: XDbgBlockGraph, named: list[BlockDeviceInfo]) -> list[Node]:
+    """The trees of a block graph (x-debug-query-block-graph) with the nodes' details
+    (query-named-block-nodes): one per block backend, then nodes no one uses."""
     info = {str(n.get("node-name")): n for n in named}
-    nodes = {int(n["id"]): n for n in graph.get("nodes", [])}  # type: ignore[union-attr, call-overload]
+    nodes = {int(n["id"]): n for n in graph.get("nodes", [])}
     edges = graph.get("edges", [])
     children: dict[int, list[tuple[str, int]]] = {}
     has_parent: set[int] = set()
-    for edge in edges:  # type: ignore[union-attr]
+    for edge in edges:
         children.setdefault(int(edge["parent"]), []).append((str(edge["name"]), int(edge["child"])))
         if _is_device_or_node(nodes.get(int(edge["parent"]), {})):
             has_parent.add(int(edge["child"]))
 
     def make(node_id: int, edge: str, seen: frozenset[int]) -> Node:
-        raw = nodes.get(node_id, {})
+        raw: Mapping[str, object] = nodes.get(node_id, {})
         name = str(raw.get("name", node_id))
-        details = info.get(name, {})
+        details: Mapping[str, object] = info.get(name, {})
         node = Node(name, str(details.get("drv", raw.get("type", ""))), str(details.get("file", "")), edge)
         for child_edge, child_id in children.get(node_id, []):
             if child_id in seen:
@@ -109,7 +113,7 @@ async def show_tree(session: Session, cmd: Builtin) -> bool:
     except TransportError as err:
         session.renderer.error(f"/tree: {err}")
         return False
-    roots = build(graph, named)  # type: ignore[arg-type]
+    roots = build(cast("XDbgBlockGraph", graph), cast("list[BlockDeviceInfo]", named))
     if not session.options.interactive:
         session.renderer.document([{**r.as_json(), "chain": chain(_active(r))} for r in roots])
         return True
@@ -142,7 +146,7 @@ def _label(node: Node) -> str:
     return "  ".join(p for p in parts if p)
 
 
-def _add(tree: object, node: Node) -> None:
+def _add(tree: Tree, node: Node) -> None:
     for child in node.children:
-        branch = tree.add(_label(child))  # type: ignore[attr-defined]
+        branch = tree.add(_label(child))
         _add(branch, child)

@@ -161,9 +161,8 @@ def _serving(program: str, args: list[str], qmp: list[str], workdir: Path, name:
     """Run ``program`` in ``workdir``, its output to NAME.log; return once its QMP socket NAME accepts."""
     sock = str(workdir / name)
     argv = [program, *args, *qmp]
-    log = open(workdir / f"{name}.log", "wb")
-    proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    log.close()
+    with open(workdir / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:

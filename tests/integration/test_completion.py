@@ -225,7 +225,7 @@ def test_enum_and_boolean_values(qemu):
             assert "file" in texts(completer, "blockdev-add driver=qcow2 file.driver=")
             # format= is a plain string in the schema: the block drivers are offered all the same
             assert texts(completer, mirror + "format=qco")[:2] == ["qcow", "qcow2"]
-            assert list(metas(completer, "blockdev-snapshot-sync format=ra").items())[0] == ("raw", "block driver")
+            assert next(iter(metas(completer, "blockdev-snapshot-sync format=ra").items())) == ("raw", "block driver")
             assert "qcow2" in texts(completer, "transaction(\ndrive-backup device=node-A target=x format=")
             assert metas(completer, "screendump filename=x format=") == {"png": "enum", "ppm": "enum"}  # its own enum
             assert {"inet", "unix"} <= set(texts(completer, "nbd-server-start addr.type="))
@@ -565,8 +565,9 @@ SEED_TEXTS = [
     "info block -n node-", "block_job_cancel -f ", "help info ", "? block_", "qemu-io -d node-A \"write 0 1M\" ",
     "(qemu) eject -f ", "drive_add 0 if=none,file=x ", "c ",
 ]
-NASTY = ["", " ", "\n", "=", "==", ".", "...=", "a..b=", "/", "/wait", "/wait ", "/help ", "transaction(", "transaction(abort",
-         "transaction(\n)", "(QEMU)", "TRANS> ", "!", "!!", "{", "}", "[", '"', "'", "block-stream device='",
+NASTY = ["", " ", "\n", "=", "==", ".", "...=", "a..b=", "/", "/wait", "/wait ", "/help ", "transaction(",
+         "transaction(abort", "transaction(\n)", "(QEMU)", "TRANS> ", "!", "!!", "{", "}", "[", '"', "'",
+         "block-stream device='",
          "blockdev-add driver=qcow2 file=x file.", "blockdev-add file.=", "blockdev-add .driver=",
          "blockdev-add driver=qcow2 driver=raw ", "blockdev-add driver=[] file.", "blockdev-add driver={} ",
          "nbd-server-start addr=1 addr.", "nbd-server-start addr.type={} addr.data.",
@@ -612,7 +613,7 @@ def test_wanted_and_candidates_never_raise(qemu):
                          *catalog.snapshot.hmp.commands, *catalog.snapshot.hmp.info, "-f", "(qemu)"})
     words = st.lists(st.sampled_from(vocabulary) | st.text(max_size=6), max_size=8)
     joined = st.tuples(words, st.lists(st.sampled_from([" ", "", "\n", "  "]), min_size=8, max_size=8)).map(
-        lambda pair: "".join(w + s for w, s in zip(pair[0], pair[1])))
+        lambda pair: "".join(w + s for w, s in zip(pair[0], pair[1], strict=False)))
     mutation = st.tuples(st.integers(0, 200), st.integers(0, 3), st.text(max_size=3))
 
     def mutate(text: str, edits: list[tuple[int, int, str]], cut: int) -> str:

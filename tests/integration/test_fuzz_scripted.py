@@ -105,8 +105,8 @@ SEEDS = seed_lines()
 
 # -- strategies ------------------------------------------------------------------
 
-SYNTAX = list("{}[]()\"'=.,:\\ \t#/!?-+eE019") + ["(QEMU) ", "TRANS> ", "-> ", "<- ", "transaction(", " )",
-                                                  "null", "true", "1e999", "\x00", "\r", "é", "\u2028", "\U0001f600"]
+SYNTAX = [*"{}[]()\"'=.,:\\ \t#/!?-+eE019", "(QEMU) ", "TRANS> ", "-> ", "<- ", "transaction(", " )",
+          "null", "true", "1e999", "\x00", "\r", "é", "\u2028", "\U0001f600"]
 any_char = st.characters(blacklist_characters="\n", blacklist_categories=("Cs",))
 syntax_char = st.sampled_from(SYNTAX)
 random_line = st.one_of(

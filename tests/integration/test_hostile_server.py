@@ -334,8 +334,9 @@ def test_nan_and_infinity_from_the_server_print_as_json(server, mode):
         {"event": "ODD", "data": {"x": "NaN"}, "timestamp": {"seconds": 1, "microseconds": 2}},
         {"return": {"a": "NaN", "b": ["Infinity", "-Infinity"], "c": 1.5, "d": "NaN"}},
         {"return": {}}], run
-    assert run.stderr.splitlines() == ["event ODD: NaN or Infinity (not JSON) printed as strings",
-                                       "error: line 1: query-status: NaN or Infinity (not JSON) printed as strings"], run
+    assert run.stderr.splitlines() == [
+        "event ODD: NaN or Infinity (not JSON) printed as strings",
+        "error: line 1: query-status: NaN or Infinity (not JSON) printed as strings"], run
 
 
 @pytest.mark.parametrize("answer", [b'{"id": "qmpsh-1"}\n', b'{"id": "qmpsh-1", "error": "boom"}\n'],

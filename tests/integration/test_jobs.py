@@ -9,6 +9,7 @@ that chain takes about two seconds and reports progress in many steps.
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import subprocess
@@ -184,7 +185,7 @@ def test_job_follows_block_stream_to_completion(qemu, tmp_path):
     assert progress == sorted(progress) and len(set(progress)) >= 5, progress
     assert all(0 <= p < total for p in progress), (progress, total)
     assert followed[-1][0] - followed[0][0] >= 1.0, running  # the job took a while, and was watched
-    gaps = [b - a for (a, _), (b, _) in zip(followed, followed[1:])]
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(followed)]
     assert max(gaps) < 0.6, gaps
 
 
@@ -197,7 +198,7 @@ def test_job_follows_drive_mirror_to_ready(qemu):
               + "/job job0\nquery-block-jobs\nblock-job-cancel device=job0\n/job job0\nquery-block-jobs\nquery-block\n")
     outcome = run(qemu.socket, script)
     ok(outcome, CHAIN_COMMANDS + 5)
-    mirror, jobs_at_ready, cancel, jobs_after, block = outcome.replies[CHAIN_COMMANDS:]
+    _mirror, jobs_at_ready, cancel, jobs_after, block = outcome.replies[CHAIN_COMMANDS:]
 
     # /job returned at BLOCK_JOB_READY: the next line saw a ready job that had copied everything.
     (ready,) = [e for e in outcome.events if e["event"] == "BLOCK_JOB_READY"]

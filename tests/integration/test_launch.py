@@ -160,7 +160,7 @@ def test_qemu_that_exits_at_start_is_explained_with_its_status_and_log(tmpdir_en
 
 
 def test_qemu_that_dies_while_connecting_is_explained(tmpdir_env):
-    tmp, env = tmpdir_env
+    _, env = tmpdir_env
     result = run_qmpsh("--launch", "--", "-M", "none", "-display", "none", "-nodefaults",
                        "-blockdev", "driver=file,filename=missing.qcow2,node-name=x", env=env)
     assert result.returncode == 2, result.stderr
@@ -239,7 +239,7 @@ def test_a_launched_qemu_does_not_outlive_a_killed_qmpsh(tmpdir_env):
 
 
 def test_a_hang_up_ignored_by_nohup_stays_ignored(tmpdir_env):
-    tmp, env = tmpdir_env
+    _, env = tmpdir_env
     require_qemu()
     qmpsh = subprocess.Popen([sys.executable, "-m", "qmpsh", "--launch"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,

@@ -54,7 +54,7 @@ def test_an_error_reply_comes_back_as_qemu_sent_it(run, transport: LibvirtTransp
     reply = run(transport.send({"execute": "no-such-command", "id": "e"}))
     assert reply == {"error": {"class": "CommandNotFound", "desc": "The command no-such-command has not been found"},
                      "id": "e"}
-    with pytest.raises(LibvirtTransportError, match="^no-such-command: The command no-such-command has not been"):
+    with pytest.raises(LibvirtTransportError, match=r"^no-such-command: The command no-such-command has not been"):
         run(transport.query("no-such-command"))
 
 
@@ -165,7 +165,7 @@ def test_libvirtd_not_running(run):
 
 def test_the_default_uri_comes_from_the_environment(run, libvirt_domain: Domain, monkeypatch):
     monkeypatch.setenv("LIBVIRT_DEFAULT_URI", f"qemu:///system?socket={BOGUS_SOCKET}")
-    with pytest.raises(LibvirtTransportError, match="^libvirtd is not running at qemu:///system[?]socket="):
+    with pytest.raises(LibvirtTransportError, match=r"^libvirtd is not running at qemu:///system[?]socket="):
         run(LibvirtTransport.open(libvirt_domain.name))
     monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "qemu:///system")
     opened = run(LibvirtTransport.open(libvirt_domain.name))

@@ -105,13 +105,13 @@ def test_enum_errors_suggest(schema):
 def test_unknown_and_missing_arguments(schema):
     with pytest.raises(SchemaError, match=r"unknown argument 'sped' \(did you mean 'speed'\?\)"):
         schema.coerce_arguments("block-stream", {"device": "d", "sped": 1})
-    with pytest.raises(SchemaError, match="unknown argument 'file.filenme'") as err:
+    with pytest.raises(SchemaError, match=r"unknown argument 'file\.filenme'") as err:
         schema.coerce_arguments("blockdev-add", {"driver": "qcow2", "node-name": "n",
                                                  "file": {"driver": "file", "filenme": "x"}})
     assert err.value.path == ("file", "filenme")
     with pytest.raises(SchemaError, match="missing required argument 'device'"):
         schema.coerce_arguments("block-stream", {"job-id": "j"})
-    with pytest.raises(SchemaError, match="unknown command 'block-strem'.*'block-stream'"):
+    with pytest.raises(SchemaError, match=r"unknown command 'block-strem'.*'block-stream'"):
         schema.coerce_arguments("block-strem", {})
 
 

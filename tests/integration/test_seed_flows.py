@@ -251,7 +251,7 @@ def run(socket_path: str, script: Script) -> Outcome:
         f"{len(script.commands)} commands in the script, {len(replies)} replies\n{shown}")
     assert result.stderr.count("skipped JSON form of the") == script.echoes, result.stderr
     assert result.stderr.count("skipped pasted reply") == script.pasted_replies, result.stderr
-    paired = list(zip(script.commands, replies))
+    paired = list(zip(script.commands, replies, strict=False))
     for command, reply in paired:
         assert "return" in reply, f"{command} failed: {reply}\n{shown}"
         if command == "human-monitor-command":  # HMP errors come back as text in a successful reply

@@ -47,7 +47,8 @@ def user_requests(log: Path) -> list[dict]:
     (RAW_QOM_SET % BIG, RAW_QOM_SET.index("%s"), f"integer too long: more than {DIGITS} digits"),
     ("qom-set path=/machine property=x " + DEEP_KEY + "=1", 33, "key nested too deeply: more than 64 levels"),
     ("/wait SHUTDOWN " + DEEP_KEY + "=1", 15, "key nested too deeply: more than 64 levels"),
-], ids=["kv-1e999", "raw-NaN", "raw--Infinity", "kv-lone-surrogate", "raw-lone-surrogate", "raw-duplicate-key", "kv-noncharacter", "raw-noncharacter",
+], ids=["kv-1e999", "raw-NaN", "raw--Infinity", "kv-lone-surrogate", "raw-lone-surrogate", "raw-duplicate-key",
+        "kv-noncharacter", "raw-noncharacter",
         "kv-big-int", "raw-big-int", "kv-3000-level-key", "wait-3000-level-key"])
 @pytest.mark.parametrize("mode", [[], ["-v"]], ids=["pipelined", "strict-order"])
 def test_a_line_qemu_would_refuse_is_refused_with_a_caret(qemu, tmp_path, line, column, message, mode):

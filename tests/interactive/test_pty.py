@@ -151,14 +151,14 @@ def test_ctrl_c_interrupts_wait(qemu, terminal):
         notes = term.plain().count("interrupted")
         term.send(ENTER)
         # The line was accepted: the cursor leaves it and no new prompt is drawn.
-        term.wait_for(lambda: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
+        term.wait_for(lambda row=row: term.screen.cursor.y > row and not term.cursor_row.startswith(PROMPT.strip()),
                       f"the /wait to start (attempt {attempt})")
         term.pump(0.3)  # let qmpsh install its Ctrl-C handler for the running line
         assert term.child.isalive(), term.dump()
 
         started = time.monotonic()
         term.send(CTRL_C)
-        term.wait_for(lambda: term.plain().count("interrupted") > notes,
+        term.wait_for(lambda notes=notes: term.plain().count("interrupted") > notes,
                       f"an 'interrupted' note (attempt {attempt})", 5)
         term.wait_prompt(timeout=5)
         elapsed = time.monotonic() - started
@@ -202,7 +202,8 @@ def test_qemu_killed_at_prompt_keeps_the_prompt_then_exits_3(qemu: Qemu, termina
     assert text.count("connection to QEMU lost") == 1, text
     lines = [line for line in text.splitlines() if "connection to QEMU lost" in line]
     # One line: what happened, why (the server hung up or reset the socket), what to do.
-    assert re.search(r"error: connection to QEMU lost: (the server closed the connection|the server reset the connection); "
+    assert re.search(r"error: connection to QEMU lost: "
+                     r"(the server closed the connection|the server reset the connection); "
                      r"/reconnect to try again$", lines[0]), text
     assert "Traceback" not in text, text
 

@@ -59,7 +59,7 @@ def type_and_tab(term: Terminal, text: str, names: list[str], attempts: int = 5)
 
 def tab_writes(term: Terminal, text: str, word: str, attempts: int = 5) -> None:
     """Type ``text`` and Tab until Tab writes ``word``, the only candidate, after it (retried as in type_and_tab)."""
-    for attempt in range(attempts):
+    for _ in range(attempts):
         term.wait_prompt()
         term.send(text + TAB)
         deadline = time.monotonic() + 1.5
@@ -71,7 +71,7 @@ def tab_writes(term: Terminal, text: str, word: str, attempts: int = 5) -> None:
     pytest.fail(f"Tab after {text!r} never wrote {word!r}\n{term.dump()}")
 
 
-def test_tab_lists_live_node_names(qemu, terminal):  # noqa: F811 (the fixture)
+def test_tab_lists_live_node_names(qemu, terminal):
     term = terminal(qemu.socket)
     type_and_tab(term, "block-stream device=", ["node-A", "file"])
     term.send(CTRL_C)

@@ -19,7 +19,7 @@ def seq(n: int) -> str:
     return f'"seq": {n}}}'
 
 
-def test_prompt_stays_usable_during_an_event_flood(tmp_path, terminal):  # noqa: F811
+def test_prompt_stays_usable_during_an_event_flood(tmp_path, terminal):
     with FakeQMPServer(tmp_path / "qmp.sock") as server:
         server.when("query-name", reply({"return": {}}), events(FLOOD), times=1)
         term = terminal(str(server.path), "--timestamps", "off", "--color", "never")

@@ -8,6 +8,7 @@ MiB/s runs for seconds; then qmpsh is started in a pty on the same QEMU.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -28,7 +29,7 @@ write, snapshot = qemu_io_write, snapshot_sync
 
 def prepare(vm: Qemu, layers: str = "ABCD") -> None:
     """16 MiB of data in node-A, then snapshots up to the last of ``layers``."""
-    script = write(0x11, 0, 16) + "".join(snapshot(b, t) for b, t in zip(layers, layers[1:]))
+    script = write(0x11, 0, 16) + "".join(snapshot(b, t) for b, t in itertools.pairwise(layers))
     result = run_qmpsh(vm.socket, stdin=script, timeout=30)
     assert result.returncode == 0, result.stderr
 
@@ -161,7 +162,7 @@ def test_job_prints_the_jobs_events_above_its_bar(qemu_factory, terminal):
         other.ok("block-job-pause", device="job0")
 
         def paused_above_the_bar() -> bool:
-            rows = rows_after(term, "/job job0") + [term.cursor_row]
+            rows = [*rows_after(term, "/job job0"), term.cursor_row]
             bar = [i for i, row in enumerate(rows) if BACKUP_BAR.match(row)]
             paused = [i for i, row in enumerate(rows) if '"paused"' in row]
             return bool(bar and paused and paused[-1] < bar[-1] and "job0 backup paused" in rows[bar[-1]])
@@ -367,9 +368,11 @@ def test_status_toolbar_on_a_storage_daemon(storage_daemon, tmp_path):
         term.wait_for(lambda: toolbar(term) == expected, "the toolbar without a VM state")
         time.sleep(3.5)  # the toolbar's poll runs once a second
         term.run("query-block", '{"return": []}')
-        term.wait_for(lambda: toolbar(term) == expected, "the toolbar redrawn after the reply, still without a VM state")
+        term.wait_for(lambda: toolbar(term) == expected,
+                      "the toolbar redrawn after the reply, still without a VM state")
     finally:
         term.close()
     asked = [line for line in log.read_text().splitlines()
-             if json.loads(line)["direction"] == "sent" and json.loads(line)["message"].get("execute") == "query-status"]
+             if json.loads(line)["direction"] == "sent"
+             and json.loads(line)["message"].get("execute") == "query-status"]
     assert len(asked) == 1, asked

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.interactive.ptyterm import CTRL_D
 
 
-def test_reconnect_after_qemu_restarts(qemu_factory, terminal):  # noqa: F811
+def test_reconnect_after_qemu_restarts(qemu_factory, terminal):
     vm = qemu_factory()
     term = terminal(vm.socket)
     term.run("query-name", '{"return": {}}')
@@ -21,7 +21,7 @@ def test_reconnect_after_qemu_restarts(qemu_factory, terminal):  # noqa: F811
     assert term.wait_exit() == 0, term.dump()
 
 
-def test_automatic_reconnect(qemu_factory, terminal):  # noqa: F811
+def test_automatic_reconnect(qemu_factory, terminal):
     vm = qemu_factory()
     term = terminal(vm.socket, "--reconnect")
     term.wait_prompt()

@@ -147,15 +147,14 @@ def test_two_sessions_share_one_history_file(qemu_factory, terminal):
     first = terminal(vm.socket)
     second = terminal(str(vm.dir / "qmp2.sock"))
     expected: list[str] = []
-    replies = 0
     for i in range(count):
         lines = {first: add_bitmap(f"first-{i}-{'a' * 40}"), second: add_bitmap(f"second-{i}-{'b' * 40}")}
         for term, line in lines.items():
             term.wait_prompt()
             term.send(line + ENTER)  # both sessions store their entries at the same moment
-        replies += 1
+        replies = i + 1
         for term in lines:
-            term.wait_for(lambda t=term: t.plain().count('{"return": {}}') >= replies, f"reply {replies}")
+            term.wait_for(lambda t=term, n=replies: t.plain().count('{"return": {}}') >= n, f"reply {replies}")
         expected += lines.values()
     # A multi-line entry from each, pasted.
     for name, term in (("first", first), ("second", second)):

@@ -76,7 +76,8 @@ def test_every_built_in_is_described():
 def shell_example(commands: list[str], socket: str) -> subprocess.CompletedProcess[str]:
     """Run an example's lines in bash, ``qmpsh`` being this checkout's and SOCK a real QMP socket."""
     script = "\n".join(commands).replace("SOCK", socket)
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", f'qmpsh() {{ "{sys.executable}" -m qmpsh "$@"; }}\n{script}'],
+    shell_script = f'qmpsh() {{ "{sys.executable}" -m qmpsh "$@"; }}\n{script}'
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", shell_script],
                           capture_output=True, text=True, timeout=120, cwd=os.path.dirname(socket),
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 

@@ -94,7 +94,8 @@ def test_config_example_is_a_valid_config_file():
 
 def test_every_option_named_exists():
     options = {option for action in build_parser()._actions for option in action.option_strings}
-    not_ours = {"--user", "-Dm644", "-l", "-m", "-M", "-S", "-nodefaults", "-display"}  # pip's, install's, man's, QEMU's
+    # pip's, install's, man's, QEMU's
+    not_ours = {"--user", "-Dm644", "-l", "-m", "-M", "-S", "-nodefaults", "-display"}
     named = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", README)) - not_ours
     assert named - options == set()
 

@@ -23,7 +23,7 @@ def test_trim_keeps_the_newest_entries_whole(tmp_path):
     trim(path, 4)
     assert path.read_text() == "".join(entry(i, lines=1 + i % 3) for i in range(6, 10))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [s for s in FileHistory(str(path)).load_history_strings()][0] == "cmd-9-0"
+    assert next(iter(FileHistory(str(path)).load_history_strings())) == "cmd-9-0"
 
 
 def test_trim_leaves_a_short_file_alone(tmp_path):

@@ -33,7 +33,8 @@ def test_json_values_and_raw_json():
 
 
 def test_builtins_and_transactions():
-    assert kinds("/wait BLOCK_JOB_COMPLETED device=job0")[:2] == [(Keyword, "/wait"), (Name.Function, "BLOCK_JOB_COMPLETED")]
+    assert kinds("/wait BLOCK_JOB_COMPLETED device=job0")[:2] == [(Keyword, "/wait"),
+                                                                  (Name.Function, "BLOCK_JOB_COMPLETED")]
     assert kinds("transaction(")[0] == (Keyword, "transaction(")
 
 

@@ -293,7 +293,8 @@ def test_shell_lines_and_comments():
 
 
 def test_multi_line_transaction():
-    text = "transaction(\nblock-dirty-bitmap-add node=drive0 name=bitmap1\nTRANS> block-dirty-bitmap-clear node=drive0 name=bitmap0\n)"
+    text = ("transaction(\nblock-dirty-bitmap-add node=drive0 name=bitmap1\n"
+            "TRANS> block-dirty-bitmap-clear node=drive0 name=bitmap0\n)")
     assert one(text).message == {"execute": "transaction", "arguments": {"actions": [
         {"type": "block-dirty-bitmap-add", "data": {"node": "drive0", "name": "bitmap1"}},
         {"type": "block-dirty-bitmap-clear", "data": {"node": "drive0", "name": "bitmap0"}},

@@ -17,7 +17,8 @@ from qmpsh.syntax import ParseError, Reader, Request, format_kv, parse
 SEED_LINES = [
     "(QEMU) blockdev-snapshot-sync node-name=node-A snapshot-file=b.qcow2 snapshot-node-name=node-B format=qcow2",
     "(QEMU) block-stream device=node-D base-node=node-A job-id=job0",
-    "(QEMU) drive-mirror device=node-D target=nbd:localhost:49153:exportname=node-TargetDisk sync=top mode=existing job-id=job0",
+    "(QEMU) drive-mirror device=node-D target=nbd:localhost:49153:exportname=node-TargetDisk sync=top mode=existing "
+    "job-id=job0",
     '(QEMU) nbd-server-start addr={"type":"inet","data":{"host":"::","port":"49153"}}',
     '(QEMU) blockdev-add driver=qcow2 node-name=node-E file={"driver":"file","filename":"e.qcow2"}',
     '{\n    "execute": "block-job-cancel",\n    "arguments": {\n        "device": "job0"\n    }\n}',
@@ -132,7 +133,7 @@ def hostile_line(draw: st.DrawFn) -> str:
         f'{{"execute": {leaf}, "arguments": {{}}}}',
         f"transaction(\nact {key}={leaf}\nact b={other}\n)",
         f"/wait EV {key}={leaf}",
-        "".join(draw(st.lists(hostile_leaf | st.sampled_from(list('{}[]:,"\'=. ') + ["cmd ", "k="]), max_size=10))),
+        "".join(draw(st.lists(hostile_leaf | st.sampled_from([*'{}[]:,"\'=. ', "cmd ", "k="]), max_size=10))),
     ]))
 
 
