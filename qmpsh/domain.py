@@ -128,8 +128,7 @@ class DomainTransport:
             try:
                 reply = await link.send(request)
             except LibvirtTransportError as err:
-                self._lost(str(err))
-                self._fail(waiter)
+                self._lost(str(err), first=waiter)
                 continue
             self._received(reply)
             if not waiter.done():  # given up on (Ctrl-C, a timeout): shown by on_received all the same
@@ -150,9 +149,13 @@ class DomainTransport:
             self._tap.received(json.dumps(msg).encode())
         self._on_received(msg)
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, first: asyncio.Future[Mapping[str, object]] | None = None) -> None:
+        """The connection stopped working: fail ``first``, then every request not sent yet, in order."""
         if self._failure is None and self._link is not None:
             self._failure = why
+        if first is not None:
+            self._fail(first)
+        if self._failure is not None:
             while not self._outbox.empty():
                 self._fail(self._outbox.get_nowait()[1])
             self._state_changed()

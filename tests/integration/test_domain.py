@@ -167,6 +167,27 @@ def test_the_connection_dropping_exits_3(libvirt_domain: Domain):
                                       "it failed (libvirtd stopped, or dropped this client)\n"), err
 
 
+def test_a_domain_destroyed_under_a_script_exits_3(libvirt_daemons: Daemons):
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-gone-")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "qmpsh", "--domain", domain.name, "-c", domain.uri],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=qmpsh_env(), cwd=REPO)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("query-name\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith('{"return"')
+        virsh("destroy", domain.name)
+        out, err = proc.communicate("query-name\nquery-status\n", timeout=60)
+    finally:
+        destroy_domain(domain)
+    assert proc.returncode == 3
+    assert all(o.get("event") == "SHUTDOWN" for o in json_lines(out)), out  # QEMU says so, if in time
+    assert err.removeprefix(NOTE) == ("error: connection to QEMU lost while waiting for the reply to query-name: "
+                                      f"domain '{domain.name}' is not running anymore: it was destroyed or shut "
+                                      "down\n"), err
+
+
 def clients_of(pid: int) -> list[str]:
     """libvirtd's ids for the connections of process ``pid``, as virt-admin lists them."""
     admin = tool("virt-admin")
