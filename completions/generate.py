@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE.parent))
 from qmpsh.cli import build_parser  # noqa: E402
 
 # dest -> what its value completes to: a unix socket (HOST:PORT is left free), a file, a
-# directory, the --events forms, or nothing (a number: the shell offers no candidates)
+# directory, the --events forms, or nothing (a number, or free text: the shell offers no candidates)
 VALUES = {
     "address": "socket",
     "logfile": "file",
@@ -31,6 +31,8 @@ VALUES = {
     "timeout": "number",
     "wait_for_socket": "number",
     "history_size": "number",
+    "domain": "text",
+    "connect": "text",
 }
 EVENT_FORMS = [("all", "print every event"), ("only:", "print only these events (NAME,NAME...)"),
                ("hide:", "print every event but these (NAME,NAME...)")]
@@ -88,7 +90,7 @@ def bash(options: list[Option]) -> str:
                     "            [[ ${COMPREPLY-} == *: ]] && compopt -o nospace\n"
                     "            __ltrim_colon_completions \"$cur\"")
         else:
-            body = ":  # a number"
+            body = f":  # {'a number' if o.kind == 'number' else 'free text'}"
         cases.append(f"        {pattern})\n            {body}\n            return\n            ;;")
     all_options = " ".join(s for o in options for s in o.strings)
     takes_value = "|".join(s for o in with_value for s in o.strings)
@@ -178,7 +180,8 @@ def zsh(options: list[Option], address: argparse.Action) -> str:
         elif o.choices:
             action = f"({' '.join(o.choices)})"
         else:
-            action = {"file": "_files", "directory": "_files -/", "events": "_qmpsh_events", "number": " "}[o.kind]
+            action = {"file": "_files", "directory": "_files -/", "events": "_qmpsh_events", "number": " ",
+                      "text": " "}[o.kind]
         described = f"[{_zsh_describe(o.help)}]"
         message = o.metavar.lower() if len(o.metavar) > 1 else "number"
         argument = "" if o.flag else f":{_zsh_message(message)}:{action}"
@@ -250,7 +253,7 @@ def fish(options: list[Option]) -> str:
             parts += ["-x", "-a", "'(__fish_complete_directories)'"]
         elif o.kind == "events":
             parts += ["-x", "-a", "'(__qmpsh_events)'"]
-        elif o.kind == "number":
+        elif o.kind in ("number", "text"):
             parts += ["-x"]
         parts += ["-d", _fish_quote(o.help)]
         lines.append(" ".join(parts))

@@ -19,7 +19,7 @@ function __qmpsh_needs_address --description 'no ADDRESS yet'
         switch $token
             case --
                 return 1
-            case -l --logfile --color --colour --events --timestamps --timeout --wait-for-socket --history-size --editing-mode --workdir
+            case -l --logfile --color --colour --events --timestamps --timeout --wait-for-socket --history-size --editing-mode --workdir --domain -c --connect
                 set skip 1
             case '-*'
             case '*'
@@ -73,4 +73,6 @@ complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l history-size -x -d 'keep th
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l editing-mode -x -a 'emacs vi' -d 'key bindings for the input line'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l launch -d 'start QEMU for this session and stop it on exit'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l workdir -x -a '(__fish_complete_directories)' -d 'with --launch: run QEMU in DIR and keep it'
+complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l domain -x -d 'instead of ADDRESS, the monitor of the running libvirt domain NAME'
+complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s c -l connect -x -d 'with --domain: libvirt\'s URI, as virsh -c takes it'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l version -d 'show program\'s version number and exit'

@@ -63,6 +63,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("NO_COLOR", "no colour with --color auto"),
         ("XDG_CONFIG_HOME, XDG_STATE_HOME", "where the config file and the history live"),
         ("QMPSH_QEMU, QMPSH_QEMU_IMG", "the programs --launch runs (default: qemu-system-x86_64, qemu-img)"),
+        ("LIBVIRT_DEFAULT_URI", "libvirt's URI for --domain when no -c/--connect is given"),
     ]),
     ("files", [
         ("$XDG_CONFIG_HOME/qmpsh/config.toml", "defaults for options (~/.config/qmpsh/config.toml): the TOML keys "
@@ -165,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "operations document's setup) and stop it on exit")
     parser.add_argument("--workdir", metavar="DIR",
                         help="with --launch: run QEMU in DIR and keep it (default: a temporary directory)")
+    parser.add_argument("--domain", metavar="NAME",
+                        help="instead of ADDRESS, the monitor of the running libvirt domain NAME (a name, UUID or "
+                             "id, as virsh takes it; needs qmpsh[libvirt]); libvirt then marks the domain tainted "
+                             "(custom-monitor)")
+    parser.add_argument("-c", "--connect", metavar="URI",
+                        help="with --domain: libvirt's URI, as virsh -c takes it (default: $LIBVIRT_DEFAULT_URI, "
+                             "else libvirt's default)")
     parser.add_argument("--version", action="version", version=f"qmpsh {__version__}")
     return parser
 
@@ -233,8 +241,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("QEMU arguments after -- need --launch")
     if args.launch and args.address:
         parser.error("give either ADDRESS or --launch, not both")
-    address = args.address or os.environ.get("QMP_SOCKET")
-    if not address and not args.launch:
+    if args.domain is not None and (args.address or args.launch or args.skip_negotiation):
+        parser.error("--domain takes the place of ADDRESS, --launch and --skip-negotiation")
+    if args.connect is not None and args.domain is None:
+        parser.error("-c/--connect needs --domain")
+    if args.domain is not None:
+        try:
+            import qmpsh.domain  # noqa: F401 - the optional extra, libvirt-python
+        except ImportError as err:
+            print(f"qmpsh: {err}", file=sys.stderr)
+            return ExitStatus.USAGE
+    address = args.address or os.environ.get("QMP_SOCKET") or ""
+    if not address and not args.launch and args.domain is None:
         parser.error("no QMP server: give ADDRESS, set QMP_SOCKET, or use --launch")
     if args.logfile:
         from qmpsh.logfile import Logfile
@@ -352,9 +370,15 @@ async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | 
                       timeout=_reply_timeout(args.timeout, interactive))
     if args.log is not None:
         args.log.warn = renderer.error
-    from qmpsh.transport import ConnectFailure
+    from qmpsh.transport import ConnectFailure, Transport
 
-    transport = SocketTransport(parse_address(address), tap=args.log, negotiate=not args.skip_negotiation)
+    transport: Transport
+    if args.domain is not None:
+        from qmpsh.domain import DomainTransport
+
+        transport = DomainTransport(args.domain, args.connect, tap=args.log)
+    else:
+        transport = SocketTransport(parse_address(address), tap=args.log, negotiate=not args.skip_negotiation)
     session = Session(renderer, options, transport, launched=launched)
     try:
         await session.connect(wait=args.wait_for_socket)
@@ -363,8 +387,12 @@ async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | 
         if ended:  # as if it had died before opening its socket: its own words say why
             renderer.err(f"qmpsh: QEMU {ended}")
             return ExitStatus.USAGE
-        renderer.error(f"cannot connect to {transport.where}: {err}")
+        renderer.error(str(err) if args.domain is not None else f"cannot connect to {transport.where}: {err}")
         return ExitStatus.CONNECTION
+    if args.domain is not None:
+        from qmpsh.domain import TAINT_NOTE
+
+        renderer.note(TAINT_NOTE)
     try:
         if interactive:
             from qmpsh.repl import run_interactive

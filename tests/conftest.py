@@ -22,6 +22,9 @@ from hypothesis import settings
 
 from tests.monitor import qmp
 
+# libvirt's daemons and the one shared domain, for the integration and the pty tests alike
+pytest_plugins = ["tests.libvirt_fixtures"]
+
 # Property tests explore new inputs on every developer run; CI (CI=true) replays a fixed
 # sequence so that a run is reproducible, and nobody's slow machine trips a deadline.
 settings.register_profile("dev", deadline=None)

@@ -1,0 +1,219 @@
+"""``qmpsh --domain``: the scripted contract on a real libvirt domain, through libvirtd.
+
+The session's one domain is shared: a test that runs it leaves it paused again. A test that
+changes the block graph makes a domain of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from qmpsh.domain import TAINT_NOTE
+from tests.conftest import REPO, json_lines, qmpsh_env, run_qmpsh
+from tests.libvirt_fixtures import (
+    Daemons,
+    Domain,
+    create_domain,
+    destroy_domain,
+    domain_xml,
+    new_image,
+    tool,
+    virsh,
+)
+
+BOGUS_URI = "qemu:///system?socket=/nonexistent/libvirt-sock"
+NOTE = TAINT_NOTE + "\n"
+
+
+def on(domain: Domain, *args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_qmpsh("--domain", domain.name, "-c", domain.uri, *args, stdin=stdin, env=env)
+
+
+def test_query_status_is_a_json_line(libvirt_domain: Domain):
+    result = on(libvirt_domain, stdin="query-status\n")
+    assert result.returncode == 0 and result.stderr == NOTE, result
+    (reply,) = json_lines(result.stdout)
+    assert reply["return"]["running"] is False and reply["return"]["status"] in ("paused", "prelaunch")
+
+
+def test_the_default_uri_comes_from_the_environment(libvirt_domain: Domain):
+    result = run_qmpsh("--domain", libvirt_domain.name, stdin="query-name\n",
+                       env=qmpsh_env(LIBVIRT_DEFAULT_URI=libvirt_domain.uri))
+    assert result.returncode == 0 and result.stderr == NOTE, result
+    assert json_lines(result.stdout) == [{"return": {"name": libvirt_domain.name}}]
+
+
+def test_a_typo_is_caught_by_the_schema_and_nothing_is_sent(libvirt_domain: Domain):
+    result = on(libvirt_domain, "-v", stdin="block-stream devcie=libvirt-1-format\nquery-name\n")
+    assert result.returncode == 1
+    assert [o["execute"] for o in json_lines(result.stdout) if "execute" in o] == ["query-name"]
+    error, source, caret = result.stderr.removeprefix(NOTE).splitlines()
+    assert error.startswith("error: line 1, column 14: ") and "devcie" in error
+    assert source == "  block-stream devcie=libvirt-1-format" and caret == " " * 15 + "^"
+
+
+def test_the_users_id_comes_back_and_libvirts_never_shows(libvirt_domain: Domain):
+    result = on(libvirt_domain, "-v", stdin='{"execute": "query-name", "id": "mine"}\nquery-name\n')
+    assert result.returncode == 0, result
+    assert json_lines(result.stdout) == [
+        {"execute": "query-name", "id": "mine"},
+        {"return": {"name": libvirt_domain.name}, "id": "mine"},
+        {"execute": "query-name", "arguments": {}},
+        {"return": {"name": libvirt_domain.name}},
+    ]
+
+
+def test_events_print_in_order_and_wait_takes_them(libvirt_domain: Domain):
+    result = on(libvirt_domain, stdin="cont\n/wait RESUME\nstop\n/wait STOP\nquery-status\n")
+    assert result.returncode == 0, result
+    out = json_lines(result.stdout)
+    assert [o.get("event") for o in out if "event" in o] == ["RESUME", "STOP"]
+    assert out[-1]["return"]["status"] == "paused"
+    assert out.index(next(o for o in out if o.get("event") == "RESUME")) < 2  # before stop's reply
+
+
+def test_hmp_goes_through_libvirt(libvirt_domain: Domain):
+    result = on(libvirt_domain, "-H", stdin="info status\n")
+    assert result.returncode == 0, result
+    assert result.stdout == "VM status: paused\n"
+
+
+def test_the_documents_snapshot_and_stream_with_job(libvirt_daemons: Daemons):
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-stream-")
+    try:
+        domain.dir.chmod(0o777)  # QEMU, as libvirt's QEMU user, creates the overlay here
+        top = domain.dir / "top.qcow2"
+        script = (f"query-named-block-nodes\n"
+                  f"blockdev-snapshot-sync node-name=libvirt-1-format snapshot-file={top} "
+                  f"snapshot-node-name=node-B format=qcow2\n"
+                  f"block-stream device=node-B job-id=job0\n"
+                  f"/job job0\n"
+                  f"query-block-jobs\n")
+        result = on(domain, stdin=script)
+        assert result.returncode == 0, result
+        out = json_lines(result.stdout)
+        nodes = {node["node-name"] for node in out[0]["return"]}
+        assert {"libvirt-1-format", "libvirt-1-storage"} <= nodes
+        completed = [o for o in out if o.get("event") == "BLOCK_JOB_COMPLETED"]
+        assert completed and completed[0]["data"]["device"] == "job0"
+        assert out[-1] == {"return": []}
+    finally:
+        destroy_domain(domain)
+
+
+def test_an_unknown_domain_exits_3(libvirt_daemons: Daemons):
+    result = run_qmpsh("--domain", "qmpsh-no-such-domain", "-c", libvirt_daemons.uri, stdin="query-status\n")
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr == f"error: no domain 'qmpsh-no-such-domain' at {libvirt_daemons.uri}\n"
+
+
+def test_a_domain_that_is_not_running_exits_3(libvirt_daemons: Daemons):
+    workdir, image = new_image("qmpsh-test-inactive-")
+    name = workdir.name.rstrip("-")
+    xml = workdir / "domain.xml"
+    xml.write_text(domain_xml(name, image))
+    virsh("define", str(xml))
+    try:
+        result = run_qmpsh("--domain", name, "-c", libvirt_daemons.uri, stdin="query-status\n")
+    finally:
+        virsh("undefine", name, check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr == f"error: domain '{name}' is not running (virsh -c qemu:///system start {name})\n"
+
+
+@pytest.mark.parametrize("how", ["-c", "LIBVIRT_DEFAULT_URI"])
+def test_libvirtd_not_running_exits_3(how: str):
+    args, env = (["-c", BOGUS_URI], None) if how == "-c" else ([], qmpsh_env(LIBVIRT_DEFAULT_URI=BOGUS_URI))
+    result = run_qmpsh("--domain", "any", *args, stdin="query-status\n", env=env)
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr == (f"error: libvirtd is not running at {BOGUS_URI}: "
+                             f"Failed to connect socket to '/nonexistent/libvirt-sock': No such file or directory\n")
+
+
+def test_permission_denied_exits_3(libvirt_domain: Domain):
+    uri = "qemu:///system?socket=/run/libvirt/libvirt-sock-ro"  # libvirtd makes its clients read-only
+    result = run_qmpsh("--domain", libvirt_domain.name, "-c", uri, stdin="query-status\n")
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr.startswith(f"error: permission denied by libvirt at {uri}: operation forbidden: "
+                                    "read only access prevents"), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_the_connection_dropping_exits_3(libvirt_domain: Domain):
+    argv = [sys.executable, "-m", "qmpsh", "--domain", libvirt_domain.name, "-c", libvirt_domain.uri]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=qmpsh_env(), cwd=REPO)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("query-name\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith('{"return"')
+        (client,) = clients_of(proc.pid)
+        subprocess.run([tool("virt-admin"), "client-disconnect", "libvirtd", client], check=True, capture_output=True)
+        out, err = proc.communicate("query-name\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3 and out == ""
+    assert err.removeprefix(NOTE) == ("error: connection to QEMU lost while waiting for the reply to query-name: "
+                                      f"the connection to libvirtd at {libvirt_domain.uri} is closed: "
+                                      "it failed (libvirtd stopped, or dropped this client)\n"), err
+
+
+def test_a_domain_destroyed_under_a_script_exits_3(libvirt_daemons: Daemons):
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-gone-")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "qmpsh", "--domain", domain.name, "-c", domain.uri],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=qmpsh_env(), cwd=REPO)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("query-name\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith('{"return"')
+        virsh("destroy", domain.name)
+        out, err = proc.communicate("query-name\nquery-status\n", timeout=60)
+    finally:
+        destroy_domain(domain)
+    assert proc.returncode == 3
+    assert all(o.get("event") == "SHUTDOWN" for o in json_lines(out)), out  # QEMU says so, if in time
+    assert err.removeprefix(NOTE) == ("error: connection to QEMU lost while waiting for the reply to query-name: "
+                                      f"domain '{domain.name}' is not running anymore: it was destroyed or shut "
+                                      "down\n"), err
+
+
+def clients_of(pid: int) -> list[str]:
+    """libvirtd's ids for the connections of process ``pid``, as virt-admin lists them."""
+    admin = tool("virt-admin")
+    listing = subprocess.run([admin, "srv-clients-list", "libvirtd"], capture_output=True, text=True, check=True)
+    ours = []
+    for client in [line.split()[0] for line in listing.stdout.splitlines()[2:] if line.strip()]:
+        info = subprocess.run([admin, "client-info", "libvirtd", client], capture_output=True, text=True,
+                              check=False).stdout
+        if any(line.split(":")[0].strip() == "unix_process_id" and line.split(":")[1].strip() == str(pid)
+               for line in info.splitlines()):
+            ours.append(client)
+    return ours
+
+
+def test_without_libvirt_python_domain_says_what_to_install_and_exits_2(tmp_path):
+    (tmp_path / "libvirt.py").write_text("raise ImportError('No module named libvirt')\n")
+    env = qmpsh_env(PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    result = run_qmpsh("--domain", "any", stdin="query-status\n", env=env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "qmpsh: libvirt domains need libvirt-python: pip install 'qmpsh[libvirt]'\n"
+
+
+@pytest.mark.parametrize("args", [["--domain", "x", "/tmp/qmp.sock"], ["--domain", "x", "--launch"],
+                                  ["-c", "qemu:///system", "/tmp/qmp.sock"]])
+def test_domain_excludes_other_servers(args: list[str]):
+    result = run_qmpsh(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    excludes = "qmpsh: error: --domain takes the place of ADDRESS, --launch and --skip-negotiation"
+    assert result.stderr.splitlines()[-1] in (excludes, "qmpsh: error: -c/--connect needs --domain")
