@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from qmpsh.client import encode
 from qmpsh.libvirt_transport import LibvirtTransport, LibvirtTransportError
@@ -27,6 +28,9 @@ from qmpsh.transport import (
     TransportError,
     WireTap,
 )
+
+if TYPE_CHECKING:
+    from qmpsh.jsontypes import JSON
 
 #: How long connecting may take when no --timeout is given.
 CONNECT_TIMEOUT = 30.0
@@ -160,14 +164,14 @@ class DomainTransport:
                 self._fail(self._outbox.get_nowait()[1])
             self._state_changed()
 
-    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> object:
+    async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself and return its ``return`` value; the hooks never see it."""
         if self._link is None or not self.running:
             raise TransportError("not connected")
         return await self._query(self._link, command, arguments)
 
     async def _query(self, link: LibvirtTransport, command: str,
-                     arguments: Mapping[str, object] | None = None) -> object:
+                     arguments: Mapping[str, object] | None = None) -> JSON:
         message: dict[str, object] = {"execute": command}
         if arguments:
             message["arguments"] = dict(arguments)

@@ -30,7 +30,8 @@ BOGUS_URI = "qemu:///system?socket=/nonexistent/libvirt-sock"
 NOTE = TAINT_NOTE + "\n"
 
 
-def on(domain: Domain, *args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def on(domain: Domain, *args: str, stdin: str = "",
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return run_qmpsh("--domain", domain.name, "-c", domain.uri, *args, stdin=stdin, env=env)
 
 
