@@ -15,6 +15,7 @@ lookup, about 14 probes and half a minute for each domain start, rewriting
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -234,6 +235,21 @@ def create_domain(uri: str, prefix: str = "qmpsh-test-") -> Domain:
         shutil.rmtree(workdir, ignore_errors=True)
         pytest.fail(f"virsh create failed: {made.stderr.strip()}")
     return Domain(uri, name, workdir, image, time.monotonic() - begin)
+
+
+@contextlib.contextmanager
+def inactive_domain() -> Iterator[str]:
+    """A domain libvirt knows (defined) but that is not running: its name; undefined at the end."""
+    workdir, image = new_image("qmpsh-test-inactive-")
+    name = workdir.name.rstrip("-")
+    xml = workdir / "domain.xml"
+    xml.write_text(domain_xml(name, image))
+    virsh("define", str(xml))
+    try:
+        yield name
+    finally:
+        virsh("undefine", name, check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def destroy_domain(domain: Domain) -> None:

@@ -7,7 +7,6 @@ changes the block graph makes a domain of its own.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -20,8 +19,7 @@ from tests.libvirt_fixtures import (
     Domain,
     create_domain,
     destroy_domain,
-    domain_xml,
-    new_image,
+    inactive_domain,
     tool,
     virsh,
 )
@@ -114,16 +112,8 @@ def test_an_unknown_domain_exits_3(libvirt_daemons: Daemons):
 
 
 def test_a_domain_that_is_not_running_exits_3(libvirt_daemons: Daemons):
-    workdir, image = new_image("qmpsh-test-inactive-")
-    name = workdir.name.rstrip("-")
-    xml = workdir / "domain.xml"
-    xml.write_text(domain_xml(name, image))
-    virsh("define", str(xml))
-    try:
+    with inactive_domain() as name:
         result = run_qmpsh("--domain", name, "-c", libvirt_daemons.uri, stdin="query-status\n")
-    finally:
-        virsh("undefine", name, check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
     assert (result.returncode, result.stdout) == (3, "")
     assert result.stderr == f"error: domain '{name}' is not running (virsh -c qemu:///system start {name})\n"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from qmpsh.libvirt_transport import LibvirtTransport, LibvirtTransportError
-from tests.libvirt_fixtures import Domain, create_domain, destroy_domain, domain_xml, new_image, tool, virsh
+from tests.libvirt_fixtures import Domain, create_domain, destroy_domain, inactive_domain, tool, virsh
 
 T = TypeVar("T")
 BOGUS_SOCKET = "/nonexistent/libvirt-sock"
@@ -125,18 +124,9 @@ def test_unknown_domain(run, libvirt_daemons):
 
 
 def test_a_defined_domain_that_is_not_running(run, libvirt_daemons):
-    workdir, image = new_image("qmpsh-test-inactive-")
-    name = workdir.name.rstrip("-")
-    xml = workdir / "domain.xml"
-    xml.write_text(domain_xml(name, image))
-    virsh("define", str(xml))
-    try:
-        with pytest.raises(LibvirtTransportError) as err:
-            run(LibvirtTransport.open(name, "qemu:///system"))
-        assert str(err.value) == f"domain '{name}' is not running (virsh -c qemu:///system start {name})"
-    finally:
-        virsh("undefine", name, check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with inactive_domain() as name, pytest.raises(LibvirtTransportError) as err:
+        run(LibvirtTransport.open(name, "qemu:///system"))
+    assert str(err.value) == f"domain '{name}' is not running (virsh -c qemu:///system start {name})"
 
 
 def test_a_domain_destroyed_under_a_session(run, libvirt_daemons):
