@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -43,7 +44,9 @@ async def wait(session: Session, cmd: Builtin) -> bool:
     try:
         seconds = float(timeout)
     except ValueError:
-        session.renderer.error(f"/wait: timeout must be a number of seconds, not {timeout!r}")
+        seconds = math.nan
+    if not seconds >= 0:  # NaN too: it compares false with everything, so it would wait without end
+        session.renderer.error(f"/wait: timeout must be a number of seconds (0: no end), not {timeout!r}")
         return False
     never = await _never_sent(session, name, wanted)
     if never:

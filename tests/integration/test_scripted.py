@@ -359,3 +359,14 @@ def test_seed_args_match_launch():
     from qmpsh.launch import seed_arguments
 
     assert seed_arguments() == seed_args()
+
+
+@pytest.mark.parametrize("timeout", ["nan", "-1", "soon"])
+def test_wait_with_a_timeout_that_is_no_time_fails_at_once(qemu, timeout):
+    """NaN or a negative timeout waited without end, silently; "soon" was refused already."""
+    result = run_qmpsh(qemu.socket, stdin=f"/wait SHUTDOWN timeout={timeout}\nquery-name\n", timeout=30)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: /wait: timeout must be a number of seconds (0: no end), not "), line
+    assert line.endswith(timeout) or line.endswith(f"{timeout}'"), line
+    assert json_lines(result.stdout) == [{"return": {}}]
