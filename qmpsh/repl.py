@@ -177,7 +177,7 @@ async def _watch_connection(session: Session, prompt: PromptSession[str]) -> Non
     """Say at once when QEMU goes away, even while the user is typing; with --reconnect, get it back."""
     while True:
         while session.transport.running:
-            await session.transport.runstate_changed()
+            await session.connection_changed()
         if session.finished:
             if prompt.app.is_running:
                 prompt.app.exit(result="")
@@ -186,8 +186,8 @@ async def _watch_connection(session: Session, prompt: PromptSession[str]) -> Non
         if session.options.reconnect and not session.qemu_gone:
             await _reconnect_with_backoff(session)
         else:
-            while session.lost:  # until /reconnect
-                await session.transport.runstate_changed()
+            while session.lost:  # until /reconnect or /connect
+                await session.connection_changed()
         prompt.app.invalidate()
 
 
