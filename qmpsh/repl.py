@@ -208,7 +208,11 @@ def completer_for(session: Session) -> QmpCompleter:
     session.catalog = Catalog(session.query, hmp=hmp)
     session.catalog.refresh()
     session.start_loading_schema()  # completion and help use it even with --no-schema
-    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands), hmp=hmp)
+    from qmpsh.targets import names_for_tab
+
+    names_for_tab(session)  # with --domain: listed now, for the first Tab after /connect
+    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands,
+                                lambda: names_for_tab(session)), hmp=hmp)
 
 
 async def interruptible(work: Awaitable[T]) -> T | None:
