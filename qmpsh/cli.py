@@ -47,7 +47,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("transaction( ... )", "qmp-shell's transaction form"),
         ("(QEMU) / -> / <- lines", "pasted documentation works as it is"),
         ("!command key=value ...", "send as typed: no schema checking or coercion for this line"),
-        ("/wait /job /jobs /tree /events /reconnect /help /quit", "built-ins (/help describes them)"),
+        ("/wait /job /jobs /tree /events /reconnect /connect /domains /help /quit", "built-ins (/help describes them)"),
     ]),
     ("exit status", [
         ("0", "every line succeeded (or quit)"),
@@ -367,7 +367,8 @@ async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | 
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
                       use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
                       pipeline=not interactive and not args.verbose and not args.exit_on_error,
-                      timeout=_reply_timeout(args.timeout, interactive))
+                      timeout=_reply_timeout(args.timeout, interactive),
+                      libvirt=args.domain is not None, libvirt_uri=args.connect)
     if args.log is not None:
         args.log.warn = renderer.error
     from qmpsh.transport import ConnectFailure, Transport
@@ -379,7 +380,7 @@ async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | 
         transport = DomainTransport(args.domain, args.connect, tap=args.log)
     else:
         transport = SocketTransport(parse_address(address), tap=args.log, negotiate=not args.skip_negotiation)
-    session = Session(renderer, options, transport, launched=launched)
+    session = Session(renderer, options, transport, launched=launched, tap=args.log)
     try:
         await session.connect(wait=args.wait_for_socket)
     except ConnectFailure as err:

@@ -248,5 +248,26 @@ async def tree(session: Session, cmd: Builtin) -> bool:
     return await show_tree(session, cmd)
 
 
+async def domains(session: Session, cmd: Builtin) -> bool:
+    """/domains: the running domains (name, id, state) of libvirt at -c, else at libvirt's default URI."""
+    from qmpsh.targets import list_domains
+
+    return await list_domains(session, cmd)
+
+
+async def connect(session: Session, cmd: Builtin) -> bool:
+    """/connect DOMAIN|ADDRESS: move to another libvirt domain, or to a socket (a path, HOST:PORT).
+
+    The new connection is opened first: if it fails, the session stays where it was. Once it is
+    open the old one is closed, and the schema, the command list and the live values are fetched
+    anew. DOMAIN is looked up at -c's URI, else at libvirt's default; Tab offers the running
+    domains' names. Not in a --launch session.
+    """
+    from qmpsh.targets import connect as connect_to
+
+    return await connect_to(session, cmd)
+
+
 BUILTINS: dict[str, Handler] = {"wait": wait, "job": job, "jobs": jobs, "events": events, "tree": tree,
-                                "reconnect": reconnect, "shell": shell, "help": show_help, "quit": quit_shell}
+                                "reconnect": reconnect, "connect": connect, "domains": domains, "shell": shell,
+                                "help": show_help, "quit": quit_shell}

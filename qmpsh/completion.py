@@ -111,11 +111,17 @@ class HmpWord:
 
 
 @dataclass(frozen=True)
+class DomainName:
+    prefix: str
+
+
+@dataclass(frozen=True)
 class Nothing:
     pass
 
 
-Wanted = CommandName | BuiltinName | ArgName | ArgValue | EventName | EventKey | HelpTopic | HmpWord | Nothing
+Wanted = (CommandName | BuiltinName | ArgName | ArgValue | EventName | EventKey | HelpTopic | HmpWord | DomainName
+          | Nothing)
 
 
 def _given(words: list[str]) -> dict[str, object]:
@@ -195,6 +201,8 @@ def wanted(text: str, hmp: bool = False) -> Wanted:
         return EventKey(done[1], partial, _given(done[2:]))
     if head == "/help":
         return HelpTopic(partial) if len(done) == 1 else ArgName(done[1], partial, _given(done[2:]))
+    if head == "/connect":
+        return DomainName(partial) if len(done) == 1 else Nothing()
     if head.startswith("/"):
         return Nothing()
     given = _given(done[1:])
@@ -226,10 +234,11 @@ class Sources:
     """Answers each kind of ``Wanted`` from the schema and the catalog."""
 
     def __init__(self, schema: Callable[[], Schema | None], catalog: Catalog | None,
-                 commands: Callable[[], Iterable[str]]) -> None:
+                 commands: Callable[[], Iterable[str]], domains: Callable[[], Iterable[str]] = tuple) -> None:
         self._schema = schema
         self._catalog = catalog
         self._commands = commands
+        self._domains = domains
 
     def candidates(self, want: Wanted) -> list[Candidate]:
         schema = self._schema()
@@ -244,6 +253,8 @@ class Sources:
             return [Candidate(n) for n in rank(want.prefix, names)]
         if isinstance(want, HmpWord):
             return self._hmp_word(want)
+        if isinstance(want, DomainName):
+            return [Candidate(n, "domain") for n in rank(want.prefix, self._domains())]
         if schema is None:
             return []
         if isinstance(want, EventName):

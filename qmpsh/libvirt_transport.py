@@ -337,3 +337,43 @@ class LibvirtTransport:
                 step()
             except libvirt.libvirtError:
                 pass  # the connection is already gone: nothing left to undo
+
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "no state",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+
+
+def _running_domains(uri: str | None) -> tuple[str, list[tuple[str, int, str]]]:
+    conn = libvirt.openReadOnly(uri)
+    try:
+        found = []
+        for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            state = dom.state()[0]
+            found.append((dom.name(), dom.ID(), STATES.get(state, f"state {state}")))
+        return conn.getURI(), sorted(found, key=lambda row: row[1])
+    finally:
+        conn.close()
+
+
+async def running_domains(uri: str | None = None) -> tuple[str, list[tuple[str, int, str]]]:
+    """The URI connected to, and its running (active: paused too) domains as (name, id, state), by id.
+
+    A read-only connection of its own, in a thread of its own: listing needs no write access.
+
+    :raise LibvirtTransportError: libvirtd not running, permission denied, ... in one line.
+    """
+    shown = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or "libvirt's default URI"
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # not printed on stderr: raised
+    try:
+        return await asyncio.to_thread(_running_domains, uri)
+    except libvirt.libvirtError as exc:
+        message = describe(exc, shown, "")
+    raise LibvirtTransportError(message)  # out here: the libvirtError's traceback holds the thread's objects

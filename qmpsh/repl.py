@@ -177,7 +177,7 @@ async def _watch_connection(session: Session, prompt: PromptSession[str]) -> Non
     """Say at once when QEMU goes away, even while the user is typing; with --reconnect, get it back."""
     while True:
         while session.transport.running:
-            await session.transport.runstate_changed()
+            await session.connection_changed()
         if session.finished:
             if prompt.app.is_running:
                 prompt.app.exit(result="")
@@ -186,8 +186,8 @@ async def _watch_connection(session: Session, prompt: PromptSession[str]) -> Non
         if session.options.reconnect and not session.qemu_gone:
             await _reconnect_with_backoff(session)
         else:
-            while session.lost:  # until /reconnect
-                await session.transport.runstate_changed()
+            while session.lost:  # until /reconnect or /connect
+                await session.connection_changed()
         prompt.app.invalidate()
 
 
@@ -208,7 +208,11 @@ def completer_for(session: Session) -> QmpCompleter:
     session.catalog = Catalog(session.query, hmp=hmp)
     session.catalog.refresh()
     session.start_loading_schema()  # completion and help use it even with --no-schema
-    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands), hmp=hmp)
+    from qmpsh.targets import names_for_tab
+
+    names_for_tab(session)  # with --domain: listed now, for the first Tab after /connect
+    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands,
+                                lambda: names_for_tab(session)), hmp=hmp)
 
 
 async def interruptible(work: Awaitable[T]) -> T | None:

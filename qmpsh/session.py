@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from qmpsh.events import EventFilter, EventLog, EventRing
 from qmpsh.render import Renderer
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
-from qmpsh.transport import CommandError, Transport, TransportError, Unsendable, reply_id
+from qmpsh.transport import CommandError, Transport, TransportError, Unsendable, WireTap, reply_id
 
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.catalog import Catalog
@@ -60,6 +60,8 @@ class Options:
     timeout: float | None = None  # seconds to wait for a reply (and for the greeting)
     reconnect: bool = False  # interactive: reconnect by itself, with backoff, when the connection is lost
     pipeline: bool = False  # scripts: send requests without waiting for earlier replies
+    libvirt: bool = False  # --domain: the session uses libvirt (Tab lists its domains)
+    libvirt_uri: str | None = None  # -c: libvirt's URI for --domain, /domains and /connect NAME
 
 
 @dataclass
@@ -73,13 +75,16 @@ class _InFlight:
 
 class Session:
     def __init__(self, renderer: Renderer, options: Options, transport: Transport,
-                 launched: LaunchedQemu | None = None) -> None:
+                 launched: LaunchedQemu | None = None, tap: WireTap | None = None) -> None:
         from qmpsh.commands import BUILTINS  # commands import Session for typing
+        from qmpsh.targets import DomainNames
 
         self.renderer = renderer
         self.options = options
         self.launched = launched  # the QEMU qmpsh started (--launch): it stops when the session ends
         self.transport = transport  # the connection to QEMU: messages come back through _on_sent, _on_received
+        self.tap = tap  # --logfile: for the transports /connect makes
+        self.domain_names = DomainNames()  # for Tab after /connect
         transport.attach(self._on_sent, self._on_received)
         self.reader = Reader(BUILTINS, hmp=options.hmp)
         self.events = EventLog()
@@ -98,6 +103,7 @@ class Session:
         self._ids = itertools.count(1)
         self._in_flight: dict[str, _InFlight] = {}
         self._pipeline: deque[Awaitable[bool]] = deque()
+        self.switched = asyncio.Event()  # set when switch() puts another transport in place
 
     # -- the connection ----------------------------------------------------------
 
@@ -110,6 +116,29 @@ class Session:
         """Connect again to the same place and rebuild what was learnt from the old QEMU."""
         await self.transport.close()
         await self.connect()
+        await self._forget()
+
+    async def switch(self, transport: Transport) -> None:
+        """Use ``transport`` in place of the current one, once it is open; the old one is closed then.
+
+        :raise ConnectFailure: ``transport`` did not open; the current one is still in use, as it was.
+        """
+        transport.attach(self._on_sent, self._on_received)
+        try:
+            await transport.open(self.options.timeout)
+        except asyncio.CancelledError:  # Ctrl-C while connecting: nothing half open is left behind
+            await transport.close()
+            raise
+        old, self.transport = self.transport, transport
+        self.lost = False
+        self.switched.set()
+        self.switched = asyncio.Event()
+        await old.close()
+        self.events = EventLog()  # a /wait must not take the old QEMU's events
+        await self._forget()
+
+    async def _forget(self) -> None:
+        """Rebuild what was learnt from the QEMU before: schema, run state, commands, live values."""
         self.schema, self._schema_task, self.vm_status = None, None, None
         if self.catalog is not None:
             self.catalog.clear()
@@ -167,6 +196,16 @@ class Session:
     async def _until_lost(self) -> None:
         while self.transport.running:
             await self.transport.runstate_changed()
+
+    async def connection_changed(self) -> None:
+        """Wait until the connection's state changes, or another transport takes its place."""
+        changed = asyncio.ensure_future(self.transport.runstate_changed())
+        switched = asyncio.ensure_future(self.switched.wait())
+        try:
+            await asyncio.wait([changed, switched], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            switched.cancel()
 
     # -- the schema ------------------------------------------------------------
 

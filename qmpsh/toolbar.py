@@ -40,7 +40,8 @@ class Toolbar:
         if session.lost:  # the run state and the jobs of a QEMU we cannot see are unknown
             self.jobs = []
             return " disconnected"
-        parts = ["connected"]
+        domain = getattr(session.transport, "domain", None)  # a libvirt domain's name (domain.DomainTransport)
+        parts = [f"domain {domain}" if isinstance(domain, str) else "connected"]
         version = self.version
         if version:
             parts.append(f"QEMU {version}")
@@ -62,7 +63,8 @@ class Toolbar:
         transport = self.session.transport
         connection = transport.connections  # a new number with every connection
         while True:
-            if transport.connections != connection:
+            if self.session.transport is not transport or transport.connections != connection:  # also /connect
+                transport = self.session.transport
                 connection, retry_in, next_try = transport.connections, POLL_SECONDS, 0.0
             if self.session.vm_status is None and transport.running and loop.time() >= next_try:
                 try:

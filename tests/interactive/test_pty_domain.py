@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from tests.interactive.ptyterm import ENTER, PROMPT, parse_row
-from tests.libvirt_fixtures import Domain, virsh
+from tests.conftest import Qemu
+from tests.interactive.ptyterm import ENTER, PROMPT, TAB, Terminal, parse_row
+from tests.interactive.test_pty_completion import type_and_tab
+from tests.libvirt_fixtures import Daemons, Domain, create_domain, destroy_domain, virsh
 
 
 def test_an_event_from_the_domain_appears_above_the_prompt(libvirt_domain: Domain, terminal):
@@ -26,3 +28,28 @@ def test_an_event_from_the_domain_appears_above_the_prompt(libvirt_domain: Domai
         assert term.rows_with('"status": "running"')[0] > row, term.dump()
     finally:
         virsh("suspend", libvirt_domain.name, uri=libvirt_domain.uri)  # the shared domain stays paused
+
+
+def toolbar(term: Terminal) -> str:
+    return term.rows[-1]  # prompt_toolkit draws the toolbar there when the terminal answers CPR
+
+
+def test_connect_completes_a_domain_and_moves_there_then_to_a_socket(libvirt_daemons: Daemons,
+                                                                     libvirt_domain: Domain, qemu: Qemu):
+    other = create_domain(libvirt_daemons.uri, "qmpsh-test-connect-")
+    term = Terminal(None, "--domain", libvirt_domain.name, "-c", libvirt_domain.uri, cpr=True)
+    try:
+        term.wait_prompt()
+        term.wait_for(lambda: toolbar(term).startswith(f" domain {libvirt_domain.name} │ QEMU "), "the domain's name")
+        term.send("/connect qmpsh-test-conn" + TAB)  # the names are listed as the shell starts
+        term.wait_for(lambda: term.cursor_row == f"{PROMPT}/connect {other.name}", "Tab to write the domain's name")
+        term.send(ENTER)
+        term.wait_text(f"connected to {other.name} at {other.uri}")
+        term.wait_for(lambda: toolbar(term).startswith(f" domain {other.name} │ QEMU "), "the other domain's name")
+        term.run("query-name", f'"name": "{other.name}"')
+        term.run(f"/connect {qemu.socket}", f"connected to {qemu.socket}")
+        term.wait_for(lambda: toolbar(term).startswith(" connected │ QEMU "), "a socket's toolbar")
+        type_and_tab(term, "block-stream device=", ["node-A"])  # the live values are the new QEMU's
+    finally:
+        term.close()
+        destroy_domain(other)

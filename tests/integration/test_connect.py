@@ -1,0 +1,75 @@
+"""``/domains`` and ``/connect`` in scripts, on real libvirt domains and a plain QEMU socket."""
+
+from __future__ import annotations
+
+from qmpsh.domain import TAINT_NOTE
+from tests.conftest import Qemu, json_lines, qmpsh_env, run_qmpsh
+from tests.libvirt_fixtures import Daemons, Domain, create_domain, destroy_domain
+
+
+def on(domain: Domain, stdin: str):
+    return run_qmpsh("--domain", domain.name, "-c", domain.uri, stdin=stdin)
+
+
+def test_domains_lists_the_running_domain(libvirt_domain: Domain):
+    result = on(libvirt_domain, "/domains\n")
+    assert result.returncode == 0, result
+    (listing,) = json_lines(result.stdout)
+    (ours,) = [row for row in listing if row["name"] == libvirt_domain.name]
+    assert ours["state"] == "paused" and isinstance(ours["id"], int) and ours["id"] > 0
+
+
+def test_domains_in_a_socket_session_asks_libvirts_default_uri(libvirt_domain: Domain, qemu: Qemu):
+    result = run_qmpsh(qemu.socket, stdin="/domains\n", env=qmpsh_env(LIBVIRT_DEFAULT_URI=libvirt_domain.uri))
+    assert result.returncode == 0 and result.stderr == "", result
+    (listing,) = json_lines(result.stdout)
+    assert libvirt_domain.name in [row["name"] for row in listing]
+
+
+def test_connect_moves_the_session_to_another_domain(libvirt_daemons: Daemons, libvirt_domain: Domain):
+    other = create_domain(libvirt_daemons.uri, "qmpsh-test-other-")
+    try:
+        result = on(libvirt_domain, f"query-name\n/connect {other.name}\nquery-name\nblock-stream devcie=x\n")
+    finally:
+        destroy_domain(other)
+    assert result.returncode == 1, result
+    names = [reply["return"]["name"] for reply in json_lines(result.stdout)]
+    assert names == [libvirt_domain.name, other.name]
+    lines = result.stderr.removeprefix(TAINT_NOTE + "\n").splitlines()
+    assert lines[0] == f"connected to {other.name} at {other.uri}"
+    assert "devcie" in lines[1]  # the new domain's schema checks the line: nothing is sent
+
+
+def test_connect_to_an_unknown_domain_fails_in_one_line_and_the_session_stays(libvirt_domain: Domain):
+    result = on(libvirt_domain, "/connect qmpsh-no-such-domain\nquery-name\n")
+    assert result.returncode == 1, result
+    assert json_lines(result.stdout) == [{"return": {"name": libvirt_domain.name}}]
+    assert result.stderr.removeprefix(TAINT_NOTE + "\n") == (
+        f"error: /connect: no domain 'qmpsh-no-such-domain' at {libvirt_domain.uri} "
+        f"(still connected to {libvirt_domain.name} at {libvirt_domain.uri})\n")
+
+
+def test_connect_moves_a_domain_session_to_a_socket(libvirt_domain: Domain, qemu: Qemu):
+    result = on(libvirt_domain, f"/connect {qemu.socket}\nquery-named-block-nodes\n")
+    assert result.returncode == 0, result
+    (nodes,) = json_lines(result.stdout)
+    assert "node-A" in [node["node-name"] for node in nodes["return"]]
+    assert result.stderr.removeprefix(TAINT_NOTE + "\n") == f"connected to {qemu.socket}\n"
+
+
+def test_connect_from_a_socket_to_a_domain_and_back(libvirt_domain: Domain, qemu: Qemu):
+    script = f"/connect {libvirt_domain.name}\nquery-name\n/connect {qemu.socket}\nquery-name\n"
+    result = run_qmpsh(qemu.socket, stdin=script, env=qmpsh_env(LIBVIRT_DEFAULT_URI=libvirt_domain.uri))
+    assert result.returncode == 0, result
+    assert [reply["return"].get("name") for reply in json_lines(result.stdout)] == [libvirt_domain.name, None]
+    assert result.stderr == (f"connected to {libvirt_domain.name} at {libvirt_domain.uri}\n{TAINT_NOTE}\n"
+                             f"connected to {qemu.socket}\n")
+
+
+def test_connect_to_a_missing_socket_fails_in_one_line(qemu: Qemu):
+    result = run_qmpsh(qemu.socket, stdin=f"/connect {qemu.dir}/missing.sock\nquery-status\n")
+    assert result.returncode == 1, result
+    assert len(json_lines(result.stdout)) == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: /connect: cannot connect to {qemu.dir}/missing.sock: ") and line.endswith(
+        f"(still connected to {qemu.socket})"), line
