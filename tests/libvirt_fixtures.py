@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -250,6 +251,19 @@ def inactive_domain() -> Iterator[str]:
     finally:
         virsh("undefine", name, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def libvirt_clients(pid: int) -> list[str]:
+    """libvirtd's ids for the connections of process ``pid``, as virt-admin lists them."""
+    admin = tool("virt-admin")
+    listing = subprocess.run([admin, "srv-clients-list", "libvirtd"], capture_output=True, text=True, check=True)
+    ours = []
+    for client in [line.split()[0] for line in listing.stdout.splitlines()[2:] if line.strip()]:
+        info = subprocess.run([admin, "client-info", "libvirtd", client], capture_output=True, text=True,
+                              check=False).stdout
+        if re.search(rf"unix_process_id\s*:\s*{pid}\b", info):
+            ours.append(client)
+    return ours
 
 
 def destroy_domain(domain: Domain) -> None:

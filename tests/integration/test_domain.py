@@ -20,6 +20,7 @@ from tests.libvirt_fixtures import (
     create_domain,
     destroy_domain,
     inactive_domain,
+    libvirt_clients,
     tool,
     virsh,
 )
@@ -145,7 +146,7 @@ def test_the_connection_dropping_exits_3(libvirt_domain: Domain):
         proc.stdin.write("query-name\n")
         proc.stdin.flush()
         assert proc.stdout.readline().startswith('{"return"')
-        (client,) = clients_of(proc.pid)
+        (client,) = libvirt_clients(proc.pid)
         subprocess.run([tool("virt-admin"), "client-disconnect", "libvirtd", client], check=True, capture_output=True)
         out, err = proc.communicate("query-name\n", timeout=60)
     finally:
@@ -177,20 +178,6 @@ def test_a_domain_destroyed_under_a_script_exits_3(libvirt_daemons: Daemons):
     assert err.removeprefix(NOTE) == ("error: connection to QEMU lost while waiting for the reply to query-name: "
                                       f"domain '{domain.name}' is not running anymore: it was destroyed or shut "
                                       "down\n"), err
-
-
-def clients_of(pid: int) -> list[str]:
-    """libvirtd's ids for the connections of process ``pid``, as virt-admin lists them."""
-    admin = tool("virt-admin")
-    listing = subprocess.run([admin, "srv-clients-list", "libvirtd"], capture_output=True, text=True, check=True)
-    ours = []
-    for client in [line.split()[0] for line in listing.stdout.splitlines()[2:] if line.strip()]:
-        info = subprocess.run([admin, "client-info", "libvirtd", client], capture_output=True, text=True,
-                              check=False).stdout
-        if any(line.split(":")[0].strip() == "unix_process_id" and line.split(":")[1].strip() == str(pid)
-               for line in info.splitlines()):
-            ours.append(client)
-    return ours
 
 
 def test_without_libvirt_python_domain_says_what_to_install_and_exits_2(tmp_path):

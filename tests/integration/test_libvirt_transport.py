@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from qmpsh.libvirt_transport import LibvirtTransport, LibvirtTransportError
-from tests.libvirt_fixtures import Domain, create_domain, destroy_domain, inactive_domain, tool, virsh
+from tests.libvirt_fixtures import Domain, create_domain, destroy_domain, inactive_domain, libvirt_clients, tool, virsh
 
 T = TypeVar("T")
 BOGUS_SOCKET = "/nonexistent/libvirt-sock"
@@ -171,16 +171,8 @@ def test_permission_denied(run, libvirt_domain: Domain):
 
 
 def our_clients() -> list[str]:
-    """libvirtd's ids for this process's connections, as virt-admin lists them."""
-    admin = tool("virt-admin")
-    listing = subprocess.run([admin, "srv-clients-list", "libvirtd"], capture_output=True, text=True, check=True)
-    ours = []
-    for client in [line.split()[0] for line in listing.stdout.splitlines()[2:] if line.strip()]:
-        info = subprocess.run([admin, "client-info", "libvirtd", client], capture_output=True, text=True,
-                              check=False).stdout
-        if re.search(rf"unix_process_id\s*:\s*{os.getpid()}\b", info):
-            ours.append(client)
-    return ours
+    """libvirtd's ids for this process's connections."""
+    return libvirt_clients(os.getpid())
 
 
 def test_a_failed_open_leaves_no_connection_behind(run, libvirt_domain: Domain):
