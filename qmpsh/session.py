@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # imported where used: a script without key=value arguments n
     from qmpsh.jsontypes import JSON, SchemaInfo
     from qmpsh.launch import LaunchedQemu
     from qmpsh.schema import Schema
+    from qmpsh.targets import DomainNames
 
 T = TypeVar("T")
 
@@ -77,14 +78,13 @@ class Session:
     def __init__(self, renderer: Renderer, options: Options, transport: Transport,
                  launched: LaunchedQemu | None = None, tap: WireTap | None = None) -> None:
         from qmpsh.commands import BUILTINS  # commands import Session for typing
-        from qmpsh.targets import DomainNames
 
         self.renderer = renderer
         self.options = options
         self.launched = launched  # the QEMU qmpsh started (--launch): it stops when the session ends
         self.transport = transport  # the connection to QEMU: messages come back through _on_sent, _on_received
         self.tap = tap  # --logfile: for the transports /connect makes
-        self.domain_names = DomainNames()  # for Tab after /connect
+        self.domain_names: DomainNames | None = None  # for Tab after /connect: made by targets when needed
         transport.attach(self._on_sent, self._on_received)
         self.reader = Reader(BUILTINS, hmp=options.hmp)
         self.events = EventLog()

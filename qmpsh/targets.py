@@ -37,6 +37,13 @@ class DomainNames:
         self.names, self.at = names, time.monotonic()
 
 
+def domain_names(session: Session) -> DomainNames:
+    """The session's last listing of domain names, made on first use (a plain socket script never needs it)."""
+    if session.domain_names is None:
+        session.domain_names = DomainNames()
+    return session.domain_names
+
+
 def is_address(target: str) -> bool:
     """A socket's address (a path, or ``HOST:PORT``) rather than a domain's name."""
     from qmpsh.client import parse_address
@@ -61,7 +68,7 @@ async def _domains(session: Session, name: str) -> tuple[str, list[tuple[str, in
     except LibvirtTransportError as err:
         session.renderer.error(f"/{name}: {err}")
         return None
-    session.domain_names.got([row[0] for row in found])
+    domain_names(session).got([row[0] for row in found])
     return uri, found
 
 
@@ -126,7 +133,7 @@ async def connect(session: Session, cmd: Builtin) -> bool:
 def names_for_tab(session: Session) -> list[str]:
     """The names known now; asked for again in the background when older than NAMES_MAX_AGE, in a
     session that uses libvirt (--domain, or a /domains or /connect that listed them)."""
-    known = session.domain_names
+    known = domain_names(session)
     uses_libvirt = session.options.libvirt or known.at > 0
     if uses_libvirt and time.monotonic() - known.at > NAMES_MAX_AGE and (known.task is None or known.task.done()):
         known.task = asyncio.ensure_future(_refresh_names(session))
@@ -142,4 +149,4 @@ async def _refresh_names(session: Session) -> None:
         _, found = await running_domains(_libvirt_uri(session))
     except LibvirtTransportError:
         return
-    session.domain_names.got([row[0] for row in found])
+    domain_names(session).got([row[0] for row in found])
