@@ -67,7 +67,9 @@ ROWS = (ROW_THROUGHPUT, ROW_THROUGHPUT_CPU, ROW_THROUGHPUT_WALL, ROW_STARTUP, RO
         ROW_PROMPT_SCHEMA, ROW_SCHEMA, ROW_SCHEMA_COLOUR, ROW_FLOOD_RATE, ROW_FLOOD_ORDER, ROW_FLOOD_RSS,
         ROW_FLOOD_WAIT, ROW_FLOOD_PTY, ROW_RSS, ROW_COMPLETION)
 
-HEAVY_IMPORTS = ("prompt_toolkit", "rich", "pygments")
+# What a scripted run on a socket never needs: the terminal's libraries, and libvirt's side of qmpsh.
+HEAVY_IMPORTS = ("prompt_toolkit", "rich", "pygments", "libvirt", "qmpsh.targets", "qmpsh.domain",
+                 "qmpsh.libvirt_transport")
 
 # What any client built on qemu.qmp's QMPClient pays before its first byte: the interpreter, then asyncio,
 # then qemu.qmp itself. Timed with the start-up row, in the same interleaved runs.
@@ -406,7 +408,7 @@ class Bench:
             match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
             if match:
                 modules.append((match.group(4), int(match.group(2)), len(match.group(3))))
-        heavy = sorted({m.split(".")[0] for m, _, _ in modules if m.split(".")[0] in HEAVY_IMPORTS})
+        heavy = sorted({h for m, _, _ in modules for h in HEAVY_IMPORTS if m == h or m.startswith(h + ".")})
         top = sorted(((m, us) for m, us, depth in modules if depth == 1), key=lambda x: -x[1])[:8]
         self.rows[ROW_IMPORTS] = Row(
             {"qmpsh": "yes: " + ", ".join(heavy) if heavy else "no", "qmp-shell": "-", "raw": "-"},
