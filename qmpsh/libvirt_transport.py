@@ -356,8 +356,13 @@ def _running_domains(uri: str | None) -> tuple[str, list[tuple[str, int, str]]]:
     try:
         found = []
         for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            state = dom.state()[0]
-            found.append((dom.name(), dom.ID(), STATES.get(state, f"state {state}")))
+            try:
+                state = dom.state()[0]
+                found.append((dom.name(), dom.ID(), STATES.get(state, f"state {state}")))
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                # it stopped since it was listed: not running any more, so not listed
         return conn.getURI(), sorted(found, key=lambda row: row[1])
     finally:
         conn.close()
