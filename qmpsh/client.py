@@ -25,7 +25,7 @@ from qemu.qmp.protocol import Runstate
 from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
 from qmpsh.transport import (CommandError, ConnectFailure, MessageHook, TransportError, Unsendable, WireTap,
-                             reply_id)
+                             close_within_grace, reply_id)
 
 if TYPE_CHECKING:
     from qmpsh.jsontypes import JSON
@@ -136,9 +136,6 @@ def encode(msg: Mapping[str, object]) -> bytes:
 
 def _ignore(msg: Mapping[str, object]) -> None:
     pass
-
-
-CLOSE_GRACE = 5.0  # seconds a cancelled close still waits for the disconnect
 
 
 class SocketTransport(QMPClient):
@@ -303,19 +300,9 @@ class SocketTransport(QMPClient):
     async def close(self) -> str | None:
         """Disconnect; the reason the connection had ended, if it ended by a fault.
 
-        A cancelled caller (leaving the prompt while a lost connection is being closed, a signal) still
-        gets the disconnect run to its end, for up to CLOSE_GRACE seconds, and the cancellation goes on
-        after it: cut short, qemu.qmp leaves the socket open (a launched QEMU is told to quit on a new
-        connection, which it never greets while this one stays open) and its errors unretrieved. A
-        second cancellation gives up at once.
+        A cancelled caller still gets the disconnect, within a grace (``transport.close_within_grace``).
         """
-        closing = asyncio.ensure_future(self._close())
-        try:
-            await asyncio.wait((closing,))
-        except asyncio.CancelledError:
-            await asyncio.wait((closing,), timeout=CLOSE_GRACE)
-            raise
-        return closing.result()
+        return await close_within_grace(self._close())
 
     async def _close(self) -> str | None:
         try:

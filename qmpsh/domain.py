@@ -27,6 +27,7 @@ from qmpsh.transport import (
     MessageHook,
     TransportError,
     WireTap,
+    close_within_grace,
 )
 
 if TYPE_CHECKING:
@@ -191,18 +192,9 @@ class DomainTransport:
         return reply.get("return")
 
     async def close(self) -> str | None:
-        """Disconnect; why the connection had stopped working, if it had. Runs to its end even if
-        the caller is cancelled, and the cancellation goes on after it."""
-        closing = asyncio.ensure_future(self._close())
-        cancelled = False
-        while not closing.done():
-            try:
-                await asyncio.wait((closing,))
-            except asyncio.CancelledError:
-                cancelled = True
-        if cancelled:
-            raise asyncio.CancelledError
-        return closing.result()
+        """Disconnect; why the connection had stopped working, if it had. A cancelled caller still
+        gets the disconnect, within a grace (``transport.close_within_grace``)."""
+        return await close_within_grace(self._close())
 
     async def _close(self) -> str | None:
         link, self._link = self._link, None

@@ -8,7 +8,7 @@ use this interface and these errors only, so that either transport can serve the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -114,3 +114,24 @@ class Transport(Protocol):
     async def close(self) -> str | None:
         """Disconnect; why the connection had ended, if it ended by a fault. Runs to its end even if
         the caller is cancelled, and the cancellation goes on after it."""
+
+
+CLOSE_GRACE = 5.0  # seconds a cancelled close still waits for the disconnect
+
+
+async def close_within_grace(disconnect: Coroutine[object, object, str | None]) -> str | None:
+    """Run a transport's ``disconnect``; what it returns (why the connection had ended, if it had).
+
+    A cancelled caller (leaving the prompt while a lost connection is being closed, a signal) still
+    gets the disconnect run to its end, for up to CLOSE_GRACE seconds, and the cancellation goes on
+    after it: cut short, a socket stays open (a launched QEMU is told to quit on a new connection,
+    which it never greets while this one stays open). A second cancellation gives up at once, so a
+    disconnect that hangs never makes qmpsh deaf to Ctrl-C or SIGTERM.
+    """
+    closing = asyncio.ensure_future(disconnect)
+    try:
+        await asyncio.wait((closing,))
+    except asyncio.CancelledError:
+        await asyncio.wait((closing,), timeout=CLOSE_GRACE)
+        raise
+    return closing.result()
