@@ -225,6 +225,10 @@ class LibvirtTransport:
         except LibvirtTransportError:
             await transport.close()
             raise
+        except asyncio.CancelledError:  # Ctrl-C, a timeout: the worker may be connecting still
+            transport._executor.submit(transport._let_go)  # after the connect, in the same thread
+            transport._executor.shutdown(wait=False)
+            raise
         return transport
 
     def _connect(self, uri: str | None, readonly: bool) -> bool:
@@ -325,6 +329,12 @@ class LibvirtTransport:
         self._executor.shutdown(wait=False)
         self._closed(CLOSE_REASONS[libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT])
         return why
+
+    def _let_go(self) -> None:
+        """In the worker, once a connect nobody waits for any more is done: disconnect what it made."""
+        conn, self._conn, self._dom = self._conn, None, None
+        if conn is not None:
+            self._disconnect(conn)
 
     def _disconnect(self, conn: libvirt.virConnect) -> None:
         callback = self._event_callback

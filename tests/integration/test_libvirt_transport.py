@@ -6,9 +6,11 @@ The session's one domain is shared: a test that runs it leaves it paused again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -181,6 +183,23 @@ def test_a_failed_open_leaves_no_connection_behind(run, libvirt_domain: Domain):
         with pytest.raises(LibvirtTransportError) as err:
             run(LibvirtTransport.open(name, libvirt_domain.uri, readonly=readonly))
         assert our_clients() == [], err.value  # even while the error, and its traceback, are kept
+
+
+def test_a_cancelled_open_leaves_no_connection_behind(run, libvirt_domain: Domain):
+    """Ctrl-C or a timeout while connecting: the worker finishes connecting, and then lets go."""
+    async def cancel_while_connecting() -> None:
+        opening = asyncio.ensure_future(LibvirtTransport.open(libvirt_domain.name, libvirt_domain.uri))
+        await asyncio.sleep(0)  # the worker thread is connecting now
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+
+    assert our_clients() == []
+    run(cancel_while_connecting())
+    deadline = time.monotonic() + 20
+    while our_clients():
+        assert time.monotonic() < deadline, "the cancelled open's connection to libvirtd stayed open"
+        time.sleep(0.1)
 
 
 def test_the_connection_dropping(run, transport: LibvirtTransport):
