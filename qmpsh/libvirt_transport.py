@@ -275,7 +275,11 @@ class LibvirtTransport:
         text = encode(command)
         if self._dom is None:
             raise LibvirtTransportError(f"not connected to {self.where}: {self.why_closed or 'closed'}")
-        reply: Message = json.loads(await self._call(libvirt_qemu.qemuMonitorCommand, self._dom, text, 0))
+        answer = await self._call(libvirt_qemu.qemuMonitorCommand, self._dom, text, 0)
+        try:
+            reply: Message = json.loads(answer)
+        except ValueError:  # would otherwise end the sender of every later command too
+            raise LibvirtTransportError(f"{self.where}: the reply is not JSON: {answer[:80]!r}") from None
         reply.pop("id", None)
         if has_id:
             reply["id"] = user_id
