@@ -392,7 +392,41 @@ async def running_domains(uri: str | None = None) -> tuple[str, list[tuple[str, 
     shown = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or "libvirt's default URI"
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # not printed on stderr: raised
     try:
-        return await asyncio.to_thread(_running_domains, uri)
+        return await asyncio.wait_for(_in_a_thread_of_its_own(_running_domains, uri), LIST_TIMEOUT)
     except libvirt.libvirtError as exc:
         message = describe(exc, shown, "")
+    except TimeoutError:
+        message = f"no answer from libvirtd at {shown} in {LIST_TIMEOUT:g} s"
     raise LibvirtTransportError(message)  # out here: the libvirtError's traceback holds the thread's objects
+
+
+LIST_TIMEOUT = 15.0  # seconds a listing of domains may take (an unreachable host over ssh)
+
+
+async def _in_a_thread_of_its_own(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a daemon thread: one that hangs (a host that never answers) is given up on,
+    and never holds up qmpsh's exit as a thread of asyncio's default executor would."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # noqa: BLE001 - raised again by the waiting coroutine
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(_settle, done, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: qmpsh has ended, and nobody waits for this any more
+
+    threading.Thread(target=work, name="qmpsh-libvirt-list", daemon=True).start()
+    return await done
+
+
+def _settle(done: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if done.done():
+        return  # given up on (the timeout)
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 from qmpsh.domain import TAINT_NOTE
+from qmpsh.libvirt_transport import LIST_TIMEOUT
 from tests.conftest import Qemu, json_lines, qmpsh_env, run_qmpsh
 from tests.libvirt_fixtures import Daemons, Domain, create_domain, destroy_domain
 
@@ -17,6 +21,22 @@ def test_domains_lists_the_running_domain(libvirt_domain: Domain):
     (listing,) = json_lines(result.stdout)
     (ours,) = [row for row in listing if row["name"] == libvirt_domain.name]
     assert ours["state"] == "paused" and isinstance(ours["id"], int) and ours["id"] > 0
+
+
+def test_domains_gives_up_on_a_host_that_never_answers(qemu: Qemu):
+    """An ssh server that accepts and then says nothing: the listing ends after its time, and qmpsh
+    ends with it (a listing thread still stuck in ssh never holds up the exit)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"qemu+ssh://root@127.0.0.1:{silent.getsockname()[1]}/system"
+        started = time.monotonic()
+        result = run_qmpsh(qemu.socket, stdin="/domains\nquery-name\n", env=qmpsh_env(LIBVIRT_DEFAULT_URI=uri),
+                           timeout=60)
+    assert time.monotonic() - started < LIST_TIMEOUT + 20
+    assert result.returncode == 1, result
+    assert result.stderr == f"error: /domains: no answer from libvirtd at {uri} in {LIST_TIMEOUT:g} s\n"
+    assert json_lines(result.stdout) == [{"return": {}}]
 
 
 def test_domains_in_a_socket_session_asks_libvirts_default_uri(libvirt_domain: Domain, qemu: Qemu):
