@@ -35,7 +35,7 @@ if not os.environ.get("PYTHONPATH"):
 from qmpsh.catalog import Source
 from qmpsh.client import SocketTransport
 from qmpsh.render import Renderer
-from qmpsh.repl import completer_for
+from qmpsh.repl import completer_for, live_values
 from qmpsh.schema import Schema
 from qmpsh.session import Options, Session
 
@@ -94,10 +94,11 @@ async def measure(sock: str, repeats: int) -> dict[str, object]:
         await session.query("blockdev-add", {"driver": "null-co", "node-name": f"extra-{i:03d}"})
     await session.query("drive-mirror", {"device": "node-D", "target": "e.qcow2", "sync": "full", "job-id": "job0",
                                          "speed": 1})
-    completer = completer_for(session)
+    catalog = live_values(session)
+    completer = completer_for(session, catalog)
     await session.ensure_schema()
-    await session.catalog.settled()  # type: ignore[union-attr]
-    nodes = len(session.catalog.snapshot.get(Source.NODE))  # type: ignore[union-attr]
+    await catalog.settled()
+    nodes = len(catalog.snapshot.get(Source.NODE))
     times: dict[str, list[float]] = {c: [] for c in CURSORS}
     counts: dict[str, int] = {}
     for _ in range(repeats):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, cast
 
+from qmpsh.events import Event, Subscriber
 from qmpsh.hmp import HmpHelp, parse_help
 from qmpsh.transport import CommandError, TransportError
 
@@ -284,7 +285,7 @@ def _chain(node: Mapping[str, object], by_file: Mapping[str, Mapping[str, object
     return tuple(chain)
 
 
-class Catalog:
+class Catalog(Subscriber):
     """The current snapshot, and a background refresh that never stacks up and is never starved.
 
     Asking for a refresh only marks the snapshot stale. One background task fetches while it is
@@ -339,10 +340,14 @@ class Catalog:
         while self._task is not None and not self._task.done():
             await asyncio.wait([self._task])
 
-    def after_command(self, command: str) -> None:
+    def on_command_done(self, command: str) -> None:
         if changes_values(command, CHANGING_COMMANDS):
             self.refresh()
 
-    def after_event(self, event: str) -> None:
-        if changes_values(event, CHANGING_EVENTS):
+    def on_event(self, event: Event) -> None:
+        if changes_values(str(event.get("event")), CHANGING_EVENTS):
             self.refresh()
+
+    def on_connection_changed(self) -> None:
+        self.clear()
+        self.refresh()

@@ -1,5 +1,6 @@
 """Events received from QEMU: the window ``/wait`` looks at, the ring ``/events``
-shows, and the filter that chooses which events print inline.
+shows, the filter that chooses which events print inline, and the subscriptions
+through which the live state, the catalog and a progress bar follow a session.
 
 ``/wait`` looks at the events that arrived since the first command after the
 previous ``/wait`` (so ``cmd; cmd; /wait A; /wait B`` sees both commands'
@@ -16,9 +17,10 @@ can take the old job's end for the new job's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 Event = Mapping[str, object]
 Predicate = Callable[[Event], bool]
@@ -152,3 +154,51 @@ class EventFilter:
 
     def __str__(self) -> str:
         return self.mode if self.mode == "all" else f"{self.mode}:{','.join(self.names)}"
+
+
+class Subscriber:
+    """Follows a session: override what matters. Called on the event loop, in wire order; never
+    blocks (a subscriber that needs QEMU's answer starts a task of its own)."""
+
+    def on_event(self, event: Event) -> None:
+        """An event arrived from QEMU (before it prints)."""
+
+    def on_command_done(self, command: str) -> None:
+        """A command the user ran was answered."""
+
+    def on_connection_changed(self) -> None:
+        """A new connection (a reconnect, or /connect): what was learnt from the old one is stale."""
+
+
+class Subscribers(Subscriber):
+    """The subscribers of one session, told in the order they subscribed."""
+
+    def __init__(self) -> None:
+        self._all: list[Subscriber] = []
+
+    def add(self, subscriber: Subscriber) -> None:
+        self._all.append(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        self._all.remove(subscriber)
+
+    @contextlib.contextmanager
+    def subscribed(self, subscriber: Subscriber) -> Iterator[None]:
+        """``subscriber`` follows the session for the ``with`` block."""
+        self.add(subscriber)
+        try:
+            yield
+        finally:
+            self.remove(subscriber)
+
+    def on_event(self, event: Event) -> None:
+        for subscriber in tuple(self._all):  # one may leave while told
+            subscriber.on_event(event)
+
+    def on_command_done(self, command: str) -> None:
+        for subscriber in tuple(self._all):
+            subscriber.on_command_done(command)
+
+    def on_connection_changed(self) -> None:
+        for subscriber in tuple(self._all):
+            subscriber.on_connection_changed()

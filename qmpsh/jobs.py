@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from dataclasses import dataclass
+from enum import Enum, auto
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from qmpsh.events import Event, Predicate, about
+from qmpsh.events import Event, Predicate, Subscriber, about
 from qmpsh.syntax import Builtin
 
 if TYPE_CHECKING:
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
     from qmpsh.jsontypes import JSON, BlockJobInfo, JobInfo, JSONObject
     from qmpsh.session import Session
 
-POLL_SECONDS = 0.25
 SETTLE_SECONDS = 0.1  # how long an event already received may take to end the wait for it
 
 
@@ -75,13 +76,9 @@ def ending(job_id: str, recent: Iterable[Event] = ()) -> Predicate:
     return accept
 
 
-def find(jobs: JSON, job_id: str) -> JobInfo | None:
-    """``job_id``'s entry in a query-jobs reply."""
-    if isinstance(jobs, list):
-        for job in jobs:
-            if isinstance(job, dict) and job.get("id", job.get("device")) == job_id:
-                return cast("JobInfo", job)
-    return None
+def find(jobs: Iterable[JobInfo], job_id: str) -> JobInfo | None:
+    """``job_id``'s entry in query-jobs' list."""
+    return next((job for job in jobs if job.get("id") == job_id), None)
 
 
 def failure(event: Event, info: Mapping[str, object] | None) -> str | None:
@@ -113,7 +110,7 @@ def binary_rate(speed: float) -> str:
     return f"{speed / unit:.1f} {suffix}/s"
 
 
-class ProgressBar:
+class ProgressBar(Subscriber):
     """A rich progress bar at the terminal; the session's output prints above it."""
 
     def __init__(self, session: Session, job_id: str) -> None:
@@ -151,7 +148,7 @@ class ProgressBar:
 
         self.progress.console.print(Text.from_ansi(text), soft_wrap=True)
 
-    def _watch(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
         if not self.mine(event):
             return
         self.seen.append(event)
@@ -163,81 +160,140 @@ class ProgressBar:
     def shown(self) -> Iterator[None]:
         sys.stdout.flush()
         renderer = self.session.renderer
-        renderer.sink, self.session.watch = self._print, self._watch
+        renderer.sink = self._print
         try:
-            with self.progress:
+            with self.progress, self.session.subscribers.subscribed(self):
                 yield
         finally:
-            renderer.sink, self.session.watch = None, None
+            renderer.sink = None
+
+
+class Watch(Enum):
+    """Where /job stands with the job it follows, from what query-jobs says."""
+
+    UNSEEN = auto()  # not listed yet: its end may still be in the window, or it never was
+    RUNNING = auto()  # listed, neither ready nor concluded when first seen
+    READY_BEFORE = auto()  # ready when first seen: only its conclusion ends the wait
+    CONCLUDED_BEFORE = auto()  # concluded, its final event consumed before /job: query-jobs is the answer
+    MISSING = auto()  # never listed, and no end of it came
+
+
+@dataclass
+class _Followed:
+    """A job /job follows: what query-jobs said of it last, and where /job stands."""
+
+    job_id: str
+    end: asyncio.Future[Event]  # the event that ends /job
+    state: Watch = Watch.UNSEEN
+    info: JobInfo | None = None
+
+    async def settle(self) -> None:
+        """Give an event already received a moment to end the wait."""
+        if not self.end.done():
+            await asyncio.wait([self.end], timeout=SETTLE_SECONDS)
+
+    async def seen(self, latest: JobInfo | None) -> None:
+        """Take in what query-jobs says of the job now."""
+        if latest is None:
+            if self.state is Watch.UNSEEN:
+                await self.settle()  # its ending may be in the window
+                self.state = Watch.UNSEEN if self.end.done() else Watch.MISSING
+            return
+        status = latest.get("status")
+        if status in ("ready", "concluded"):
+            await self.settle()  # the job's events came before this reply: one in the window ends /job
+        if not self.end.done():
+            if status == "concluded":
+                self.state = Watch.CONCLUDED_BEFORE
+            elif self.state is Watch.UNSEEN:
+                self.state = Watch.READY_BEFORE if status == "ready" else Watch.RUNNING
+        self.info = latest
+
+    @property
+    def over(self) -> bool:
+        return self.end.done() or self.state in (Watch.CONCLUDED_BEFORE, Watch.MISSING)
+
+
+def _job_arguments(session: Session, cmd: Builtin) -> tuple[str, float | None] | None:
+    """/job's job id and timeout, or None when the line is wrong (said)."""
+    if len(cmd.words) != 1 or set(cmd.args) - {"timeout"}:
+        session.renderer.error("usage: /job JOB-ID [timeout=SECONDS]")
+        return None
+    timeout = cmd.args.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        session.renderer.error(f"/job: timeout must be a number of seconds, not {timeout!r}")
+        return None
+    return cmd.words[0], float(timeout) if timeout else None
 
 
 async def follow(session: Session, cmd: Builtin) -> bool:
     """Follow a job until it is ready or has concluded: a progress bar at a terminal, its end in scripts."""
-    if len(cmd.words) != 1 or set(cmd.args) - {"timeout"}:
-        session.renderer.error("usage: /job JOB-ID [timeout=SECONDS]")
+    arguments = _job_arguments(session, cmd)
+    if arguments is None:
         return False
-    job_id = cmd.words[0]
-    timeout = cmd.args.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
-        session.renderer.error(f"/job: timeout must be a number of seconds, not {timeout!r}")
-        return False
-    end = asyncio.ensure_future(session.events.wait(ending(job_id, session.ring.events),
-                                                    float(timeout) if timeout else None))
+    job_id, timeout = arguments
+    job = _Followed(job_id, asyncio.ensure_future(session.events.wait(ending(job_id, session.ring.events), timeout)))
     bar = ProgressBar(session, job_id) if session.options.interactive else None
-    info: JobInfo | None = None
-    concluded_before = False  # its final event came before this /job: polling found it concluded
-    already_ready = False  # ready before this /job: only its conclusion ends the wait
+    live = session.live
     try:
-        with bar.shown() if bar else contextlib.nullcontext():
-            while not end.done():
-                latest = find(await session.query("query-jobs"), job_id)
-                if latest is None and info is None and not end.done():
-                    await asyncio.wait([end], timeout=SETTLE_SECONDS)  # its ending may be in the window
-                    if not end.done():
-                        session.renderer.error(f"/job: no job '{job_id}' (see /jobs)")
-                        return False
-                if latest is not None:
-                    if bar:
-                        bar.update(latest)
-                    status = latest.get("status")
-                    if status in ("ready", "concluded") and not end.done():
-                        # The job's events came before this reply: one in the window ends /job in a moment.
-                        await asyncio.wait([end], timeout=SETTLE_SECONDS)
-                    if status == "concluded" and not end.done():
-                        concluded_before, info = True, latest
-                        break
-                    if status == "ready" and info is None and not end.done():
-                        already_ready = True
-                        session.renderer.note(f"/job: {job_id} is already ready; following it until it concludes "
-                                              f"(block-job-complete or block-job-cancel device={job_id})")
-                    info = latest
-                await asyncio.wait([end], timeout=POLL_SECONDS)
-        event = None if concluded_before else end.result()
+        with bar.shown() if bar else contextlib.nullcontext(), live.following():
+            jobs = await live.fresh_jobs()  # asked after the command that started the job was answered
+            while True:
+                latest = find(jobs, job_id)
+                if bar and latest is not None:
+                    bar.update(latest)
+                before = job.state
+                await job.seen(latest)
+                if before is Watch.UNSEEN and job.state is Watch.READY_BEFORE:
+                    session.renderer.note(f"/job: {job_id} is already ready; following it until it concludes "
+                                          f"(block-job-complete or block-job-cancel device={job_id})")
+                if job.over:
+                    break
+                changed = asyncio.ensure_future(live.changed())
+                either: list[asyncio.Future[Any]] = [job.end, changed]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                jobs = live.jobs
+        event = job.end.result() if job.end.done() else None
     except TimeoutError:
-        what = "not concluded" if already_ready else "not ready or concluded"
+        what = "not concluded" if job.state is Watch.READY_BEFORE else "not ready or concluded"
         session.renderer.error(f"/job: {job_id} {what} within {timeout:g} s; it goes on")
         return False
     finally:
-        end.cancel()
+        job.end.cancel()
     if event is None:
-        assert info is not None
-        if info.get("error"):
-            session.renderer.error(f"/job: {job_id} failed: {info['error']}")
-            return False
-        if bar:
-            session.renderer.note(f"{job_id} has concluded")
-        return True
+        return _concluded_before(session, job, bar is not None)
+    return await _ended(session, job, event, bar)
+
+
+def _concluded_before(session: Session, job: _Followed, shown: bool) -> bool:
+    """The verdict on a job whose end /job did not see: from query-jobs."""
+    if job.state is Watch.MISSING:
+        session.renderer.error(f"/job: no job '{job.job_id}' (see /jobs)")
+        return False
+    assert job.info is not None
+    if job.info.get("error"):
+        session.renderer.error(f"/job: {job.job_id} failed: {job.info['error']}")
+        return False
+    if shown:
+        session.renderer.note(f"{job.job_id} has concluded")
+    return True
+
+
+async def _ended(session: Session, job: _Followed, event: Event, bar: ProgressBar | None) -> bool:
+    """The verdict on a job from the event that ended /job."""
+    info: Mapping[str, object] | None = job.info
     if event.get("event") == "JOB_STATUS_CHANGE":
-        info = find(await session.query("query-jobs"), job_id) or info
+        info = find(await session.live.fresh_jobs(), job.job_id) or info
     if bar and not any(seen is event for seen in bar.seen):  # it came before /job: not printed since
         session.renderer.event(event)
     why = failure(event, info)
     if why:
-        session.renderer.error(f"/job: {job_id} failed: {why}")
+        session.renderer.error(f"/job: {job.job_id} failed: {why}")
         return False
     if event.get("event") == "BLOCK_JOB_READY" and session.options.interactive:
-        session.renderer.note(f"{job_id} is ready: block-job-complete device={job_id} pivots, "
-                              f"block-job-cancel device={job_id} keeps the copy")
+        session.renderer.note(f"{job.job_id} is ready: block-job-complete device={job.job_id} pivots, "
+                              f"block-job-cancel device={job.job_id} keeps the copy")
     return True
 
 

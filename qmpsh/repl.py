@@ -202,17 +202,22 @@ async def _reconnect_with_backoff(session: Session) -> None:
         return
 
 
-def completer_for(session: Session) -> QmpCompleter:
-    """Completion from the session's schema (loading in the background) and live values."""
-    hmp = session.options.hmp
-    session.catalog = Catalog(session.query, hmp=hmp)
-    session.catalog.refresh()
+def live_values(session: Session) -> Catalog:
+    """The catalog of live values for completion, following the session from now on."""
+    catalog = Catalog(session.query, hmp=session.options.hmp)
+    session.subscribers.add(catalog)
+    catalog.refresh()
+    return catalog
+
+
+def completer_for(session: Session, catalog: Catalog) -> QmpCompleter:
+    """Completion from the session's schema (loading in the background) and ``catalog``'s live values."""
     session.start_loading_schema()  # completion and help use it even with --no-schema
     from qmpsh.targets import names_for_tab
 
     names_for_tab(session)  # with --domain: listed now, for the first Tab after /connect
-    return QmpCompleter(Sources(lambda: session.schema, session.catalog, lambda: session.commands,
-                                lambda: names_for_tab(session)), hmp=hmp)
+    return QmpCompleter(Sources(lambda: session.schema, catalog, lambda: session.commands,
+                                lambda: names_for_tab(session)), hmp=session.options.hmp)
 
 
 async def interruptible(work: Awaitable[T]) -> T | None:
@@ -238,7 +243,7 @@ async def interruptible(work: Awaitable[T]) -> T | None:
 async def run_interactive(session: Session, where: str, *,
                           history_size: int = DEFAULT_HISTORY_SIZE, editing_mode: str = "emacs") -> None:
     await interruptible(session.load_commands())
-    completer = completer_for(session)
+    completer = completer_for(session, live_values(session))
     toolbar = Toolbar(session)
     version = f" QEMU {toolbar.version}" if toolbar.version else ""
     prompt: PromptSession[str] = PromptSession(
@@ -309,9 +314,9 @@ async def _may_leave(session: Session) -> bool:
 async def running_jobs(session: Session) -> list[str]:
     """The jobs that have not concluded, as ``job0 (backup running 25%)``; none if QEMU cannot say."""
     try:
-        jobs = await asyncio.wait_for(session.query("query-jobs"), 2.0)
+        jobs = await asyncio.wait_for(session.live.fresh_jobs(), 2.0)
     except (TransportError, TimeoutError):
         return []
-    rows = [job_row(job) for job in jobs if isinstance(job, dict)] if isinstance(jobs, list) else []
+    rows = [job_row(job) for job in jobs]
     return [f"{job_id} ({kind} {status}" + (f" {percent}%)" if percent is not None else ")")
             for job_id, kind, status, percent in rows if status not in ("concluded", "null")]

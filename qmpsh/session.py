@@ -11,17 +11,17 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from qmpsh.events import EventFilter, EventLog, EventRing
+from qmpsh.events import EventFilter, EventLog, EventRing, Subscribers
+from qmpsh.live import LiveState
 from qmpsh.render import Renderer
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
 from qmpsh.transport import CommandError, Transport, TransportError, Unsendable, WireTap, reply_id
 
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
-    from qmpsh.catalog import Catalog
     from qmpsh.jsontypes import JSON, SchemaInfo
     from qmpsh.launch import LaunchedQemu
     from qmpsh.schema import Schema
@@ -45,9 +45,6 @@ NO_ARGUMENT_NEEDED = frozenset({
 _ID_PREFIX = "qmpsh-"
 _NOT_JSON = "NaN or Infinity (not JSON) printed as strings"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
-#: The VM run state each event leaves the VM in, for the status toolbar.
-_RUN_STATE_EVENTS = {"STOP": "paused", "RESUME": "running", "SHUTDOWN": "shutdown", "SUSPEND": "suspended",
-                     "WAKEUP": "running", "GUEST_PANICKED": "guest-panicked"}
 
 
 @dataclass
@@ -89,8 +86,9 @@ class Session:
         self.reader = Reader(BUILTINS, hmp=options.hmp)
         self.events = EventLog()
         self.ring = EventRing()
-        self.vm_status: str | None = None  # from query-status, kept current by run-state events
-        self.watch: Callable[[Mapping[str, object]], None] | None = None  # sees every event (a progress bar)
+        self.subscribers = Subscribers()  # the catalog, a progress bar ...: told of events and answered commands
+        self.live = LiveState(self.query, lambda: self.transport.running and not self.lost)  # run state, jobs
+        self.subscribers.add(self.live)
         self.failed = False  # some line failed: exit status 1 in scripts
         self.finished = False  # quit or /quit: the session is over
         self.lost = False  # the connection went away
@@ -98,7 +96,6 @@ class Session:
         self._losing = False  # lose() is finding out why the connection ended
         self.commands: list[str] = []  # from query-commands, for completion
         self.schema: Schema | None = None  # None until loaded, or when the server has none
-        self.catalog: Catalog | None = None  # live values, kept only where something completes
         self._schema_task: asyncio.Task[Schema | None] | None = None
         self._ids = itertools.count(1)
         self._in_flight: dict[str, _InFlight] = {}
@@ -139,11 +136,11 @@ class Session:
 
     async def _forget(self) -> None:
         """Rebuild what was learnt from the QEMU before: schema, run state, commands, live values."""
-        self.schema, self._schema_task, self.vm_status = None, None, None
-        if self.catalog is not None:
-            self.catalog.clear()
-            self.catalog.refresh()
+        self.schema, self._schema_task = None, None
+        self.subscribers.on_connection_changed()
+        if self.options.interactive:  # completion and the toolbar need them again
             self.start_loading_schema()
+            await self.load_commands()
             await self.load_commands()
 
     async def load_commands(self) -> None:
@@ -394,8 +391,7 @@ class Session:
         ok = "return" in reply and not flight.not_json
         self._quit_sent = self._quit_sent and "return" in reply
         self.finished = self._quit_sent
-        if self.catalog is not None:
-            self.catalog.after_command(request.command)
+        self.subscribers.on_command_done(request.command)
         return ok
 
     async def _reply(self, waiter: asyncio.Future[Mapping[str, object]]) -> Mapping[str, object]:
@@ -434,7 +430,6 @@ class Session:
             self.finished = self.finished or self._quit_sent
             return
         self.lost = True
-        self.vm_status = None
         retry = self.options.interactive and not self.options.reconnect and not self.qemu_gone
         hint = "; /reconnect to try again" if retry else ""
         self.renderer.error(f"connection to QEMU lost{detail}{hint}")
@@ -473,11 +468,7 @@ class Session:
         name = str(event["event"])
         self.events.add(event)
         self.ring.add(event)
-        self.vm_status = _RUN_STATE_EVENTS.get(name, self.vm_status)
-        if self.catalog is not None:
-            self.catalog.after_event(name)
-        if self.watch is not None:
-            self.watch(event)
+        self.subscribers.on_event(event)
         if self.options.event_filter.shows(name) and not self.renderer.event(event):
             self.renderer.note(f"event {name}: {_NOT_JSON}")
 

@@ -28,7 +28,7 @@ from qmpsh.catalog import Catalog, fetch_hmp
 from qmpsh.client import SocketTransport
 from qmpsh.completion import QmpCompleter, Sources, wanted
 from qmpsh.render import Renderer
-from qmpsh.repl import completer_for
+from qmpsh.repl import completer_for, live_values
 from qmpsh.session import Options, Session
 from tests.conftest import GUEST_DISK, Qemu, free_port
 from tests.integration.test_seed_flows import BLOCK_JOB_COMPLETE, DRIVE_MIRROR
@@ -69,10 +69,11 @@ async def connected(qemu: Qemu, tap: Sent | None = None, hmp: bool = False):
     session = Session(Renderer(), Options(interactive=True, hmp=hmp), SocketTransport(qemu.socket, tap=tap))
     await session.connect()
     try:
-        completer = completer_for(session)
+        catalog = live_values(session)
+        completer = completer_for(session, catalog)
         assert await asyncio.wait_for(session.ensure_schema(), TIMEOUT) is not None
-        await asyncio.wait_for(session.catalog.settled(), TIMEOUT)
-        yield session, completer
+        await asyncio.wait_for(catalog.settled(), TIMEOUT)
+        yield session, completer, catalog
     finally:
         if qemu.alive():
             os.kill(qemu.process.pid, signal.SIGCONT)  # a test that froze QEMU must not hang the teardown
@@ -101,13 +102,13 @@ async def run(session: Session, line: str) -> None:
     assert await asyncio.wait_for(session.run(line), TIMEOUT), f"{line!r} failed"
 
 
-async def eventually(check: Callable[[], object], what: str, session: Session, timeout: float = TIMEOUT) -> None:
+async def eventually(check: Callable[[], object], what: str, catalog: Catalog, timeout: float = TIMEOUT) -> None:
     """Wait until ``check()`` holds: the catalog refreshes in the background, on replies and events."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
-        await asyncio.wait_for(session.catalog.settled(), timeout)
+        await asyncio.wait_for(catalog.settled(), timeout)
         await asyncio.sleep(0.02)
 
 
@@ -120,7 +121,7 @@ def in_loop(test: Callable[[], Awaitable[None]]) -> None:
 
 def test_command_names_prefix_first_then_fuzzy_best_first(qemu):
     async def test() -> None:
-        async with connected(qemu) as (session, completer):
+        async with connected(qemu) as (session, completer, _catalog):
             names = texts(completer, "query-bl")
             hits = [n for n in names if n.startswith("query-bl")]
             assert names[:len(hits)] == hits == sorted(hits)
@@ -147,7 +148,7 @@ def test_command_names_prefix_first_then_fuzzy_best_first(qemu):
 
 def test_argument_names_types_and_required(qemu):
     async def test() -> None:
-        async with connected(qemu) as (_, completer):
+        async with connected(qemu) as (_, completer, _catalog):
             meta = metas(completer, "block-stream ")
             assert meta["device="] == "string, required"
             assert meta["job-id="] == "string"
@@ -173,7 +174,7 @@ def test_argument_names_types_and_required(qemu):
 
 def test_nested_dotted_names_and_flat_union_branches(qemu):
     async def test() -> None:
-        async with connected(qemu) as (_, completer):
+        async with connected(qemu) as (_, completer, _catalog):
             text = "blockdev-add driver=qcow2 file."
             nested = metas(completer, text)
             assert all(t.startswith("file.") for t in nested), nested
@@ -211,7 +212,7 @@ def test_nested_dotted_names_and_flat_union_branches(qemu):
 
 def test_enum_and_boolean_values(qemu):
     async def test() -> None:
-        async with connected(qemu) as (_, completer):
+        async with connected(qemu) as (_, completer, _catalog):
             mirror = "drive-mirror device=node-A target=e.qcow2 "
             sync = metas(completer, mirror + "sync=")
             assert {"full", "top", "none", "incremental"} <= set(sync)
@@ -245,7 +246,7 @@ def test_enum_and_boolean_values(qemu):
 
 def test_wait_events_and_transaction_actions(qemu):
     async def test() -> None:
-        async with connected(qemu) as (session, completer):
+        async with connected(qemu) as (session, completer, _catalog):
             events = metas(completer, "/wait ")
             assert set(events) == set(session.schema.events)
             assert events["BLOCK_JOB_COMPLETED"] == "event"
@@ -283,7 +284,7 @@ def test_wait_events_and_transaction_actions(qemu):
 def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
     async def test() -> None:
         tap = Sent()
-        async with connected(qemu, tap) as (session, completer):
+        async with connected(qemu, tap) as (session, completer, catalog):
             assert {"node-A", "file"} <= set(texts(completer, "block-stream device="))
             for line in CHAIN:
                 await run(session, line)
@@ -292,7 +293,7 @@ def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
             await eventually(lambda: {*NODES, "job0", "bm0"} <= set(texts(completer, "block-stream device=")
                                                                   + texts(completer, "job-cancel id=")
                                                                   + texts(completer, "block-dirty-bitmap-clear name=")),
-                             "node-A..node-D, job0 and bm0 to be offered", session)
+                             "node-A..node-D, job0 and bm0 to be offered", catalog)
 
             stream = metas(completer, "block-stream device=")
             assert set(NODES) <= set(stream) and stream["node-B"] == "block node"
@@ -333,17 +334,17 @@ def test_live_values_of_the_chain_jobs_and_bitmaps(qemu):
 
             # The document's first way out: cancel the ready mirror. job0 stops being offered.
             await run(session, "block-job-cancel device=job0")
-            await eventually(lambda: texts(completer, "block-job-cancel device=") == [], "job0 to go", session)
+            await eventually(lambda: texts(completer, "block-job-cancel device=") == [], "job0 to go", catalog)
             assert texts(completer, "job-cancel id=") == []
             assert set(NODES) <= set(texts(completer, "block-stream device="))
 
             # The second way out: complete a mirror of node-C. The job goes, and so do node-B and
             # node-C, which nothing uses after the pivot (node-A stays: -blockdev made it).
             await run(session, "drive-mirror device=node-D target=e2.qcow2 sync=full job-id=job1 node-name=node-E")
-            await eventually(lambda: texts(completer, "job-complete id=") == ["job1"], "job1 to be offered", session)
+            await eventually(lambda: texts(completer, "job-complete id=") == ["job1"], "job1 to be offered", catalog)
             await run(session, "/wait BLOCK_JOB_READY device=job1 timeout=10")
             await run(session, "block-job-complete device=job1")
-            await eventually(lambda: "node-D" not in texts(completer, "block-stream device="), "node-D to go", session)
+            await eventually(lambda: "node-D" not in texts(completer, "block-stream device="), "node-D to go", catalog)
             assert texts(completer, "block-job-complete device=") == []
             nodes = texts(completer, "block-stream device=")
             assert "node-E" in nodes and "node-A" in nodes and not {"node-B", "node-C", "node-D"} & set(nodes)
@@ -359,10 +360,10 @@ def test_after_the_documents_mirror_pivot_the_devices_new_root_comes_first(qemu)
     protocol nodes (file) last; the block device's qdev id is offered where QEMU takes one."""
 
     async def test() -> None:
-        async with connected(qemu) as (session, completer):
+        async with connected(qemu) as (session, completer, catalog):
             for line in CHAIN:
                 await run(session, line)
-            await eventually(lambda: "node-D" in texts(completer, "drive-backup device="), "node-D", session)
+            await eventually(lambda: "node-D" in texts(completer, "drive-backup device="), "node-D", catalog)
             before = metas(completer, "drive-backup device=")
             assert list(before) == ["node-D", "node-A", "node-B", "node-C", "file"], before
             assert before["node-D"] == "root of virtio0" and before["node-B"] == "block node"
@@ -372,7 +373,7 @@ def test_after_the_documents_mirror_pivot_the_devices_new_root_comes_first(qemu)
             await run(session, "/wait BLOCK_JOB_READY device=job0 timeout=10")
             await run(session, BLOCK_JOB_COMPLETE)
             await run(session, "/wait BLOCK_JOB_COMPLETED device=job0 timeout=10")
-            await eventually(lambda: "node-D" not in texts(completer, "drive-backup device="), "the pivot", session)
+            await eventually(lambda: "node-D" not in texts(completer, "drive-backup device="), "the pivot", catalog)
             offered = metas(completer, "drive-backup device=")
             root = next(iter(offered))
             assert root.startswith("#block"), offered
@@ -404,7 +405,7 @@ def test_hmp_mode_completes_hmp_commands_info_and_block_devices(qemu):
 
     async def test() -> None:
         tap = Sent()
-        async with connected(qemu, tap, hmp=True) as (session, completer):
+        async with connected(qemu, tap, hmp=True) as (session, completer, catalog):
             names = metas(completer, "")
             assert {"block_resize", "info", "cont", "drive_del", "eject", "qemu-io"} <= set(names)
             assert "c" not in names and "query-status" not in names  # no one-letter aliases, no QMP
@@ -431,22 +432,22 @@ def test_hmp_mode_completes_hmp_commands_info_and_block_devices(qemu):
             # An export made by HMP lines (no event says so): the catalog refreshes after HMP lines too.
             await run(session, f"nbd_server_start 127.0.0.1:{free_port()}")
             await run(session, "nbd_server_add node-A")
-            await eventually(lambda: texts(completer, "nbd_server_remove ") == ["node-A"], "the export", session)
+            await eventually(lambda: texts(completer, "nbd_server_remove ") == ["node-A"], "the export", catalog)
             await run(session, "nbd_server_stop")
             # HMP's block_job_* call the job "device".
             await session.query("drive-mirror", {"device": "node-A", "target": "e.qcow2", "sync": "full",
                                                  "job-id": "job0"})
-            await eventually(lambda: texts(completer, "block_job_cancel ") == ["job0"], "the mirror job", session)
+            await eventually(lambda: texts(completer, "block_job_cancel ") == ["job0"], "the mirror job", catalog)
             assert metas(completer, "block_job_cancel -f ") == {"job0": "job"}
             await run(session, "block_job_cancel -f job0")
-            await eventually(lambda: texts(completer, "block_job_complete ") == [], "the job to go", session)
+            await eventually(lambda: texts(completer, "block_job_complete ") == [], "the job to go", catalog)
 
             # Built-ins are qmpsh's own, in both modes.
             assert texts(completer, "/wa") == ["/wait"]
             assert texts(completer, "/wait BLOCK_JOB_C")[:2] == ["BLOCK_JOB_CANCELLED", "BLOCK_JOB_COMPLETED"]
             assert tap.hmp.count("help") == tap.hmp.count("help info") == 1, tap.hmp  # once per connection
 
-        async with connected(qemu) as (_, completer):  # QMP mode asks HMP nothing
+        async with connected(qemu) as (_, completer, _catalog):  # QMP mode asks HMP nothing
             assert "drive_del" not in texts(completer, "drive_d")
             assert texts(completer, "info bl") == []
 
@@ -457,10 +458,9 @@ def test_completion_answers_from_the_cache_while_qemu_is_frozen(qemu):
     """QEMU stopped with SIGSTOP, a refresh stuck on it: completion still answers at once."""
 
     async def test() -> None:
-        async with connected(qemu) as (session, completer):
+        async with connected(qemu) as (session, completer, catalog):
             await run(session, CHAIN[0])
-            await eventually(lambda: "node-B" in texts(completer, "block-stream device="), "node-B", session)
-            catalog = session.catalog
+            await eventually(lambda: "node-B" in texts(completer, "block-stream device="), "node-B", catalog)
             refreshes = catalog.refreshes
             os.kill(qemu.process.pid, signal.SIGSTOP)
             try:
@@ -493,13 +493,12 @@ def test_a_steady_stream_of_refresh_triggers_still_renews_the_values(qemu):
     """Events that change live values, one every 20 ms (faster than the debounce): new values still arrive."""
 
     async def test() -> None:
-        async with connected(qemu) as (session, completer):
-            catalog = session.catalog
+        async with connected(qemu) as (session, completer, catalog):
             stop = asyncio.Event()
 
-            async def storm() -> None:  # what an event flood does: one after_event per event
+            async def storm() -> None:  # what an event flood does: one on_event per event
                 while not stop.is_set():
-                    catalog.after_event("BLOCK_JOB_ERROR")
+                    catalog.on_event({"event": "BLOCK_JOB_ERROR", "data": {}})
                     await asyncio.sleep(0.02)
 
             flood = asyncio.ensure_future(storm())
@@ -526,8 +525,7 @@ def test_a_refresh_right_after_clear_runs_although_the_old_one_was_under_way(qem
     """What a reconnect does (clear, then refresh) while a refresh waits or fetches: the new one still runs."""
 
     async def test() -> None:
-        async with connected(qemu) as (session, completer):
-            catalog = session.catalog
+        async with connected(qemu) as (_session, completer, catalog):
             for pause in (0.0, catalog.DEBOUNCE + 0.002):  # during the debounce, then during the fetch
                 catalog.refresh()
                 await asyncio.sleep(pause)
@@ -578,14 +576,14 @@ def test_wanted_and_candidates_never_raise(qemu):
     """Random and mutated lines: what is wanted, and every source's answer, never raise."""
 
     async def setup() -> tuple[Session, Catalog]:
-        async with connected(qemu) as (session, completer):
+        async with connected(qemu) as (session, completer, catalog):
             await run(session, CHAIN[0])
             await run(session, "block-dirty-bitmap-add node=node-B name=bm0")
-            await eventually(lambda: "bm0" in texts(completer, "block-dirty-bitmap-clear name="), "bm0", session)
+            await eventually(lambda: "bm0" in texts(completer, "block-dirty-bitmap-clear name="), "bm0", catalog)
             hmp = await fetch_hmp(session.query)  # for -H, which the same catalog answers
             assert hmp is not None and hmp.commands
-            session.catalog.snapshot = replace(session.catalog.snapshot, hmp=hmp)
-            return session, session.catalog
+            catalog.snapshot = replace(catalog.snapshot, hmp=hmp)
+            return session, catalog
 
     session, catalog = asyncio.run(setup())
     schema = session.schema

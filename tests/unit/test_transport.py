@@ -114,7 +114,7 @@ def test_replies_and_events_print_in_the_order_the_transport_hands_them(capsys):
     assert ok
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [
         STOP, {"return": {"status": "paused"}}, {"return": {}}]
-    assert session.vm_status == "paused"  # from the event
+    assert session.live.run_state == "paused"  # from the event
 
 
 def test_a_builtin_says_the_servers_error_in_the_transports_words(capsys):

@@ -1,0 +1,99 @@
+"""The live state (``live.LiveState``) against real QEMU: one owner of the run state and the jobs.
+
+The status toolbar and /job read what it keeps; it asks query-status once per connection and
+follows run-state events after, and polls query-jobs only while jobs exist or someone follows one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from qmpsh.client import SocketTransport
+from qmpsh.render import Renderer
+from qmpsh.session import Options, Session
+from tests.conftest import Qemu
+from tests.integration.test_completion import Sent
+from tests.integration.test_jobs import CHAIN, polls, run
+
+TIMEOUT = 30.0
+
+
+async def until(check: Callable[[], object], what: str, session: Session) -> None:
+    """Wait until ``check()`` holds, woken by the live state's changes."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not check():
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            pytest.fail(f"timed out waiting for {what}: run state {session.live.run_state!r}, "
+                        f"jobs {session.live.jobs!r}")
+        try:
+            await asyncio.wait_for(session.live.changed(), left)
+        except TimeoutError:
+            pass
+
+
+def test_run_state_and_jobs_are_kept_current(qemu: Qemu) -> None:
+    """The run state from one query-status and then events; a job with progress, then gone."""
+
+    async def test() -> None:
+        tap = Sent()
+        session = Session(Renderer(), Options(), SocketTransport(qemu.socket, tap=tap))
+        await session.connect()
+        live = session.live
+        try:
+            for line in CHAIN.splitlines():
+                assert await session.run(line), line
+            assert live.run_state is None and tap.commands.count("query-status") == 0, "asked before start()"
+            live.start()
+            await until(lambda: live.run_state == "prelaunch", "the run state", session)
+            assert await session.run("cont")
+            await until(lambda: live.run_state == "running", "RESUME to be seen", session)
+            assert await session.run("stop")
+            await until(lambda: live.run_state == "paused", "STOP to be seen", session)
+            assert tap.commands.count("query-status") == 1, "the run state after the first one comes from events"
+
+            assert await session.run("block-stream device=node-D job-id=job0 speed=4M")
+            await until(lambda: any(j.get("id") == "job0" and (j.get("current-progress") or 0) > 0 for j in live.jobs),
+                        "job0 with progress", session)
+            assert await session.run("block-job-cancel device=job0")
+            await until(lambda: not live.jobs, "job0 to leave", session)
+        finally:
+            live.stop()
+            await session.transport.close()
+
+    asyncio.run(test())
+
+
+def test_a_new_connection_forgets_the_old_state_and_asks_again(qemu: Qemu) -> None:
+    async def test() -> None:
+        tap = Sent()
+        session = Session(Renderer(), Options(), SocketTransport(qemu.socket, tap=tap))
+        await session.connect()
+        try:
+            session.live.start()
+            await until(lambda: session.live.run_state == "prelaunch", "the run state", session)
+            await session.reconnect()
+            assert session.live.run_state is None, "a reconnect keeps the old QEMU's run state"
+            await until(lambda: session.live.run_state == "prelaunch", "the run state again", session)
+            assert tap.commands.count("query-status") == 2
+        finally:
+            session.live.stop()
+            await session.transport.close()
+
+    asyncio.run(test())
+
+
+def test_a_script_following_a_job_asks_only_for_jobs(qemu: Qemu, tmp_path) -> None:
+    """/job in a script polls query-jobs a few times a second and asks nothing the toolbar would."""
+    log = tmp_path / "qmp.log"
+    outcome = run(qemu.socket, CHAIN + "block-stream device=node-D job-id=job0 speed=8M\n/job job0\nquery-name\n",
+                  "-l", str(log))
+    assert outcome.status == 0, outcome.show()
+    assert polls(log, "query-status") == []
+    asked = polls(log)
+    assert len(asked) >= 3, asked
+    span = asked[-1][0] - asked[0][0]
+    assert len(asked) <= 5 * span + 3, f"{len(asked)} query-jobs in {span:.2f} s: more than one poller"
