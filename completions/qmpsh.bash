@@ -27,7 +27,7 @@ _qmpsh()
                 _filedir
                 return
                 ;;
-            -l|--logfile|--color|--colour|--events|--timestamps|--timeout|--wait-for-socket|--history-size|--editing-mode|--workdir|--domain|-c|--connect)
+            -l|--logfile|--color|--colour|--events|--timestamps|--timeout|--wait-for-socket|--history-size|--editing-mode|--workdir|--domain|-c|--connect|--export)
                 ((i++))
                 ;;
             -*) ;;
@@ -83,11 +83,15 @@ _qmpsh()
             :  # free text
             return
             ;;
+        --export)
+            COMPREPLY=($(compgen -W 'python' -- "$cur"))
+            return
+            ;;
     esac
     $split && return
 
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --version' -- "$cur"))
+        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --version' -- "$cur"))
         return
     fi
     ((addresses == 0)) && _qmpsh_sockets

@@ -173,8 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--connect", metavar="URI",
                         help="with --domain: libvirt's URI, as virsh -c takes it (default: $LIBVIRT_DEFAULT_URI, "
                              "else libvirt's default)")
+    parser.add_argument("--export", choices=("python",), metavar="FORMAT",
+                        help="qmpsh --export python LOG: write the commands of LOG (a -l log) to stdout as a "
+                             "standalone program on qemu.qmp that sends them again, waiting for the events seen "
+                             "before each, and exits 1 at the first error; then exit")
     parser.add_argument("--version", action="version", version=f"qmpsh {__version__}")
     return parser
+
+
+def _export(path: str) -> int:
+    """--export python LOG: the log as a program on stdout."""
+    from qmpsh.export import python_program
+    from qmpsh.transcript import TranscriptError, read
+
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as log:
+            program = python_program(read(log, path), path)
+    except OSError as err:
+        print(f"qmpsh: cannot read {path}: {err.strerror}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except TranscriptError as err:
+        print(f"qmpsh: {err}", file=sys.stderr)
+        return ExitStatus.USAGE
+    sys.stdout.write(program)
+    return ExitStatus.OK
 
 
 
@@ -237,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     if defaults:  # the file's values become defaults: options given on the command line win
         parser.set_defaults(**defaults)
         args = parser.parse_args(own)
+    if args.export is not None:
+        if not args.address or args.launch or args.domain is not None:
+            parser.error("--export python LOG: give the -l log to export, and no --launch or --domain")
+        return _export(args.address)
     if qemu_args and not args.launch:
         parser.error("QEMU arguments after -- need --launch")
     if args.launch and args.address:

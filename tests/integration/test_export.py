@@ -1,0 +1,76 @@
+"""``qmpsh --export python LOG``: a session's -l log as a Python program, run against a fresh QEMU.
+
+The document's drive-mirror with pivot is done once through scripted qmpsh with ``-l``; the log is
+exported, and the program (run with the venv's Python, on qemu.qmp) does the same to a fresh QEMU:
+it waits for BLOCK_JOB_READY before block-job-complete, and leaves the same chain and the same data.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import qemu_img, run_qmpsh, seed_args
+from tests.integration.test_seed_flows import (BLOCK_JOB_COMPLETE, DRIVE_MIRROR, QUIT, Script, header_backing,
+                                               stopped)
+
+
+def mirror_with_pivot() -> Script:
+    script = Script().chain("AB").add(DRIVE_MIRROR.replace("node-D", "node-B"), "drive-mirror", echo=True)
+    script.wait("BLOCK_JOB_READY").add(BLOCK_JOB_COMPLETE, "block-job-complete", echo=True, pasted_replies=1)
+    return script.wait("BLOCK_JOB_COMPLETED").add(QUIT, "quit")
+
+
+def exported(log: Path, tmp_path: Path) -> Path:
+    result = run_qmpsh("--export", "python", str(log))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    program = tmp_path / "replay.py"
+    program.write_text(result.stdout)
+    return program
+
+
+def run_program(program: Path, socket: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(program), socket], capture_output=True, text=True, timeout=90)
+
+
+def test_the_exported_program_does_what_the_session_did(qemu_factory, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    log = tmp_path / "session.log"
+    vm = qemu_factory(workdir=first)
+    outcome = run_qmpsh("-l", str(log), vm.socket, stdin=mirror_with_pivot().text, timeout=90)
+    assert outcome.returncode == 0, outcome.stderr
+    stopped(vm)
+
+    program = exported(log, tmp_path)
+    assert program.read_text().index('events.expect("BLOCK_JOB_READY"') \
+        < program.read_text().index('qmp.execute("block-job-complete"')
+    fresh = qemu_factory(workdir=second)
+    replayed = run_program(program, fresh.socket)
+    assert replayed.returncode == 0, replayed.stderr
+    stopped(fresh)
+    # The same pivot: the guest's chain was mirrored to e.qcow2, standalone, with the same data.
+    for where in (first, second):
+        assert header_backing(where / "b.qcow2") == "a.qcow2"
+        assert header_backing(where / "e.qcow2") is None
+    assert qemu_img("compare", str(first / "e.qcow2"), str(second / "e.qcow2")).returncode == 0
+
+
+def test_the_program_fails_loudly_at_the_first_error_reply(qemu_factory, tmp_path):
+    """Against a QEMU whose disk has another node name, the snapshot fails: exit 1, one line saying so."""
+    log = tmp_path / "session.log"
+    vm = qemu_factory()
+    script = Script().chain("AB")
+    assert run_qmpsh("-l", str(log), vm.socket, stdin=script.text).returncode == 0
+    program = exported(log, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "39M", cwd=other)
+    elsewhere = qemu_factory(seed_args(node="node-X"), workdir=other)
+    replayed = run_program(program, elsewhere.socket)
+    assert replayed.returncode == 1, replayed.stderr
+    assert replayed.stderr == ("error: blockdev-snapshot-sync: GenericError: Cannot find device='' nor "
+                               "node-name='node-A'\n"), replayed.stderr
+
