@@ -3,6 +3,7 @@ form the renderer picks where."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from qmpsh.helptext import Row
 from qmpsh.render import Renderer
 from qmpsh.tree import _active, build, chain
-from qmpsh.views import BlockTrees, HelpTable, JobRow, JobsTable
+from qmpsh.views import BlockTrees, HelpTable, JobRow, JobsTable, ProgressView
 from tests.conftest import REPO
 from tests.data import load
 
@@ -133,3 +134,21 @@ def test_a_script_that_shows_views_imports_no_rich():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'), file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n[]\n" and done.stderr.endswith("[]\n")
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_prints_above_itself_in_binary_units_and_leaves_no_trace(monkeypatch):
+    terminal = Tty()
+    monkeypatch.setattr(sys, "__stdout__", terminal)  # the bar draws on the real terminal, not on sys.stdout
+    bar = ProgressView("job0", colour=False)
+    with bar:
+        bar.update("job0 stream running", total=8 * 2**20, completed=2**20)
+        bar.print("\x1b[32mgreen\x1b[0m above")
+    drawn = ANSI.sub("", terminal.getvalue())
+    assert "green above\n" in drawn and "job0 stream running" in drawn and "12% 1.0/8.0 MiB" in drawn
+    assert "\x1b[32m" not in terminal.getvalue()  # no colour, as asked
+    assert terminal.getvalue().endswith("\x1b[2K")  # erased when it is done
