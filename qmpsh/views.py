@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from qmpsh.helptext import Row
 
+
 class JobRow(TypedDict):
     """A row of /jobs, as a script reads it."""
 
@@ -34,6 +35,7 @@ class JobRow(TypedDict):
     progress: float | None  # percent
     speed: object  # a block job's, in bytes per second (0: unlimited)
     error: NotRequired[object]  # only when the job has one
+
 
 #: A node of /tree as a script reads it; a device's tree also has its backing "chain".
 TreeJSON = TypedDict("TreeJSON", {"node-name": str, "driver": str, "file": str, "edge": NotRequired[str],
