@@ -124,6 +124,7 @@ def _help_builtin(session: Session, name: str) -> bool:
 
 async def _help_topic(session: Session, name: str, given: dict[str, object]) -> bool:
     from qmpsh import helptext
+    from qmpsh.views import HelpTable
 
     schema = await session.ensure_schema()
     if schema is None:
@@ -137,12 +138,7 @@ async def _help_topic(session: Session, name: str, given: dict[str, object]) -> 
     table = helptext.rows(schema, type_name, given)
     title = f"{kind} {name}" + "".join(f" {k}={v}" for k, v in given.items())
     members = "data" if kind == "event" else "arguments"
-    if session.renderer.colour and session.options.interactive:
-        from rich.console import Console
-
-        Console(stderr=True, force_terminal=True).print(helptext.rich_table(title, table, members))
-    else:
-        session.renderer.err(helptext.plain(title, table, members))
+    session.renderer.show(HelpTable(title, table, members))
     return True
 
 

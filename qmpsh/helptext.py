@@ -1,7 +1,6 @@
-"""``/help COMMAND`` and ``/help EVENT``: arguments as a table, from the live schema.
+"""``/help COMMAND`` and ``/help EVENT``: the rows of its arguments (or data), from the live schema.
 
-Plain aligned text in scripts; a rich table at a terminal (rich is imported
-only then).
+``views.HelpTable`` shows them: plain aligned text in scripts, a rich table at a terminal.
 """
 
 from __future__ import annotations
@@ -61,27 +60,3 @@ def lookup(schema: Schema, name: str) -> tuple[str, str | None] | str:
     if name in schema.events:
         return "event", schema.arg_type(name)
     return f"no command or event named '{name}'{did_you_mean(name, [*schema.commands, *schema.events])}"
-
-
-def plain(title: str, table: list[Row], members: str = "arguments") -> str:
-    """The table as text; ``members`` names what the rows are ("arguments", or an event's "data")."""
-    lines = [title]
-    if not table:
-        return title + f"\n  (no {members})"
-    width = max(len(r.name) for r in table)
-    type_width = max(len(r.type) for r in table)
-    for row in table:
-        need = "required" if row.required else "" if row.type == "branch" else "optional"
-        lines.append(f"  {row.name:<{width}}  {row.type:<{type_width}}  {need:<8}  {row.details}".rstrip())
-    return "\n".join(lines)
-
-
-def rich_table(title: str, table: list[Row], members: str = "arguments") -> object:
-    from rich.table import Table
-
-    out = Table(title=title, title_justify="left", show_lines=False, expand=False)
-    for heading in ("argument" if members == "arguments" else members, "type", "", "values / members"):
-        out.add_column(heading, overflow="fold")
-    for row in table:
-        out.add_row(row.name, row.type, "required" if row.required else "", row.details)
-    return out

@@ -1,9 +1,9 @@
 """``/job`` and ``/jobs``: follow block jobs as they run.
 
 ``/job JOB-ID`` waits until the job is ready (mirror, active commit) or has
-concluded. At a terminal it draws a progress bar (fed by ``query-jobs``
-polled a few times a second, its status by the job's own events), and every
-event prints above the bar as it arrives, the job's own too; a final event
+concluded. At a terminal it draws a progress bar (fed by the live state, which
+polls ``query-jobs`` a few times a second while /job follows; its status by the
+job's own events), and every event prints above the bar as it arrives, the job's own too; a final event
 that came before ``/job`` is printed again at the end, as the answer. In
 scripts there is no bar: the final event is on stdout already, in arrival
 order with everything else. A job that ends in error fails the line.
@@ -22,18 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
-from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from qmpsh.events import Event, Predicate, Subscriber, about
 from qmpsh.syntax import Builtin
 
 if TYPE_CHECKING:
-    from rich.progress import Task
-    from rich.text import Text
-
     from qmpsh.jsontypes import JSON, BlockJobInfo, JobInfo, JSONObject
     from qmpsh.session import Session
 
@@ -94,42 +91,14 @@ def failure(event: Event, info: Mapping[str, object] | None) -> str | None:
     return None
 
 
-def _binary_rate(task: Task) -> Text:
-    """MiB/s rather than rich's MB/s: QEMU's sizes and speeds are binary."""
-    from rich.text import Text
-
-    speed = task.finished_speed or task.speed
-    return Text("?" if speed is None else binary_rate(speed), style="progress.data.speed")
-
-
-def binary_rate(speed: float) -> str:
-    """``8.0 MiB/s`` for 8388608: QEMU's sizes and speeds are binary."""
-    from rich.filesize import pick_unit_and_suffix
-
-    unit, suffix = pick_unit_and_suffix(int(speed), ["B", "KiB", "MiB", "GiB", "TiB"], 1024)
-    return f"{speed / unit:.1f} {suffix}/s"
-
-
 class ProgressBar(Subscriber):
-    """A rich progress bar at the terminal; the session's output prints above it."""
+    """A progress bar at the terminal, fed by query-jobs and the job's events; the session's output prints above it."""
 
     def __init__(self, session: Session, job_id: str) -> None:
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, ProgressColumn, TaskProgressColumn,
-                                   TextColumn, TimeRemainingColumn)
-
-        class BinaryRateColumn(ProgressColumn):
-            """The rate in the units DownloadColumn(binary_units=True) uses (QEMU's speed=8M is 8 MiB/s)."""
-
-            def render(self, task: Task) -> Text:
-                return _binary_rate(task)
+        from qmpsh.views import ProgressView
 
         self.session = session
-        self.console = Console(file=sys.__stdout__, force_terminal=True, no_color=not session.renderer.colour)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 DownloadColumn(binary_units=True), BinaryRateColumn(), TimeRemainingColumn(),
-                                 console=self.console, transient=True, refresh_per_second=8)
-        self.task = self.progress.add_task(job_id, total=None)
+        self.view = ProgressView(job_id, session.renderer.colour)
         self.job_id = job_id
         self.kind = ""
         self.mine = about(job_id)
@@ -139,14 +108,9 @@ class ProgressBar(Subscriber):
         total = info.get("total-progress", info.get("len"))
         done = info.get("current-progress", info.get("offset"))
         self.kind = str(info.get("type", self.kind))
-        self.progress.update(self.task, description=f"{self.job_id} {self.kind} {info.get('status', '')}",
-                             total=float(total) if isinstance(total, (int, float)) and total else None,
-                             completed=float(done) if isinstance(done, (int, float)) else 0)
-
-    def _print(self, text: str) -> None:
-        from rich.text import Text
-
-        self.progress.console.print(Text.from_ansi(text), soft_wrap=True)
+        self.view.update(f"{self.job_id} {self.kind} {info.get('status', '')}",
+                         total=float(total) if isinstance(total, (int, float)) and total else None,
+                         completed=float(done) if isinstance(done, (int, float)) else 0)
 
     def on_event(self, event: Event) -> None:
         if not self.mine(event):
@@ -154,15 +118,15 @@ class ProgressBar(Subscriber):
         self.seen.append(event)
         data = event.get("data")
         if isinstance(data, Mapping) and data.get("status"):
-            self.progress.update(self.task, description=f"{self.job_id} {self.kind} {data['status']}")
+            self.view.update(f"{self.job_id} {self.kind} {data['status']}")
 
     @contextlib.contextmanager
     def shown(self) -> Iterator[None]:
         sys.stdout.flush()
         renderer = self.session.renderer
-        renderer.sink = self._print
+        renderer.sink = self.view.print
         try:
-            with self.progress, self.session.subscribers.subscribed(self):
+            with self.view, self.session.subscribers.subscribed(self):
                 yield
         finally:
             renderer.sink = None
@@ -304,28 +268,17 @@ def _objects(reply: JSON) -> list[JSONObject]:
 
 async def list_jobs(session: Session, cmd: Builtin) -> bool:
     """A table of the current jobs, with the speed of block jobs."""
+    from qmpsh.views import JobRow, JobsTable
+
     jobs, block_jobs = await asyncio.gather(session.query("query-jobs"), session.query("query-block-jobs"))
     speeds = {j.get("device"): j.get("speed") for j in cast("list[BlockJobInfo]", _objects(block_jobs))}
-    rows = []
+    rows: list[JobRow] = []
     for job in cast("list[JobInfo]", _objects(jobs)):
         total, done = job.get("total-progress") or 0, job.get("current-progress") or 0
-        rows.append({"id": job.get("id"), "type": job.get("type"), "status": job.get("status"),
-                     "progress": round(100 * done / total, 1) if total else None,
-                     "speed": speeds.get(job.get("id")), **({"error": job["error"]} if job.get("error") else {})})
-    if not session.options.interactive:
-        session.renderer.document(rows)
-        return True
-    if not rows:
-        session.renderer.note("no jobs")
-        return True
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "type", "status", "progress", "speed")
-    for row in rows:
-        progress = "" if row["progress"] is None else f"{row['progress']}%"
-        speed = row["speed"]
-        shown = "" if not isinstance(speed, (int, float)) else binary_rate(speed) if speed else "unlimited"
-        table.add_row(str(row["id"]), str(row["type"]), str(row["status"]), progress, shown)
-    Console(file=sys.stdout, force_terminal=session.renderer.colour).print(table)
+        row: JobRow = {"id": job.get("id"), "type": job.get("type"), "status": job.get("status"),
+                       "progress": round(100 * done / total, 1) if total else None, "speed": speeds.get(job.get("id"))}
+        if job.get("error"):
+            row["error"] = job["error"]
+        rows.append(row)
+    session.renderer.show(JobsTable(rows))
     return True

@@ -3,6 +3,9 @@
 JSON out is always valid JSON (``jq`` reads scripted output). Colour is a
 cheap regex pass over ``json.dumps`` output, so megabyte replies stay fast and
 no highlighting library is imported on the scripted path.
+
+Built-ins hand their answer over as a view (``views``) to ``Renderer.show``, which picks its form:
+JSON in scripts, drawn by rich at a terminal; built-ins never print for themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from qmpsh.syntax import ParseError
 
@@ -56,6 +59,20 @@ def want_colour(choice: str, stream: TextIO) -> bool:
     if choice == "never":
         return False
     return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+class View(Protocol):
+    """A built-in's answer as data (the views in ``views``): the renderer picks the form that suits."""
+
+    @property
+    def empty(self) -> str:
+        """The note said at a terminal instead of a view with nothing in it; "" when there is something."""
+
+    def as_json(self) -> object:
+        """The form a script reads on stdout; None for text meant for people only (``/help``), put on stderr."""
+
+    def drawn(self, colour: bool) -> str:
+        """The form a terminal shows, in colour or not."""
 
 
 class Renderer:
@@ -200,6 +217,21 @@ class Renderer:
     def hmp_text(self, text: str) -> None:
         text = text.replace("\r\n", "\n")
         self._write(text if text.endswith("\n") or not text else text + "\n")
+
+    def show(self, view: View) -> None:
+        """A built-in's answer: its JSON on stdout in scripts, drawn at a terminal (or a note that it is empty).
+
+        A view with no JSON form is text for people, on stderr: drawn in colour only at a terminal.
+        """
+        data = view.as_json()
+        if data is None:
+            self.err(view.drawn(self.colour and self.interactive))
+        elif not self.interactive:
+            self.document(data)
+        elif view.empty:
+            self.note(view.empty)
+        else:
+            self.out(view.drawn(self.colour))
 
     # -- notes and errors ----------------------------------------------------
 

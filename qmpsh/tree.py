@@ -15,17 +15,15 @@ images: filter nodes a job inserts (``copy-on-read`` during a stream,
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from qmpsh.syntax import Builtin
 from qmpsh.transport import TransportError
+from qmpsh.views import BlockTrees, TreeJSON
 
 if TYPE_CHECKING:
-    from rich.tree import Tree
-
     from qmpsh.jsontypes import BlockDeviceInfo, XDbgBlockGraph
     from qmpsh.session import Session
 
@@ -45,8 +43,8 @@ class Node:
     edge: str = ""  # how its parent refers to it: root, backing, file, target ...
     children: list[Node] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"node-name": self.name, "driver": self.driver, "file": self.filename}
+    def as_json(self) -> TreeJSON:
+        out: TreeJSON = {"node-name": self.name, "driver": self.driver, "file": self.filename}
         if self.edge:
             out["edge"] = self.edge
         if self.children:
@@ -114,39 +112,10 @@ async def show_tree(session: Session, cmd: Builtin) -> bool:
         session.renderer.error(f"/tree: {err}")
         return False
     roots = build(cast("XDbgBlockGraph", graph), cast("list[BlockDeviceInfo]", named))
-    if not session.options.interactive:
-        session.renderer.document([{**r.as_json(), "chain": chain(_active(r))} for r in roots])
-        return True
-    from rich.console import Console
-    from rich.tree import Tree
-
-    console = Console(file=sys.stdout, force_terminal=session.renderer.colour, highlight=False)
-    for root in roots:
-        tree = Tree(_label(root))
-        _add(tree, root)
-        console.print(tree)
-        names = chain(_active(root))
-        if len(names) > 1:
-            console.print("  chain: " + " <- ".join(f"[{n}]" for n in names), markup=False)
-    if not roots:
-        session.renderer.note("no block nodes")
+    session.renderer.show(BlockTrees([{**r.as_json(), "chain": chain(_active(r))} for r in roots]))
     return True
 
 
 def _active(root: Node) -> Node:
     """A backend's root child (the active layer), or the node itself."""
     return next((c for c in root.children if c.edge == "root"), root)
-
-
-def _label(node: Node) -> str:
-    from rich.markup import escape
-
-    parts = [f"[dim]{node.edge}:[/dim]" if node.edge else "", f"[bold]{escape(node.name)}[/bold]",
-             escape(node.driver), escape(node.filename)]
-    return "  ".join(p for p in parts if p)
-
-
-def _add(tree: Tree, node: Node) -> None:
-    for child in node.children:
-        branch = tree.add(_label(child))
-        _add(branch, child)
