@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # imported where used: a script without key=value arguments n
     from qmpsh.jsontypes import JSON, SchemaInfo
     from qmpsh.launch import LaunchedQemu
     from qmpsh.schema import Schema
-    from qmpsh.targets import DomainNames
 
 T = TypeVar("T")
 
@@ -124,7 +123,6 @@ class Session:
         self.launched = launched  # the QEMU qmpsh started (--launch): it stops when the session ends
         self.transport = transport  # the connection to QEMU: messages come back through requests.on_sent, _on_received
         self.tap = tap  # --logfile: for the transports /connect makes
-        self.domain_names: DomainNames | None = None  # for Tab after /connect: made by targets when needed
         self.requests = Requests(renderer, options)
         transport.attach(self.requests.on_sent, self._on_received)
         self.reader = Reader(BUILTINS, hmp=options.hmp)
