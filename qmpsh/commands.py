@@ -80,7 +80,7 @@ async def _never_sent(session: Session, name: str, data: dict[str, object]) -> s
 
 async def quit_shell(session: Session, cmd: Builtin) -> bool:
     """/quit: leave qmpsh (QEMU keeps running; the QMP command quit stops QEMU)."""
-    session.finished = True
+    session.leave()
     return True
 
 

@@ -250,3 +250,54 @@ class Renderer:
             return
         self.error(f"{line}{', ' if line else ''}column {error.column + 1}: {error.message}")
         self.err("  " + error.caret().replace("\n", "\n  "))
+
+    # -- replies and errors about lines (what the session and its requests say) --
+
+    def reply(self, reply: Mapping[str, object], hmp: bool = False) -> bool:
+        """A reply to a line: HMP's text as text (-H), anything else as JSON.
+
+        False if it held NaN or Infinity (printed as strings).
+        """
+        value = reply.get("return")
+        if hmp and isinstance(value, str):
+            self.hmp_text(value)
+            return True
+        return self.document(reply)
+
+    def late_reply(self, command: str, lineno: int) -> None:
+        """Said right before a reply that comes after its line stopped waiting."""
+        self.note(f"late reply to {command} (line {lineno}):")
+
+    def ignored_reply(self, msg: Mapping[str, object]) -> None:
+        """A reply to no request qmpsh sent: shown, and not taken for any line's."""
+        what = "an error without an id" if "error" in msg and "id" not in msg else "a reply with an unknown id"
+        self.note(f"the server sent {what}, ignored: {self.dumps(msg)}")
+
+    def line_error(self, command: str, what: str, lineno: int | None) -> None:
+        """An error about a line's request, with the line's number when there is one (scripts)."""
+        where = "" if lineno is None else f"line {lineno}: "
+        self.error(f"{where}{command}: {what}")
+
+    def command_error(self, command: str, reply: Mapping[str, object], lineno: int) -> None:
+        """A script's line that QEMU answered with an error: ``line N: cmd: Class: desc`` on stderr."""
+        self.line_error(command, describe_error(reply), lineno)
+
+    def input_error(self, error: ParseError, script: bool) -> None:
+        """Input that cannot run: the line is named in scripts, and at a terminal past a paste's first line."""
+        self.parse_error(error, with_line=script or error.lineno > 1)
+
+    def skipped(self, reason: str, lineno: int | None) -> None:
+        """An item not run, and why (the line is named in scripts)."""
+        self.note(f"skipped {reason}" + ("" if lineno is None else f" (line {lineno})"))
+
+
+#: Said of a reply or an event that held NaN or Infinity.
+NOT_JSON_NOTE = "NaN or Infinity (not JSON) printed as strings"
+
+
+def describe_error(reply: Mapping[str, object]) -> str:
+    """A QMP error reply as ``Class: desc``."""
+    error = reply.get("error")
+    if isinstance(error, dict):
+        return f"{error.get('class', 'Error')}: {error.get('desc', '')}"
+    return f"malformed reply {reply!r}"

@@ -269,13 +269,13 @@ async def run_interactive(session: Session, where: str, *,
         status = asyncio.create_task(toolbar.keep_current(prompt.app.invalidate))
         try:
             while not session.finished or not await _may_leave(session):
-                session.finished = False  # staying: the user answered no
+                session.stay()  # the user answered no
                 try:
                     text = await prompt.prompt_async()
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
-                    session.finished = True
+                    session.leave()
                     continue
                 if text.strip() and await interruptible(session.run(text)) is None:
                     session.renderer.note("interrupted")

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from qmpsh.session import Session
-from qmpsh.syntax import ParseError
 
 #: The longest line run (QEMU refuses a QMP message over 64 MiB anyway).
 LINE_LIMIT = 64 * 1024 * 1024
@@ -73,21 +72,9 @@ async def run_script(session: Session, stream: TextIO = sys.stdin) -> None:
     async for line in _lines(stream):
         lineno += 1
         if line is None:
-            first = session.reader.drop_pending()
-            dropped = f", nor the input it continues (from line {first})" if first is not None else ""
-            session.fail_parse(ParseError(f"longer than {LINE_LIMIT >> 20} MiB: not run{dropped}", "", 0, lineno))
-            session.failed = True
-            if session.stopped:
-                break
-            continue
-        parsed = session.reader.add_line(line, lineno)
-        if parsed.incomplete:
-            continue
-        await session.run_items(parsed.items)
+            session.drop_line(lineno, f"longer than {LINE_LIMIT >> 20} MiB")
+        elif await session.run_line(line, lineno):
+            continue  # more lines to come before anything runs
         if session.stopped:
             break
-    await session.drain()
-    error = session.reader.end_of_input()
-    if error is not None and not session.stopped:
-        session.fail_parse(error)
-        session.failed = True
+    await session.end_input()

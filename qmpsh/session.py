@@ -1,31 +1,33 @@
 """A ``Session`` runs input against one QMP connection.
 
-The interactive and the scripted loop both drive ``await session.run(text)``;
-everything a line does (parse, send, print the reply and events in wire
-order, built-ins, bookkeeping of failures) happens here, once.
+The prompt hands it what the user typed (``await session.run(text)``), a script its lines one at a
+time (``await session.run_line(line, lineno)``, then ``await session.end_input()``); from there a
+line takes one path: parsed, built-ins run, requests checked and handed to ``inflight.Requests``,
+events kept. The connection's life is one ``Runstate``, changed only by the happenings in
+``AFTER``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import enum
 import time
-from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from qmpsh.events import EventFilter, EventLog, EventRing, Subscribers
+from qmpsh.inflight import Flight, Requests
 from qmpsh.live import LiveState
+from qmpsh.render import NOT_JSON_NOTE as _NOT_JSON
 from qmpsh.render import Renderer
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
-from qmpsh.transport import CommandError, Transport, TransportError, Unsendable, WireTap, reply_id
+from qmpsh.transport import CommandError, Transport, TransportError, Unsendable, WireTap
 
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.jsontypes import JSON, SchemaInfo
     from qmpsh.launch import LaunchedQemu
     from qmpsh.schema import Schema
-    from qmpsh.targets import DomainNames
 
 T = TypeVar("T")
 
@@ -42,9 +44,6 @@ NO_ARGUMENT_NEEDED = frozenset({
     "query-migrate-parameters", "query-fdsets", "query-dump", "query-display-options",
 })
 
-_ID_PREFIX = "qmpsh-"
-_NOT_JSON = "NaN or Infinity (not JSON) printed as strings"
-PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
 
 
 @dataclass
@@ -62,13 +61,53 @@ class Options:
     libvirt_uri: str | None = None  # -c: libvirt's URI for --domain, /domains and /connect NAME
 
 
-@dataclass
-class _InFlight:
-    request: Request
-    lineno: int
-    user_id: object = None  # the "id" the user wrote in raw JSON, shown in place of ours
-    abandoned: bool = False  # the user stopped waiting (Ctrl-C)
-    not_json: bool = False  # the reply held NaN or Infinity: printed as strings, and the line fails
+class _Plain(enum.Enum):
+    """An enum hashed by identity: Enum's own hash is Python code, and every request looks states up."""
+
+    __hash__ = object.__hash__
+
+
+class Runstate(_Plain):
+    """Where a session is in its connection's life."""
+
+    CONNECTED = "connected"  # requests go out
+    QUITTING = "quitting"  # quit was sent: QEMU closing the connection now is the end it asked for
+    LOSING = "losing"  # the connection broke: finding out why, to say it once
+    LOST = "lost"  # the connection went away; at a terminal /reconnect or /connect can bring it back
+    QUIT = "quit"  # QEMU accepted quit, or closed the connection after it: the session is over
+    LEFT = "left"  # /quit or Ctrl-D: the session is over (at a terminal, unless the user stays)
+    LEFT_LOST = "left-lost"  # the user left after the connection was lost: over, and lost
+
+
+class Happening(_Plain):
+    """What changes a session's ``Runstate``."""
+
+    CONNECTED = "connected"  # connect, /reconnect or /connect opened a connection
+    SENT = "sent"  # a request other than quit went out
+    QUIT_SENT = "quit-sent"  # the command quit went out
+    ANSWERED = "answered"  # a request's reply is a success
+    REFUSED = "refused"  # a request's reply is an error, or it could not be sent
+    BREAKING = "breaking"  # the connection stopped working (lose() starts finding out why)
+    BROKEN = "broken"  # the connection is gone
+    LEAVE = "leave"  # /quit, Ctrl-D
+    STAY = "stay"  # at a terminal, the user answered no to leaving
+
+
+_S, _H = Runstate, Happening
+#: The state after a happening; a pair not listed leaves the state as it is.
+AFTER: dict[tuple[Runstate, Happening], Runstate] = {
+    (_S.LOST, _H.CONNECTED): _S.CONNECTED, (_S.LOSING, _H.CONNECTED): _S.CONNECTED,
+    (_S.QUITTING, _H.CONNECTED): _S.CONNECTED, (_S.LEFT_LOST, _H.CONNECTED): _S.LEFT,
+    (_S.CONNECTED, _H.QUIT_SENT): _S.QUITTING, (_S.QUITTING, _H.SENT): _S.CONNECTED,
+    (_S.QUITTING, _H.ANSWERED): _S.QUIT, (_S.QUITTING, _H.REFUSED): _S.CONNECTED,
+    (_S.CONNECTED, _H.BREAKING): _S.LOSING, (_S.QUITTING, _H.BREAKING): _S.QUIT,
+    (_S.CONNECTED, _H.BROKEN): _S.LOST, (_S.LOSING, _H.BROKEN): _S.LOST, (_S.QUITTING, _H.BROKEN): _S.QUIT,
+    (_S.CONNECTED, _H.LEAVE): _S.LEFT, (_S.LOSING, _H.LEAVE): _S.LEFT, (_S.QUITTING, _H.LEAVE): _S.QUIT,
+    (_S.LOST, _H.LEAVE): _S.LEFT_LOST,
+    (_S.LEFT, _H.STAY): _S.CONNECTED, (_S.QUIT, _H.STAY): _S.QUITTING, (_S.LEFT_LOST, _H.STAY): _S.LOST,
+}
+_OVER = frozenset({Runstate.QUIT, Runstate.LEFT, Runstate.LEFT_LOST})  # finished
+_GONE = frozenset({Runstate.LOST, Runstate.LEFT_LOST})  # lost
 
 
 class Session:
@@ -79,27 +118,21 @@ class Session:
         self.renderer = renderer
         self.options = options
         self.launched = launched  # the QEMU qmpsh started (--launch): it stops when the session ends
-        self.transport = transport  # the connection to QEMU: messages come back through _on_sent, _on_received
+        self.transport = transport  # the connection to QEMU: messages come back through requests.on_sent, _on_received
         self.tap = tap  # --logfile: for the transports /connect makes
-        self.domain_names: DomainNames | None = None  # for Tab after /connect: made by targets when needed
-        transport.attach(self._on_sent, self._on_received)
+        self.requests = Requests(renderer, options)
+        transport.attach(self.requests.on_sent, self._on_received)
         self.reader = Reader(BUILTINS, hmp=options.hmp)
         self.events = EventLog()
         self.ring = EventRing()
         self.subscribers = Subscribers()  # the catalog, a progress bar ...: told of events and answered commands
         self.live = LiveState(self.query, lambda: self.transport.running and not self.lost)  # run state, jobs
         self.subscribers.add(self.live)
-        self.failed = False  # some line failed: exit status 1 in scripts
-        self.finished = False  # quit or /quit: the session is over
-        self.lost = False  # the connection went away
-        self._quit_sent = False  # QEMU closing the socket after quit is the expected end
-        self._losing = False  # lose() is finding out why the connection ended
+        self._failed = False  # some line failed: exit status 1 in scripts
+        self._state = Runstate.CONNECTED  # as it will be once connect() returns (nothing is run before)
         self.commands: list[str] = []  # from query-commands, for completion
         self.schema: Schema | None = None  # None until loaded, or when the server has none
         self._schema_task: asyncio.Task[Schema | None] | None = None
-        self._ids = itertools.count(1)
-        self._in_flight: dict[str, _InFlight] = {}
-        self._pipeline: deque[Awaitable[bool]] = deque()
         self.switched = asyncio.Event()  # set when switch() puts another transport in place
 
     # -- the connection ----------------------------------------------------------
@@ -107,7 +140,7 @@ class Session:
     async def connect(self, wait: float = 0.0) -> None:
         """Connect the transport; raises transport.ConnectFailure."""
         await self.transport.open(self.options.timeout, wait)
-        self.lost = False
+        self._happen(Happening.CONNECTED)
 
     async def reconnect(self) -> None:
         """Connect again to the same place and rebuild what was learnt from the old QEMU."""
@@ -120,14 +153,14 @@ class Session:
 
         :raise ConnectFailure: ``transport`` did not open; the current one is still in use, as it was.
         """
-        transport.attach(self._on_sent, self._on_received)
+        transport.attach(self.requests.on_sent, self._on_received)
         try:
             await transport.open(self.options.timeout)
         except asyncio.CancelledError:  # Ctrl-C while connecting: nothing half open is left behind
             await transport.close()
             raise
         old, self.transport = self.transport, transport
-        self.lost = False
+        self._happen(Happening.CONNECTED)
         self.switched.set()
         self.switched = asyncio.Event()
         await old.close()
@@ -138,9 +171,8 @@ class Session:
         """Rebuild what was learnt from the QEMU before: schema, run state, commands, live values."""
         self.schema, self._schema_task = None, None
         self.subscribers.on_connection_changed()
-        if self.options.interactive:  # completion and the toolbar need them again
+        if self.options.interactive:  # completion and help use them; a script loads the schema when it needs it
             self.start_loading_schema()
-            await self.load_commands()
             await self.load_commands()
 
     async def load_commands(self) -> None:
@@ -152,17 +184,55 @@ class Session:
             self.commands = sorted(str(c["name"]) for c in reply if isinstance(c, dict) and "name" in c)
 
     async def lose(self, what: str) -> None:
-        """The connection broke: say why, once (pipelined requests all notice at the same moment)."""
-        if self.lost or self.finished or self._losing:
+        """The connection broke: say why, once (pipelined requests all notice at the same moment).
+
+        Nothing is said after quit (the end it asked for), nor once the session is over or the loss said.
+        """
+        before = self._state
+        self._happen(Happening.BREAKING)
+        if before is not Runstate.CONNECTED:
             return
-        self._losing = True
         try:
             reason = await self.transport.close() or "the server closed the connection"
             ended = await self.launched.ended(within=1.0) if self.launched is not None else None
-        finally:
-            self._losing = False
+        except BaseException:  # stopped (qmpsh is ending): nothing found out, nothing said
+            if self._state is Runstate.LOSING:
+                self._state = Runstate.CONNECTED
+            raise
         reason = f"the QEMU qmpsh launched {ended}" if ended else reason
         self.connection_lost(f" {what}: {reason}" if what else f": {reason}")
+
+    # -- the state -------------------------------------------------------------
+
+    def _happen(self, happening: Happening) -> None:
+        self._state = AFTER.get((self._state, happening), self._state)
+
+    @property
+    def state(self) -> Runstate:
+        return self._state
+
+    @property
+    def lost(self) -> bool:
+        """The connection went away (and no other took its place)."""
+        return self._state in _GONE
+
+    @property
+    def finished(self) -> bool:
+        """quit, /quit or Ctrl-D: the session is over."""
+        return self._state in _OVER
+
+    @property
+    def failed(self) -> bool:
+        """Some line failed: exit status 1 in scripts."""
+        return self._failed
+
+    def leave(self) -> None:
+        """/quit or Ctrl-D: the session is over."""
+        self._happen(Happening.LEAVE)
+
+    def stay(self) -> None:
+        """Asked whether to leave, the user answered no: the session goes on as it was."""
+        self._happen(Happening.STAY)
 
     @property
     def qemu_gone(self) -> bool:
@@ -171,8 +241,8 @@ class Session:
 
     @property
     def quit_sent(self) -> bool:
-        """The QMP command quit was sent and accepted: QEMU is stopping."""
-        return self._quit_sent
+        """The QMP command quit was sent (and not refused): QEMU is stopping."""
+        return self._state in (Runstate.QUITTING, Runstate.QUIT)
 
     async def unless_lost(self, work: Awaitable[T]) -> T:
         """What ``work`` (a /wait, a /job) comes to, unless the connection goes first: then it is
@@ -259,13 +329,39 @@ class Session:
 
     @property
     def stopped(self) -> bool:
-        lost = self.lost and not self.options.interactive  # at a terminal /reconnect can bring it back
-        return (self.finished or lost or (self.failed and self.options.exit_on_error)
+        state = self._state  # (read here, not through lost and finished: checked before every item)
+        lost = state in _GONE and not self.options.interactive  # at a terminal /reconnect can bring it back
+        return (state in _OVER or lost or (self._failed and self.options.exit_on_error)
                 or self.renderer.stdout_error is not None)  # nobody reads what a script would print
 
     async def run(self, text: str) -> bool:
-        """Run a complete chunk of input (a line or a paste); False if any item failed."""
+        """Run a complete chunk of input (a line or a paste, at the prompt); False if any item failed."""
         return await self.run_items(self.reader.feed(text).items)
+
+    async def run_line(self, line: str, lineno: int) -> bool:
+        """Line ``lineno`` of a script: run what it completes. True while more lines are needed
+        (brackets or a transaction are still open)."""
+        parsed = self.reader.add_line(line, lineno)
+        if parsed.incomplete:
+            return True
+        await self.run_items(parsed.items)
+        return False
+
+    def drop_line(self, lineno: int, why: str) -> None:
+        """Line ``lineno`` of a script could not be read whole (``why``): neither it nor the input it
+        continues is run, and the script fails."""
+        first = self.reader.drop_pending()
+        dropped = f", nor the input it continues (from line {first})" if first is not None else ""
+        self.fail_parse(ParseError(f"{why}: not run{dropped}", "", 0, lineno))
+        self._failed = True
+
+    async def end_input(self) -> None:
+        """A script's input ended: wait for the replies still due, and fail input left unfinished."""
+        await self.drain()
+        error = self.reader.end_of_input()
+        if error is not None and not self.stopped:
+            self.fail_parse(error)
+            self._failed = True
 
     async def run_items(self, items: list[Item], first_lineno: int = 1) -> bool:
         """Run parsed items in order, stopping once the session is stopped.
@@ -281,11 +377,11 @@ class Session:
             if self.options.pipeline and isinstance(item, Request) and item.command != "quit":
                 outcome = await self.submit(item, first_lineno + item.lineno - 1)
                 if outcome is None:  # rejected before sending
-                    ok, self.failed = False, True
+                    ok, self._failed = False, True
                     continue
-                self._pipeline.append(outcome)
-                if len(self._pipeline) >= PIPELINE_DEPTH:
-                    ok = await self._settle(self._pipeline.popleft()) and ok
+                due = self.requests.pipeline(outcome)
+                if due is not None:
+                    ok = await self._settle(due) and ok
                 continue
             ok = await self.drain() and ok
             if self.stopped:
@@ -296,14 +392,14 @@ class Session:
     async def drain(self) -> bool:
         """Wait for every pipelined request's reply."""
         ok = True
-        while self._pipeline:
-            ok = await self._settle(self._pipeline.popleft()) and ok
+        while (outcome := self.requests.next_pipelined()) is not None:
+            ok = await self._settle(outcome) and ok
         return ok
 
     async def _settle(self, outcome: Awaitable[bool]) -> bool:
         if await outcome:
             return True
-        self.failed = True
+        self._failed = True
         return False
 
     async def run_item(self, item: Item, first_lineno: int = 1) -> bool:
@@ -312,7 +408,7 @@ class Session:
             self.fail_parse(item, first_lineno)
             return False
         if isinstance(item, Skipped):
-            self.renderer.note(f"skipped {item.reason}" + ("" if self.options.interactive else f" (line {lineno})"))
+            self.renderer.skipped(item.reason, None if self.options.interactive else lineno)
             return True
         if isinstance(item, Builtin):
             from qmpsh.commands import BUILTINS
@@ -333,136 +429,78 @@ class Session:
 
     def fail_parse(self, error: ParseError, first_lineno: int = 1) -> None:
         error.lineno += first_lineno - 1
-        self.renderer.parse_error(error, with_line=not self.options.interactive or error.lineno > 1)
+        self.renderer.input_error(error, script=not self.options.interactive)
 
     async def execute(self, request: Request, lineno: int = 1) -> bool:
-        """Check and send one request and wait for its reply (printed by _on_received as it arrives)."""
-        sent = await self._send(request, lineno)
-        return await self._outcome(*sent) if sent is not None else False
+        """Check and send one request and wait for its reply (printed by requests.on_reply as it arrives)."""
+        flight = await self._send(request, lineno)
+        return await self._outcome(flight) if flight is not None else False
 
     async def submit(self, request: Request, lineno: int = 1) -> asyncio.Future[bool] | None:
         """Check and send one request without waiting for its reply (None: rejected, nothing sent)."""
-        sent = await self._send(request, lineno)
-        return asyncio.ensure_future(self._outcome(*sent)) if sent is not None else None
+        flight = await self._send(request, lineno)
+        return asyncio.ensure_future(self._outcome(flight)) if flight is not None else None
 
-    async def _send(self, request: Request, lineno: int) -> tuple[Request, dict[str, object], str, _InFlight] | None:
-        if self.lost:
+    async def _send(self, request: Request, lineno: int) -> Flight | None:
+        if self._state in _GONE:
             self.renderer.error("not connected to QEMU" + (": /reconnect first" if self.options.interactive else ""))
             return None
         checked = await self.check(request, lineno)
         if checked is None:
             return None
-        message = dict(checked.message)
-        exec_id = f"{_ID_PREFIX}{next(self._ids)}"
-        flight = _InFlight(checked, lineno, message.pop("id", None))
-        self._in_flight[exec_id] = flight
+        flight = self.requests.open(checked, lineno)
         self.events.command_sent()
         self.renderer.since = time.time()
-        self._quit_sent = checked.command == "quit"
-        return checked, message, exec_id, flight
+        self._happen(Happening.QUIT_SENT if checked.command == "quit" else Happening.SENT)
+        return flight
 
-    async def _outcome(self, request: Request, message: dict[str, object], exec_id: str, flight: _InFlight) -> bool:
+    async def _outcome(self, flight: Flight) -> bool:
+        request = flight.request
         try:
-            reply = await self._reply(self.transport.submit(message, exec_id))
+            reply = await self.requests.reply(self.transport, flight)
         except Unsendable as err:  # what the parser cannot see: a coerced value, a message too big for QEMU
-            self._in_flight.pop(exec_id, None)
-            self._quit_sent = False
-            self._line_error(flight, f"not sent: {err}")
+            self._happen(Happening.REFUSED)
+            self.renderer.line_error(request.command, f"not sent: {err}", self.requests.where(flight))
             return False
-        except asyncio.CancelledError:
-            flight.abandoned = True
-            raise
         except TimeoutError:
-            flight.abandoned = True
-            oldest = next(iter(self._in_flight.values()), flight)  # pipelined: the first one unanswered
-            what = f"no reply to {oldest.request.command} within {self.options.timeout:g} s"
+            what = self.requests.silence(flight)
             if self.options.interactive:
                 self.renderer.error(f"{what}; a late reply will be shown as late")
             else:
                 self.connection_lost(f" ({what})")
             return False
         except (TransportError, OSError, EOFError):
-            self._in_flight.pop(exec_id, None)
-            if self._quit_sent:
-                self.finished = True
+            if self.quit_sent:
+                self._happen(Happening.BROKEN)  # the end quit asked for
                 return True
             await self.lose(f"while waiting for the reply to {request.command}")
             return False
         ok = "return" in reply and not flight.not_json
-        self._quit_sent = self._quit_sent and "return" in reply
-        self.finished = self._quit_sent
+        self._happen(Happening.ANSWERED if "return" in reply else Happening.REFUSED)
         self.subscribers.on_command_done(request.command)
         return ok
-
-    async def _reply(self, waiter: asyncio.Future[Mapping[str, object]]) -> Mapping[str, object]:
-        """The reply, once it comes; TimeoutError after --timeout seconds of silence since the request was sent.
-
-        The clock starts at the send (an idle prompt before it does not count), and a server busy
-        sending since (an event flood) is alive: only silence after the send counts.
-        """
-        timeout = self.options.timeout
-        sent = time.monotonic()
-        try:
-            if timeout is None:
-                return await waiter
-            while True:
-                idle = time.monotonic() - max(sent, self.transport.last_activity)
-                if idle >= timeout:
-                    raise TimeoutError
-                done, _ = await asyncio.wait((waiter,), timeout=timeout - idle)
-                if done:
-                    return waiter.result()
-        finally:
-            waiter.cancel()  # when the caller stopped waiting (Ctrl-C, timeout)
 
     async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself: not printed, not counted as a line."""
         return await self.transport.query(command, arguments)
 
-    def _line_error(self, flight: _InFlight, what: str) -> None:
-        """An error about a request, said with its line in scripts."""
-        where = "" if self.options.interactive else f"line {flight.lineno}: "
-        self.renderer.error(f"{where}{flight.request.command}: {what}")
-
     def connection_lost(self, detail: str = "") -> None:
         """Say once that the connection is gone; ``detail`` follows the words "connection to QEMU lost"."""
-        if self.lost or self.finished or self._quit_sent:
-            self.finished = self.finished or self._quit_sent
-            return
-        self.lost = True
+        before = self._state
+        self._happen(Happening.BROKEN)
+        if self._state is not Runstate.LOST or before is Runstate.LOST:
+            return  # said already; or the end quit asked for; or the session is over
         retry = self.options.interactive and not self.options.reconnect and not self.qemu_gone
         hint = "; /reconnect to try again" if retry else ""
         self.renderer.error(f"connection to QEMU lost{detail}{hint}")
 
     # -- wire taps (called in wire order by the connection) ----------------
 
-    def _on_sent(self, msg: Mapping[str, object]) -> None:
-        exec_id = msg.get("id")
-        flight = self._in_flight.get(exec_id) if isinstance(exec_id, str) else None
-        if flight is not None and self.options.verbose:
-            self.renderer.document(self._as_user_sees(msg, flight))
-
     def _on_received(self, msg: Mapping[str, object]) -> None:
         if "event" in msg:
             self._on_event(msg)
             return
-        exec_id = reply_id(msg)
-        flight = self._in_flight.pop(exec_id, None) if exec_id is not None else None
-        if flight is None:  # (replies to qmpsh's own queries never come here)
-            what = "an error without an id" if "error" in msg and "id" not in msg else "a reply with an unknown id"
-            self.renderer.note(f"the server sent {what}, ignored: {self.renderer.dumps(msg)}")
-            return
-        if flight.abandoned:
-            self.renderer.note(f"late reply to {flight.request.command} (line {flight.lineno}):")
-        reply = self._as_user_sees(msg, flight)
-        value = reply.get("return")
-        if flight.request.form == "hmp" and isinstance(value, str):
-            self.renderer.hmp_text(value)
-        elif not self.renderer.document(reply):
-            flight.not_json = True
-            self._line_error(flight, _NOT_JSON)
-        if "return" not in reply and not self.options.interactive:
-            self.renderer.error(f"line {flight.lineno}: {flight.request.command}: {describe_error(reply)}")
+        self.requests.on_reply(msg)
 
     def _on_event(self, event: Mapping[str, object]) -> None:
         name = str(event["event"])
@@ -471,15 +509,6 @@ class Session:
         self.subscribers.on_event(event)
         if self.options.event_filter.shows(name) and not self.renderer.event(event):
             self.renderer.note(f"event {name}: {_NOT_JSON}")
-
-    @staticmethod
-    def _as_user_sees(msg: Mapping[str, object], flight: _InFlight) -> dict[str, object]:
-        """The message with qmpsh's own id replaced by the user's (or removed)."""
-        out = dict(msg)
-        del out["id"]
-        if flight.user_id is not None:
-            out["id"] = flight.user_id
-        return out
 
 
 def _column_for(request: Request, path: tuple[str, ...]) -> int:
@@ -491,10 +520,3 @@ def _column_for(request: Request, path: tuple[str, ...]) -> int:
     if not path:
         return request.columns.get("", 0)
     return len(request.source)  # a missing argument: the end of the line
-
-
-def describe_error(reply: Mapping[str, object]) -> str:
-    error = reply.get("error")
-    if isinstance(error, dict):
-        return f"{error.get('class', 'Error')}: {error.get('desc', '')}"
-    return f"malformed reply {reply!r}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,11 +38,15 @@ class DomainNames:
         self.names, self.at = names, time.monotonic()
 
 
+_LISTINGS: weakref.WeakKeyDictionary[Session, DomainNames] = weakref.WeakKeyDictionary()
+
+
 def domain_names(session: Session) -> DomainNames:
     """The session's last listing of domain names, made on first use (a plain socket script never needs it)."""
-    if session.domain_names is None:
-        session.domain_names = DomainNames()
-    return session.domain_names
+    known = _LISTINGS.get(session)
+    if known is None:
+        known = _LISTINGS[session] = DomainNames()
+    return known
 
 
 def is_address(target: str) -> bool:

@@ -1,0 +1,157 @@
+"""Requests on their way: ids, the table of requests sent and not answered, pipelining, timeouts.
+
+Every request the user runs gets an id of qmpsh's own (``qmpsh-N``); the reply that comes back
+with it is printed as its line's reply, with the user's own ``"id"`` (raw JSON) in place of ours.
+A reply that comes after its line stopped waiting (Ctrl-C, a timeout at a terminal) is printed
+as late; one with an id nobody sent is noted and ignored. What the connection's state makes of a
+reply, a timeout or a loss is the session's to decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from qmpsh.render import NOT_JSON_NOTE, Renderer
+from qmpsh.syntax import Request
+from qmpsh.transport import TransportError, Unsendable, reply_id
+
+if TYPE_CHECKING:
+    from qmpsh.transport import Transport
+
+ID_PREFIX = "qmpsh-"
+PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
+
+
+class Settings(Protocol):
+    """What requests read of the session's options (``session.Options``)."""
+
+    verbose: bool  # -v: show each request as it goes out
+    interactive: bool  # at a terminal: what is said about a request names no line
+    timeout: float | None  # seconds of silence before a request stops waiting
+
+
+@dataclass
+class Flight:
+    """One request sent (or about to be) and not answered yet."""
+
+    request: Request
+    lineno: int
+    exec_id: str  # qmpsh's id for it on the wire
+    message: dict[str, object]  # what is sent, without any id
+    user_id: object = None  # the "id" the user wrote in raw JSON, shown in place of ours
+    abandoned: bool = False  # the line stopped waiting (Ctrl-C, a timeout): its reply is late
+    not_json: bool = False  # the reply held NaN or Infinity: printed as strings, and the line fails
+
+
+class Requests:
+    """The requests a session has sent and not seen answered, and the replies the wire brings back."""
+
+    def __init__(self, renderer: Renderer, options: Settings) -> None:
+        self.renderer = renderer
+        self.options = options
+        self._ids = itertools.count(1)
+        self._in_flight: dict[str, Flight] = {}
+        self._pipeline: deque[Awaitable[bool]] = deque()
+
+    def open(self, request: Request, lineno: int) -> Flight:
+        """``request`` (checked) as a flight with an id of its own, awaited from now on."""
+        message = dict(request.message)
+        flight = Flight(request, lineno, f"{ID_PREFIX}{next(self._ids)}", message, message.pop("id", None))
+        self._in_flight[flight.exec_id] = flight
+        return flight
+
+    async def reply(self, transport: Transport, flight: Flight) -> Mapping[str, object]:
+        """Send ``flight`` and wait for its reply (printed by ``on_reply`` as it arrives).
+
+        :raise TimeoutError: --timeout seconds of silence since the send. The clock starts at the
+            send (an idle prompt before it does not count), and a server busy sending since (an
+            event flood) is alive. The flight is abandoned: a reply that comes later is late.
+        :raise Unsendable: what the parser cannot see (a coerced value, a message too big for QEMU).
+        :raise TransportError, OSError, EOFError: the connection went.
+        """
+        timeout = self.options.timeout
+        waiter: asyncio.Future[Mapping[str, object]] | None = None
+        try:
+            waiter = transport.submit(flight.message, flight.exec_id)
+            sent = time.monotonic()
+            if timeout is None:
+                return await waiter
+            while True:
+                idle = time.monotonic() - max(sent, transport.last_activity)
+                if idle >= timeout:
+                    raise TimeoutError
+                done, _ = await asyncio.wait((waiter,), timeout=timeout - idle)
+                if done:
+                    return waiter.result()
+        except (asyncio.CancelledError, TimeoutError):
+            flight.abandoned = True
+            raise
+        except (Unsendable, TransportError, OSError, EOFError):
+            self._in_flight.pop(flight.exec_id, None)
+            raise
+        finally:
+            if waiter is not None:
+                waiter.cancel()  # when the caller stopped waiting (Ctrl-C, timeout)
+
+    def silence(self, flight: Flight) -> str:
+        """What timed out, said after ``flight`` did: the first request still unanswered (pipelined,
+        an earlier one than ``flight`` may be the one QEMU is stuck on)."""
+        oldest = next(iter(self._in_flight.values()), flight)
+        return f"no reply to {oldest.request.command} within {self.options.timeout:g} s"
+
+    def where(self, flight: Flight) -> int | None:
+        """The line to name in what is said about ``flight``: scripts name it, a terminal does not."""
+        return None if self.options.interactive else flight.lineno
+
+    # -- pipelining ----------------------------------------------------------
+
+    def pipeline(self, outcome: Awaitable[bool]) -> Awaitable[bool] | None:
+        """Keep ``outcome`` (a request sent without waiting); the oldest one, to wait for now, once
+        PIPELINE_DEPTH are in flight."""
+        self._pipeline.append(outcome)
+        return self._pipeline.popleft() if len(self._pipeline) >= PIPELINE_DEPTH else None
+
+    def next_pipelined(self) -> Awaitable[bool] | None:
+        """The oldest outcome still to wait for, taken from the pipeline; None when it is empty."""
+        return self._pipeline.popleft() if self._pipeline else None
+
+    # -- wire taps (called in wire order by the connection) ----------------
+
+    def on_sent(self, msg: Mapping[str, object]) -> None:
+        """-v: a request as it goes out, with the user's id."""
+        exec_id = msg.get("id")
+        flight = self._in_flight.get(exec_id) if isinstance(exec_id, str) else None
+        if flight is not None and self.options.verbose:
+            self.renderer.document(as_user_sees(msg, flight))
+
+    def on_reply(self, msg: Mapping[str, object]) -> None:
+        """A reply off the wire: printed as its line's (late, if the line stopped waiting), or noted as
+        nobody's. Replies to qmpsh's own queries never come here."""
+        exec_id = reply_id(msg)
+        flight = self._in_flight.pop(exec_id, None) if exec_id is not None else None
+        if flight is None:
+            self.renderer.ignored_reply(msg)
+            return
+        if flight.abandoned:
+            self.renderer.late_reply(flight.request.command, flight.lineno)
+        reply = as_user_sees(msg, flight)
+        if not self.renderer.reply(reply, hmp=flight.request.form == "hmp"):
+            flight.not_json = True
+            self.renderer.line_error(flight.request.command, NOT_JSON_NOTE, self.where(flight))
+        if "return" not in reply and not self.options.interactive:
+            self.renderer.command_error(flight.request.command, reply, flight.lineno)
+
+
+def as_user_sees(msg: Mapping[str, object], flight: Flight) -> dict[str, object]:
+    """The message with qmpsh's own id replaced by the user's (or removed)."""
+    out = dict(msg)
+    del out["id"]
+    if flight.user_id is not None:
+        out["id"] = flight.user_id
+    return out
