@@ -262,7 +262,7 @@ class _Ended(BaseException):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run qmpsh: the one place where the exit status is decided, from how the run ended.
+    """Run qmpsh and decide its exit status from how the run ended (here and in _session_status only).
 
     What the run opens (the logfile, a launched QEMU) is owned by one ExitStack and closed in the
     reverse order: QEMU is stopped and its work directory cleaned up before the log is closed.
