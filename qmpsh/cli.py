@@ -339,6 +339,8 @@ def _target(parser: argparse.ArgumentParser, args: argparse.Namespace, qemu_args
     if args.domain is not None:
         if args.address or args.launch or args.skip_negotiation:
             parser.error("--domain takes the place of ADDRESS, --launch and --skip-negotiation")
+        if args.wait_for_socket:  # libvirt's connection has no socket to wait for: refused, not ignored
+            parser.error("--wait-for-socket is for a QMP socket (ADDRESS, --launch), not --domain")
         try:
             import qmpsh.domain  # noqa: F401 - the optional extra, libvirt-python
         except ImportError as err:
