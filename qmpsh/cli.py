@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import enum
 import os
 import signal
 import sys
 import textwrap
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from qmpsh import __version__, config
 
 if TYPE_CHECKING:
     from qmpsh.launch import LaunchedQemu
+    from qmpsh.logfile import Logfile
     from qmpsh.session import Session
+    from qmpsh.transport import Transport
 
 
 class ExitStatus(enum.IntEnum):
@@ -239,7 +242,54 @@ def _split_qemu_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+class Target(enum.Enum):
+    """What qmpsh talks to."""
+
+    SOCKET = "socket"  # ADDRESS or $QMP_SOCKET
+    LAUNCH = "launch"  # a QEMU qmpsh starts for the run and stops at its end (--launch)
+    DOMAIN = "domain"  # a running libvirt domain's monitor (--domain)
+    EXPORT = "export"  # nothing: a -l log is written as a program (--export)
+
+
+class Mode(NamedTuple):
+    """How the run goes, decided once from the arguments and stdin."""
+
+    target: Target
+    address: str  # Target.SOCKET's server; empty for the others (--launch learns it when QEMU listens)
+    interactive: bool  # stdin is a terminal: the prompt; otherwise a script
+
+
+class _SessionEnd(NamedTuple):
+    """How a session that connected ended: what its exit status is decided from."""
+
+    interactive: bool
+    lost: bool
+    failed: bool
+    stdout_error: OSError | None
+
+
+class _Refused(Exception):
+    """qmpsh cannot run as asked (config file, logfile, libvirt-python, QEMU): said in one line, exit status 2."""
+
+
+class _Unreachable(Exception):
+    """The first connection failed; the session has said why."""
+
+
+class _Ended(BaseException):
+    """SIGHUP or SIGTERM; leaving goes on as it does for a signal in the event loop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run qmpsh and decide its exit status from how the run ended (here and in _session_status only).
+
+    What the run opens (the logfile, a launched QEMU) is owned by one ExitStack and closed in the
+    reverse order: QEMU is stopped and its work directory cleaned up before the log is closed.
+    """
     closed = [name for name in ("stdin", "stdout", "stderr") if getattr(sys, name) is None]
     if closed:  # started with >&- or the like: the next file opened would take the stream's place
         if sys.stderr is not None:
@@ -249,87 +299,135 @@ def main(argv: list[str] | None = None) -> int:
         # JSON strings may hold lone surrogates ("\ud800"): print them as that same JSON escape.
         stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # a TextIOWrapper here
     own, qemu_args = _split_qemu_args(list(sys.argv[1:] if argv is None else argv))
+    log: Logfile | None = None
+    with contextlib.ExitStack() as owned:
+        try:
+            args, mode = _arguments(own, qemu_args)
+            if mode.target is Target.EXPORT:
+                return _export(args.address)
+            log = _open_logfile(args.logfile, owned)
+            launched = _launcher(mode, qemu_args, args.workdir, owned)
+            status: int = _session_status(_serve(args, mode, log, launched))
+        except _Refused as refused:
+            print(f"qmpsh: {refused}", file=sys.stderr)
+            status = ExitStatus.USAGE
+        except _Unreachable:
+            status = ExitStatus.CONNECTION
+        except KeyboardInterrupt:
+            status = ExitStatus.FAILED
+        except _Ended as ended:
+            status = 128 + ended.signum
+    if log is not None and log.error is not None:
+        return max(status, ExitStatus.USAGE)  # as tee does: the run went on, the log is not whole
+    return status
+
+
+def _session_status(end: _SessionEnd) -> ExitStatus:
+    """At a terminal only a lost connection counts; a script's failed lines and stdout count too."""
+    if end.interactive:
+        return ExitStatus.CONNECTION if end.lost else ExitStatus.OK
+    if end.stdout_error is not None:  # not QEMU's fault: not 3
+        return ExitStatus.READER_GONE if isinstance(end.stdout_error, BrokenPipeError) else ExitStatus.USAGE
+    if end.lost:
+        return ExitStatus.CONNECTION
+    return ExitStatus.FAILED if end.failed else ExitStatus.OK
+
+
+def _arguments(own: list[str], qemu_args: list[str]) -> tuple[argparse.Namespace, Mode]:
+    """The options (the config file's values under the command line's) and the mode they ask for.
+
+    A usage error exits 2 through argparse; :raise _Refused: the config file cannot be used.
+    """
     parser = build_parser()
     args = parser.parse_args(own)  # --help and --version work whatever the config file says
     try:
         defaults = config.load(parser)
     except config.ConfigError as err:
-        print(f"qmpsh: {err}", file=sys.stderr)
-        return ExitStatus.USAGE
+        raise _Refused(err) from None
     if defaults:  # the file's values become defaults: options given on the command line win
         parser.set_defaults(**defaults)
         args = parser.parse_args(own)
+    target = _target(parser, args, qemu_args)
+    address = (args.address or os.environ.get("QMP_SOCKET") or "") if target is Target.SOCKET else ""
+    return args, Mode(target, address, sys.stdin.isatty())
+
+
+def _target(parser: argparse.ArgumentParser, args: argparse.Namespace, qemu_args: list[str]) -> Target:
+    """What the arguments ask qmpsh to talk to; a combination that makes no sense is a usage error.
+
+    :raise _Refused: --domain without libvirt-python.
+    """
     if args.export is not None:
         if not args.address or args.launch or args.domain is not None:
             parser.error("--export python LOG: give the -l log to export, and no --launch or --domain")
-        return _export(args.address)
+        return Target.EXPORT
     if qemu_args and not args.launch:
         parser.error("QEMU arguments after -- need --launch")
     if args.launch and args.address:
         parser.error("give either ADDRESS or --launch, not both")
-    if args.domain is not None and (args.address or args.launch or args.skip_negotiation):
-        parser.error("--domain takes the place of ADDRESS, --launch and --skip-negotiation")
-    if args.connect is not None and args.domain is None:
-        parser.error("-c/--connect needs --domain")
     if args.domain is not None:
+        if args.address or args.launch or args.skip_negotiation:
+            parser.error("--domain takes the place of ADDRESS, --launch and --skip-negotiation")
+        if args.wait_for_socket:  # libvirt's connection has no socket to wait for: refused, not ignored
+            parser.error("--wait-for-socket is for a QMP socket (ADDRESS, --launch), not --domain")
         try:
             import qmpsh.domain  # noqa: F401 - the optional extra, libvirt-python
         except ImportError as err:
-            print(f"qmpsh: {err}", file=sys.stderr)
-            return ExitStatus.USAGE
-    address = args.address or os.environ.get("QMP_SOCKET") or ""
-    if not address and not args.launch and args.domain is None:
-        parser.error("no QMP server: give ADDRESS, set QMP_SOCKET, or use --launch")
-    if args.logfile:
-        from qmpsh.logfile import Logfile
-
-        try:
-            args.log = Logfile(args.logfile)
-        except OSError as err:
-            print(f"qmpsh: cannot open logfile {args.logfile}: {err.strerror}", file=sys.stderr)
-            return ExitStatus.USAGE
-    else:
-        args.log = None
-
-    launched = None
+            raise _Refused(err) from None
+        return Target.DOMAIN
+    if args.connect is not None:
+        parser.error("-c/--connect needs --domain")
     if args.launch:
-        from qmpsh.launch import LaunchedQemu
+        return Target.LAUNCH
+    if not (args.address or os.environ.get("QMP_SOCKET")):
+        parser.error("no QMP server: give ADDRESS, set QMP_SOCKET, or use --launch")
+    return Target.SOCKET
 
-        launched = LaunchedQemu(qemu_args, args.workdir)
+
+def _open_logfile(path: str | None, owned: contextlib.ExitStack) -> Logfile | None:
+    """The -l logfile, closed with ``owned``; :raise _Refused: it cannot be opened."""
+    if not path:
+        return None
+    from qmpsh.logfile import Logfile
+
+    try:
+        log = Logfile(path)
+    except OSError as err:
+        raise _Refused(f"cannot open logfile {path}: {err.strerror}") from None
+    owned.callback(log.close)
+    return log
+
+
+def _launcher(mode: Mode, qemu_args: list[str], workdir: str | None,
+              owned: contextlib.ExitStack) -> LaunchedQemu | None:
+    """For --launch, the QEMU to start, stopped (and its work directory cleaned up) with ``owned``."""
+    if mode.target is not Target.LAUNCH:
+        return None
+    from qmpsh.launch import LaunchedQemu
+
+    launched = LaunchedQemu(qemu_args, workdir)
+    owned.callback(_stop_launched, launched)
+    return launched
+
+
+def _serve(args: argparse.Namespace, mode: Mode, log: Logfile | None, launched: LaunchedQemu | None) -> _SessionEnd:
+    """Start the launched QEMU, if any, and run the session in an event loop.
+
+    From here on SIGHUP and SIGTERM end the run as leaving does (:raise _Ended:).
+    :raise _Refused: QEMU did not start.
+    """
     ending = _ending_signals()
     for signum in ending:  # until the event loop runs: while QEMU starts, say
         signal.signal(signum, _raise_ended)
-    try:
-        if launched is not None:
-            from qmpsh.launch import LaunchError
+    address = mode.address
+    if launched is not None:
+        from qmpsh.launch import LaunchError
 
-            try:
-                address = launched.start()
-            except (LaunchError, OSError) as err:
-                print(f"qmpsh: {err}", file=sys.stderr)
-                return ExitStatus.USAGE
-        assert address is not None  # ADDRESS, QMP_SOCKET or --launch: checked above
-        status = asyncio.run(_run_until_signal(args, address, launched, ending))
-    except KeyboardInterrupt:
-        status = ExitStatus.FAILED
-    except _Ended as ended:
-        status = 128 + ended.signum
-    finally:
-        if launched is not None:
-            _stop_launched(launched)
-        if args.log is not None:
-            args.log.close()
-    if args.log is not None and args.log.error is not None:
-        return max(status, ExitStatus.USAGE)  # as tee does: the run went on, the log is not whole
-    return status
-
-
-class _Ended(BaseException):
-    """SIGHUP or SIGTERM outside the event loop; leaving goes on as for the signal in it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+        try:
+            address = launched.start()
+        except (LaunchError, OSError) as err:
+            raise _Refused(err) from None
+    return asyncio.run(_run_until_signal(args, mode, address, launched, log, ending))
 
 
 def _raise_ended(signum: int, frame: object) -> None:
@@ -359,10 +457,10 @@ def _stop_launched(launched: LaunchedQemu) -> None:
             pass  # the terminal is gone (hang-up): the directory is kept all the same
 
 
-async def _run_until_signal(args: argparse.Namespace, address: str, launched: LaunchedQemu | None,
-                            ending: tuple[signal.Signals, ...]) -> int:
-    """Run the session; a hang-up or SIGTERM ends it as leaving does (a launched QEMU is stopped cleanly),
-    with the exit status 128 + the signal's number."""
+async def _run_until_signal(args: argparse.Namespace, mode: Mode, address: str, launched: LaunchedQemu | None,
+                            log: Logfile | None, ending: tuple[signal.Signals, ...]) -> _SessionEnd:
+    """Run the session; a hang-up or SIGTERM ends it as leaving does (a launched QEMU is stopped cleanly):
+    :raise _Ended: with the signal."""
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -375,69 +473,74 @@ async def _run_until_signal(args: argparse.Namespace, address: str, launched: La
     for signum in ending:
         loop.add_signal_handler(signum, end, signum)
     try:
-        return await _run(args, address, launched)
+        return await _run(args, mode, address, launched, log)
     except (asyncio.CancelledError, OSError):
         if not caught:
             raise
-        return 128 + caught[0]  # an OSError here: the closed terminal refused the last words
+        raise _Ended(caught[0]) from None  # an OSError here: the closed terminal refused the last words
 
 
-async def _run(args: argparse.Namespace, address: str, launched: LaunchedQemu | None) -> int:
-    from qmpsh.client import SocketTransport, parse_address
-    from qmpsh.render import Renderer, want_colour
-    from qmpsh.session import Options, Session
-
-    interactive = sys.stdin.isatty()
-    renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout), interactive=interactive,
-                        timestamps=args.timestamps)
-    options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error, interactive=interactive,
-                      use_schema=not args.no_schema, event_filter=args.events, reconnect=args.reconnect,
-                      pipeline=not interactive and not args.verbose and not args.exit_on_error,
-                      timeout=_reply_timeout(args.timeout, interactive),
-                      libvirt=args.domain is not None, libvirt_uri=args.connect)
-    if args.log is not None:
-        args.log.warn = renderer.error
-    from qmpsh.transport import ConnectFailure, Transport
-
-    transport: Transport
-    if args.domain is not None:
+def _transport(args: argparse.Namespace, mode: Mode, address: str, log: Logfile | None) -> Transport:
+    """The connection the mode asks for, not yet open: a libvirt domain's monitor or a QMP socket."""
+    if mode.target is Target.DOMAIN:
         from qmpsh.domain import DomainTransport
 
-        transport = DomainTransport(args.domain, args.connect, tap=args.log)
-    else:
-        transport = SocketTransport(parse_address(address), tap=args.log, negotiate=not args.skip_negotiation)
-    session = Session(renderer, options, transport, launched=launched, tap=args.log)
+        return DomainTransport(args.domain, args.connect, tap=log)
+    from qmpsh.client import SocketTransport, parse_address
+
+    return SocketTransport(parse_address(address), tap=log, negotiate=not args.skip_negotiation)
+
+
+async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: LaunchedQemu | None,
+               log: Logfile | None) -> _SessionEnd:
+    """Connect and run the prompt or the script.
+
+    :raise _Unreachable: the first connection failed (said on stderr).
+    :raise _Refused: the launched QEMU died before it could be reached.
+    """
+    from qmpsh.render import Renderer, want_colour
+    from qmpsh.session import Options, Session
+    from qmpsh.transport import ConnectFailure
+
+    renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout),
+                        interactive=mode.interactive, timestamps=args.timestamps)
+    options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error,
+                      interactive=mode.interactive, use_schema=not args.no_schema, event_filter=args.events,
+                      reconnect=args.reconnect,
+                      pipeline=not mode.interactive and not args.verbose and not args.exit_on_error,
+                      timeout=_reply_timeout(args.timeout, mode.interactive),
+                      libvirt=mode.target is Target.DOMAIN, libvirt_uri=args.connect)
+    if log is not None:
+        log.warn = renderer.error
+    transport = _transport(args, mode, address, log)
+    session = Session(renderer, options, transport, launched=launched, tap=log)
     try:
         await session.connect(wait=args.wait_for_socket)
     except ConnectFailure as err:
         ended = await launched.ended(within=2.0) if launched is not None else None
         if ended:  # as if it had died before opening its socket: its own words say why
-            renderer.err(f"qmpsh: QEMU {ended}")
-            return ExitStatus.USAGE
-        renderer.error(str(err) if args.domain is not None else f"cannot connect to {transport.where}: {err}")
-        return ExitStatus.CONNECTION
-    if args.domain is not None:
+            raise _Refused(f"QEMU {ended}") from None
+        renderer.error(str(err) if mode.target is Target.DOMAIN else f"cannot connect to {transport.where}: {err}")
+        raise _Unreachable from None
+    if mode.target is Target.DOMAIN:
         from qmpsh.domain import TAINT_NOTE
 
         renderer.note(TAINT_NOTE)
     try:
-        if interactive:
+        if mode.interactive:
             from qmpsh.repl import run_interactive
 
             await run_interactive(session, transport.where,
                                   history_size=args.history_size, editing_mode=args.editing_mode)
-            return ExitStatus.CONNECTION if session.lost else ExitStatus.OK
-        from qmpsh.script import run_script
+        else:
+            from qmpsh.script import run_script
 
-        await run_script(session)
+            await run_script(session)
+        lost = session.lost  # before leaving: closing the connection is no loss
     finally:
         await _disconnect(session)
         renderer.flush()
-    if renderer.stdout_error is not None:  # not QEMU's fault: not 3
-        return ExitStatus.READER_GONE if isinstance(renderer.stdout_error, BrokenPipeError) else ExitStatus.USAGE
-    if session.lost:
-        return ExitStatus.CONNECTION
-    return ExitStatus.FAILED if session.failed else ExitStatus.OK
+    return _SessionEnd(mode.interactive, lost, session.failed, renderer.stdout_error)
 
 
 def _reply_timeout(given: float | None, interactive: bool) -> float | None:

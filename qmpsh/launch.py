@@ -7,12 +7,17 @@ document starts it (q35, TCG, ``-S``, a fresh 39M ``a.qcow2`` as ``node-A`` on
 QEMU runs in a session of its own: the terminal's Ctrl-C and hang-up never
 reach it, only qmpsh stops it (QMP ``quit``, then SIGTERM, then SIGKILL). On
 exit the work directory goes only if it holds nothing but qmpsh's own files.
+A temporary one left by a qmpsh that was killed (SIGKILL, the OOM killer) goes,
+by the same rule, when the next ``--launch`` starts: its mark, locked by qmpsh
+and by QEMU for as long as either runs, says whose files are in it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -30,6 +35,8 @@ INSTALL_HINT = "install QEMU first, e.g. on Debian: apt-get install qemu-system-
 IMAGE = "a.qcow2"
 LOG = "qemu.log"
 SOCKET = "qmp.sock"
+MARK = ".qmpsh-workdir"  # in a temporary work directory: qmpsh's own files by name, locked while in use
+PREFIX = "qmpsh-"
 QUIT_GRACE = 10.0  # seconds QEMU has to stop after QMP quit (or SIGTERM) before the next step
 LOG_TAIL_LINES = 3
 GREETING_WAIT = 1.0  # seconds
@@ -77,11 +84,14 @@ class LaunchedQemu:
 
     def __init__(self, qemu_args: list[str], workdir: str | None = None) -> None:
         self.given_workdir = workdir is not None  # the user's directory: nothing in it is ever deleted
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="qmpsh-"))
+        if workdir is None:
+            remove_orphaned_workdirs()
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=PREFIX))
         self.socket = str(self.workdir / SOCKET)
         self.qemu_args = qemu_args
         self.process: subprocess.Popen[bytes] | None = None
         self.own_files = {LOG, SOCKET}  # what qmpsh made in workdir; anything else is the user's
+        self._mark: int | None = None  # the temporary work directory's mark, locked (QEMU inherits it)
 
     def start(self, timeout: float = 30.0) -> str:
         """Start QEMU and return its QMP socket path once it accepts connections."""
@@ -92,12 +102,16 @@ class LaunchedQemu:
         except OSError as err:
             raise LaunchError(f"cannot make the work directory {self.workdir}: {err.strerror}") from None
         args = self.qemu_args or self._seed_setup()
+        if not self.given_workdir:
+            self.own_files.add(MARK)
+            self._mark = _lock_mark(self.workdir / MARK, self.own_files)
         with open(self.workdir / LOG, "wb") as log:
             self.process = subprocess.Popen(
                 [QEMU, *args, "-qmp", f"unix:{self.socket},server=on,wait=off"],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,  # the terminal's signals (Ctrl-C, hang-up) are for qmpsh, not QEMU
                 preexec_fn=_ending_with_qmpsh(),
+                pass_fds=() if self._mark is None else (self._mark,),  # the lock lasts while QEMU runs too
             )
         deadline = time.monotonic() + timeout
         while not self._accepts():
@@ -207,6 +221,14 @@ class LaunchedQemu:
     def clean_up(self) -> str | None:
         """Remove the work directory unless it is the user's or holds files the user made; say what was kept."""
         try:
+            return self._clean_up()
+        finally:
+            if self._mark is not None:  # QEMU has exited: the directory is no one's now
+                os.close(self._mark)
+                self._mark = None
+
+    def _clean_up(self) -> str | None:
+        try:
             (self.workdir / SOCKET).unlink(missing_ok=True)
             if self.given_workdir:
                 return None
@@ -216,5 +238,56 @@ class LaunchedQemu:
         if not yours:
             shutil.rmtree(self.workdir, ignore_errors=True)
             return None
+        with contextlib.suppress(OSError):  # kept, it is the user's: no mark of qmpsh's in it
+            (self.workdir / MARK).unlink(missing_ok=True)
         shown = ", ".join(yours[:5]) + (", ..." if len(yours) > 5 else "")
         return f"kept {self.workdir} ({len(yours)} file{'s' if len(yours) != 1 else ''} you made: {shown})"
+
+
+def _lock_mark(mark: Path, own_files: set[str]) -> int:
+    """Make the work directory's ``mark``, lock it and name qmpsh's own files in it; the locked descriptor.
+
+    The names are written once the lock is held: a mark without its own name is one being made.
+    """
+    fd = os.open(mark, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, "".join(f"{name}\n" for name in sorted(own_files)).encode())
+    return fd
+
+
+def remove_orphaned_workdirs() -> None:
+    """Remove the temporary work directories that killed qmpsh runs left, by the rule of ``clean_up``.
+
+    Only a directory of this user's with a mark no one holds (its qmpsh and its QEMU have both
+    exited) and nothing in it but the files its mark names; those are removed by name, then the
+    directory if it is empty. Anything unexpected leaves the directory as it is.
+    """
+    base = tempfile.gettempdir()
+    try:
+        names = [name for name in os.listdir(base) if name.startswith(PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        _remove_if_orphaned(Path(base, name))
+
+
+def _remove_if_orphaned(workdir: Path) -> None:
+    """Remove ``workdir`` if it is an orphan, through descriptors: a symbolic link leads nowhere."""
+    with contextlib.ExitStack() as opened:
+        try:
+            folder = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            opened.callback(os.close, folder)
+            mark = os.open(MARK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+            opened.callback(os.close, mark)
+            if not os.fstat(folder).st_uid == os.fstat(mark).st_uid == os.getuid():
+                return
+            fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its qmpsh or its QEMU still runs
+            own = set(os.read(mark, 1 << 16).decode().split())
+            present = set(os.listdir(folder))
+            if MARK not in own or not present <= own:  # a mark being made, or files of the user's: kept whole
+                return
+            for name in present:
+                os.unlink(name, dir_fd=folder)
+            os.rmdir(workdir)
+        except (OSError, UnicodeDecodeError):  # no mark (an older qmpsh's, one being made), not ours, ...
+            return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ class Logfile:
         self.path = path
         self.error: OSError | None = None
         self.warn: Callable[[str], None] = lambda text: print(f"qmpsh: {text}", file=sys.stderr)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = _open_to_append(path)
 
     def _write(self, direction: str, data: bytes) -> None:
         if self.error is not None:
@@ -51,3 +53,25 @@ class Logfile:
         if self.error is None:
             self.error = err
             self.warn(f"cannot write logfile {self.path}: {err.strerror} (nothing more is logged)")
+
+
+def _open_to_append(path: str) -> int:
+    """``path`` opened to append, created mode 0600; files that are not regular (a pipe, /dev/full) too.
+
+    A FIFO that nothing reads is an OSError that says so: opening it would wait, unseen, for a reader.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
+    except OSError as err:
+        if err.errno == errno.ENXIO and _is_fifo(path):
+            raise OSError(errno.ENXIO, "a FIFO that nothing reads (start its reader first)", path) from None
+        raise
+    os.set_blocking(fd, True)  # a slow reader of a pipe holds the writes up, as it always did
+    return fd
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False

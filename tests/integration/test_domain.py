@@ -199,3 +199,11 @@ def test_domain_excludes_other_servers(args: list[str]):
     assert result.returncode == 2 and result.stdout == ""
     excludes = "qmpsh: error: --domain takes the place of ADDRESS, --launch and --skip-negotiation"
     assert result.stderr.splitlines()[-1] in (excludes, "qmpsh: error: -c/--connect needs --domain")
+
+
+def test_wait_for_socket_with_domain_is_refused_not_ignored():
+    """libvirt's connection waits for nothing: the option was silently ignored."""
+    result = run_qmpsh("--domain", "x", "--wait-for-socket", "5", stdin="query-status\n", timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == ("qmpsh: error: --wait-for-socket is for a QMP socket (ADDRESS, "
+                                              "--launch), not --domain")

@@ -274,3 +274,61 @@ def test_qemu_img_that_fails_is_one_line(tmpdir_env):
     assert result.returncode == 2
     assert "qmpsh: false could not create" in result.stderr and len(result.stderr.splitlines()) == 1
     assert list(tmp.iterdir()) == []
+
+
+def killed(tmp: Path, env: dict[str, str], line: str) -> Path:
+    """The work directory of a ``qmpsh --launch`` that was sent ``line`` and then SIGKILLed, once QEMU is gone."""
+    qmpsh, workdir, pid, _ = launched_script(tmp, env, line)
+    qmpsh.kill()
+    qmpsh.wait(timeout=10)
+    wait_gone(pid, timeout=15)
+    assert workdir.exists()  # no one was there to remove it
+    return workdir
+
+
+def test_the_next_launch_removes_what_a_killed_qmpsh_left(tmpdir_env):
+    tmp, env = tmpdir_env
+    killed(tmp, env, "query-status\n")
+    result = run_qmpsh("--launch", stdin="query-status\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp.iterdir()) == []
+
+
+def test_the_next_launch_keeps_a_killed_qmpshs_directory_with_the_users_files(tmpdir_env):
+    tmp, env = tmpdir_env
+    workdir = killed(tmp, env, SNAPSHOT_B)
+    before = sorted(path.name for path in workdir.iterdir())
+    result = run_qmpsh("--launch", stdin="query-status\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp.iterdir()) == [workdir]
+    assert sorted(path.name for path in workdir.iterdir()) == before
+
+
+def test_the_next_launch_leaves_a_running_sessions_directory_alone(tmpdir_env):
+    tmp, env = tmpdir_env
+    running, workdir, _, _ = launched_script(tmp, env, "query-status\n")
+    result = run_qmpsh("--launch", stdin="query-status\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp.iterdir()) == [workdir]
+    stdout, stderr = running.communicate("query-name\n", timeout=60)
+    assert running.returncode == 0, stderr
+    assert json.loads(stdout) == {"return": {}}
+    assert list(tmp.iterdir()) == []
+
+
+def test_the_next_launch_leaves_a_directory_whose_qemu_outlived_qmpsh_alone(tmpdir_env):
+    """QEMU holds the mark's lock too: while it runs (stopping slowly, say) its files are in use."""
+    tmp, env = tmpdir_env
+    qmpsh, workdir, pid, _ = launched_script(tmp, env, "query-status\n")
+    os.kill(pid, signal.SIGSTOP)  # QEMU cannot act on the SIGTERM qmpsh's death sends it
+    try:
+        qmpsh.kill()
+        qmpsh.wait(timeout=10)
+        result = run_qmpsh("--launch", stdin="query-status\n", env=env)
+        assert result.returncode == 0, result.stderr
+        assert list(tmp.iterdir()) == [workdir] and (workdir / "a.qcow2").exists()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_gone(pid, timeout=15)
+    run_qmpsh("--launch", stdin="query-status\n", env=env)
+    assert list(tmp.iterdir()) == []

@@ -7,9 +7,11 @@ so none of them may be reported as a lost connection (exit status 3).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,37 @@ def test_history_size_too_large_is_a_usage_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (f"qmpsh: error: argument --history-size: too large: at most "
                                               f"{sys.maxsize}")
+
+
+def test_a_logfile_that_is_a_fifo_nothing_reads_is_one_line_not_a_hang(tmp_path):
+    """Opening a FIFO for writing waits for a reader: qmpsh hung at start, saying nothing."""
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    result = run_qmpsh("-l", str(fifo), str(tmp_path / "nope.sock"), stdin="query-name\n", timeout=20)
+    assert result.returncode == 2
+    assert result.stderr == f"qmpsh: cannot open logfile {fifo}: a FIFO that nothing reads (start its reader first)\n"
+
+
+def test_a_logfile_that_is_a_fifo_with_a_reader_gets_every_message(qemu, tmp_path):
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # there before qmpsh starts
+    os.set_blocking(reader, True)
+    writer = os.open(fifo, os.O_WRONLY)  # the reader sees no end of file until qmpsh has written
+    logged = bytearray()
+
+    def read() -> None:
+        while chunk := os.read(reader, 1 << 16):
+            logged.extend(chunk)
+
+    reading = threading.Thread(target=read)
+    reading.start()
+    try:
+        result = run_qmpsh("-l", str(fifo), qemu.socket, stdin="query-name\n")
+    finally:
+        os.close(writer)
+        reading.join(timeout=30)
+        os.close(reader)
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in logged.decode().splitlines()]
+    assert [m["message"]["execute"] for m in messages if m["direction"] == "sent"][-1] == "query-name"

@@ -23,9 +23,9 @@ def parsed(monkeypatch: pytest.MonkeyPatch, *argv: str) -> argparse.Namespace | 
     """The options main() would run with, or its exit status when it stops before that."""
     seen: list[argparse.Namespace] = []
 
-    async def fake_run(args: argparse.Namespace, address: str, launched: object) -> int:
+    async def fake_run(args: argparse.Namespace, *rest: object) -> cli._SessionEnd:
         seen.append(args)
-        return 0
+        return cli._SessionEnd(interactive=False, lost=False, failed=False, stdout_error=None)
 
     monkeypatch.setattr(cli, "_run", fake_run)
     status = cli.main([*argv, "/nonexistent/qmp.sock"])
