@@ -253,6 +253,8 @@ def test_jobs_table_and_tree_at_the_terminal(qemu, terminal):
     (row,) = [row for row in term.plain()[before:].splitlines() if "job0" in row]
     assert table_cells(row)[4] == "unlimited", term.dump()
     term.run("block-job-resume device=job0", '{"return": {}}')
+    # Unlimited now, it ends at once: its end printed, /job then says it again as its answer.
+    term.wait_for(lambda: "BLOCK_JOB_COMPLETED" in term.plain(), "the job to end")
 
     term.run("/job job0", "BLOCK_JOB_COMPLETED")
     term.run("/jobs", "no jobs")
