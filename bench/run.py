@@ -786,9 +786,90 @@ def profile(sock: str, lines: int, env: dict[str, str], workdir: Path, qmpsh: To
     print(f"\n-- own time by area (total {total:.2f} s; per command = over {lines} commands) --")
     for area, seconds in sorted(areas.items(), key=lambda kv: -kv[1])[:20]:
         print(f"{seconds * 1000:9.1f} ms {seconds / lines * 1e6:8.1f} us/command {100 * seconds / total:5.1f}%  {area}")
+    start_only = workdir / "qmpsh-no-input.prof"
+    check_rc(run([PYTHON, "-m", "cProfile", "-o", str(start_only), "-m", "qmpsh", sock], b"", env),
+             "qmpsh with no input under cProfile")
+    profile_causes(stats.stats, pstats.Stats(str(start_only)).stats, lines)  # type: ignore[attr-defined]
     for key in ("tottime", "cumulative"):
         print(f"\n-- top {top} by {key} --")
         stats.sort_stats(key).print_stats(top)
+
+
+# A profile entry: (file, line, function) -> (primitive calls, calls, own time, cumulative time, callers).
+ProfileKey = tuple[str, int, str]
+ProfileStats = dict[ProfileKey, tuple[int, int, float, float, dict[ProfileKey, tuple[int, int, float, float]]]]
+
+# Issue 14's causes of qmpsh's CPU per command, each a test on a profile entry's (file, function), first match.
+# A builtin (file "~") counts for the cause of the function that called it.
+PROFILE_CAUSES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
+    ("json encode/decode", lambda path, fn: "/json/" in path or "_json" in fn),
+    ("qemu.qmp Message wrapping", lambda path, fn: path.endswith("/qemu/qmp/message.py") or "_collections_abc" in path),
+    ("syntax (parsing every line)", lambda path, fn: "/qmpsh/syntax.py" in path),
+    ("render/flush", lambda path, fn: "/qmpsh/render.py" in path or "TextIOWrapper" in fn),
+    ("schema", lambda path, fn: "/qmpsh/schema.py" in path or "/qmpsh/catalog.py" in path),
+    ("socket send/recv", lambda path, fn: "_socket.socket" in fn),
+    ("event loop (asyncio: iterations, tasks, futures, wait)",
+     lambda path, fn: "/asyncio/" in path or "selectors.py" in path or "_asyncio" in fn or "_contextvars" in fn),
+    ("qemu.qmp reading (protocol, QMPClient)", lambda path, fn: "/qemu/qmp/" in path),
+)
+# How often per command qmpsh does what the causes above are made of: (label, in the file name, function).
+PROFILE_COUNTS = (
+    ("event-loop iterations", "/base_events.py", "_run_once"), ("callbacks run", "/events.py", "_run"),
+    ("tasks created", "/base_events.py", "create_task"), ("asyncio.wait", "/tasks.py", "wait"),
+    ("json.dumps", "json/__init__.py", "dumps"), ("json.loads", "json/__init__.py", "loads"),
+    ("Message.__getitem__", "/message.py", "__getitem__"),
+    ("Mapping.__contains__", "_collections_abc", "__contains__"), ("syntax add_line", "/syntax.py", "add_line"),
+    ("stdout flushes", "~", "<method 'flush' of '_io.TextIOWrapper' objects>"),
+    ("socket sends", "~", "<method 'send' of '_socket.socket' objects>"),
+)
+
+
+def profile_cause(path: str, function: str) -> str:
+    """The cause a profile entry belongs to; the rest of qmpsh by module ("qmpsh/session.py")."""
+    cause = next((cause for cause, test in PROFILE_CAUSES if test(path, function)), "other")
+    if cause == "other" and "/qmpsh/" in path:
+        return "qmpsh/" + path.rsplit("/qmpsh/", 1)[1] + " (the rest)"
+    return cause
+
+
+def by_cause(stats: ProfileStats) -> dict[str, float]:
+    """Own time (s) of a profile by cause; a builtin counts for the cause of its caller unless it has its own.
+
+    The epoll wait is idle time (waiting for QEMU or stdin), not CPU.
+    """
+    def cause_of(key: ProfileKey) -> str:
+        return "(idle) epoll wait" if "epoll" in key[2] else profile_cause(key[0], key[2])
+
+    causes: dict[str, float] = {}
+    for key, (_, _, own, _, callers) in stats.items():
+        cause = cause_of(key)
+        if key[0] != "~" or cause != "other":
+            causes[cause] = causes.get(cause, 0.0) + own
+            continue
+        for caller, (_, _, own_for_caller, _) in callers.items():
+            causes[cause_of(caller)] = causes.get(cause_of(caller), 0.0) + own_for_caller
+    return causes
+
+
+def profile_causes(stats: ProfileStats, start_only: ProfileStats, lines: int) -> None:
+    """Own time per command by issue 14's causes, and how often per command each step runs.
+
+    As in the throughput row, per command = (the run with ``lines`` commands - the run with no input) / lines.
+    "other" is mostly imports, whose time varies from run to run: it has no share.
+    """
+    full, start = by_cause(stats), by_cause(start_only)
+    causes = {cause: (seconds - start.get(cause, 0.0)) / lines for cause, seconds in full.items()}
+    total = sum(v for k, v in causes.items() if k != "other" and not k.startswith("("))
+    print(f"\n-- own time per command by cause (under cProfile; {total * 1e3:.3f} ms/command in all) --")
+    for cause, seconds in sorted(causes.items(), key=lambda kv: (kv[0] == "other" or kv[0].startswith("("), -kv[1])):
+        if abs(seconds) >= 5e-8:
+            share = "" if cause == "other" or cause.startswith("(") else f"{100 * seconds / total:5.1f}%"
+            print(f"{seconds * 1e3:8.4f} ms/command {share:>6}  {cause}")
+    print("\n-- calls per command --")
+    for label, where, name in PROFILE_COUNTS:
+        calls = [sum(v[1] for (path, _, function), v in s.items() if where in path and function == name)
+                 for s in (stats, start_only)]
+        print(f"{(calls[0] - calls[1]) / lines:7.2f}  {label}")
 
 
 # -- which qmpsh ------------------------------------------------------------------------------
@@ -801,6 +882,11 @@ def git(*args: str) -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
+
+
+def imported_qmpsh(env: dict[str, str]) -> str:
+    """Where the tools' Python imports qmpsh from in ``env`` (an editable install may point at another checkout)."""
+    return run([PYTHON, "-c", "import qmpsh; print(qmpsh.__file__)"], b"", env).out.decode().strip()
 
 
 def describe_working_tree() -> str:
@@ -936,10 +1022,12 @@ def main(argv: list[str] | None = None) -> int:
             info["qmpsh"] = f"git {args.qmpsh_rev} ({git('rev-parse', '--short', args.qmpsh_rev)})"
         else:
             info["qmpsh"] = describe_working_tree()
+            if not imported_qmpsh(bench_env(workdir)).startswith(str(REPO / "qmpsh")):
+                qmpsh_src = REPO  # the venv's qmpsh is another checkout's (run from a git worktree): measure this one
         qemu = Qemu(workdir)
         try:
             bench = Bench(sizes, workdir, log, qmpsh_src)
-            where = run([PYTHON, "-c", "import qmpsh; print(qmpsh.__file__)"], b"", bench.env).out.decode().strip()
+            where = imported_qmpsh(bench.env)
             if qmpsh_src is not None and not where.startswith(str(qmpsh_src)):
                 raise SystemExit(f"bench: --qmpsh-rev: qmpsh would be imported from {where}, not {qmpsh_src}")
             info["qmpsh_path"] = where
