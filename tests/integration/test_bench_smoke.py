@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 from tests.conftest import REPO, qmpsh_env, require_qemu
 
 RUN = REPO / "bench" / "run.py"
 
 
-def bench_rows() -> tuple[str, ...]:
+def bench_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("qmpsh_bench_run", RUN)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -26,7 +30,22 @@ def bench_rows() -> tuple[str, ...]:
         spec.loader.exec_module(module)
     finally:
         del sys.modules[spec.name]
-    return module.ROWS
+    return module
+
+
+def bench_rows() -> tuple[str, ...]:
+    rows: tuple[str, ...] = bench_module().ROWS
+    return rows
+
+
+def test_cpu_hog_is_stopped_even_when_the_row_fails() -> None:
+    """The hog the benchmark starts for the loaded throughput row never outlives the row."""
+    bench = bench_module()
+    with pytest.raises(RuntimeError), bench.cpu_hog() as hog:
+        os.kill(hog.pid, 0)  # running
+        raise RuntimeError("the row failed")
+    with pytest.raises(ProcessLookupError):
+        os.kill(hog.pid, 0)
 
 
 def test_bench_smoke(tmp_path: Path) -> None:
