@@ -1,14 +1,16 @@
 """The cursor's context: what ``syntax`` says the input before the cursor is, which the completer,
-and the prompt read instead of each parsing the input their own way."""
+the highlighter and the prompt read instead of each parsing the input their own way."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pygments.token import Generic
 
 from qmpsh import completion, syntax
-from qmpsh.syntax import At, Context, Continuation, cursor_context
+from qmpsh.lexer import QmpLexer
+from qmpsh.syntax import MARKERS, At, Context, Continuation, cursor_context
 
 TRANSACTION = "transaction(\nblock-dirty-bitmap-add node=node-A name=b0\n"
 SPACED_KEY = 'blockdev-add file={"a b": 1} driver=qcow2 node-name=x '  # a JSON value with a space in a key
@@ -125,6 +127,13 @@ def test_the_context_does_not_depend_on_what_was_asked_before(asked):
     for text in asked:
         for grown in (text, text + "\n", text + "\nx "):
             assert cursor_context(grown) == Continuation().context(grown), grown
+
+
+@pytest.mark.parametrize("marker", list(MARKERS))
+def test_the_highlighter_marks_every_marker_the_parser_reads(marker):
+    for text in (f"{marker} query-status", f"  {marker} query-status", marker):
+        first = next((kind, value) for kind, value in QmpLexer().get_tokens(text) if value.strip())
+        assert first == (Generic.Prompt, marker), text
 
 
 def test_completion_on_a_long_line_reads_each_word_once(monkeypatch):
