@@ -166,8 +166,10 @@ PASTED_PROMPTS = ("(QEMU) ", "(qemu) ")
 
 
 def _continuation(width: int, line_number: int, wrap_count: int) -> str:
-    text = get_app().current_buffer.text
-    return "TRANS> " if text.lstrip().startswith("transaction(") else "...".ljust(width)
+    """"TRANS> " in front of the lines of a transaction typed here (a pasted one brings its own)."""
+    first_line = get_app().current_buffer.text.partition("\n")[0]
+    opening = Continuation().context(first_line + " ")  # just after the first line's last word
+    return "TRANS> " if opening.transaction and not opening.marker else "...".ljust(width)
 
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # then every 8 s
