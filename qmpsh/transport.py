@@ -98,7 +98,8 @@ class Transport(Protocol):
 
     def submit(self, msg: Mapping[str, object], exec_id: str) -> asyncio.Future[Mapping[str, object]]:
         """Send a user's request under ``exec_id``; the future gets the reply, or TransportError if
-        the connection goes first. Cancelling the future does not unsend the request.
+        the connection goes first. Cancelling the future does not unsend a request already written;
+        one still queued (a domain's, behind a command libvirt waits on) is never sent.
 
         :raise TransportError: not connected.
         :raise Unsendable: the message is not strict JSON (nothing is sent).

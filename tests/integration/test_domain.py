@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,6 +21,7 @@ from tests.libvirt_fixtures import (
     Domain,
     create_domain,
     destroy_domain,
+    frozen,
     inactive_domain,
     libvirt_clients,
     tool,
@@ -29,9 +32,9 @@ BOGUS_URI = "qemu:///system?socket=/nonexistent/libvirt-sock"
 NOTE = TAINT_NOTE + "\n"
 
 
-def on(domain: Domain, *args: str, stdin: str = "",
-       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_qmpsh("--domain", domain.name, "-c", domain.uri, *args, stdin=stdin, env=env)
+def on(domain: Domain, *args: str, stdin: str = "", env: dict[str, str] | None = None,
+       timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run_qmpsh("--domain", domain.name, "-c", domain.uri, *args, stdin=stdin, env=env, timeout=timeout)
 
 
 def test_query_status_is_a_json_line(libvirt_domain: Domain):
@@ -163,25 +166,47 @@ def test_the_connection_dropping_exits_3(libvirt_domain: Domain):
                                       "it failed (libvirtd stopped, or dropped this client)\n"), err
 
 
-def test_a_domain_destroyed_under_a_script_exits_3(libvirt_daemons: Daemons):
-    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-gone-")
+@pytest.fixture(scope="module")
+def own_domain(libvirt_daemons: Daemons) -> Iterator[Domain]:
+    """A domain of this module's own, for what must never happen to the shared one: its QEMU
+    stopped, then destroyed (by the module's last test)."""
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-own-")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "qmpsh", "--domain", domain.name, "-c", domain.uri],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=qmpsh_env(), cwd=REPO)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write("query-name\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().startswith('{"return"')
-        virsh("destroy", domain.name)
-        out, err = proc.communicate("query-name\nquery-status\n", timeout=60)
+        yield domain
     finally:
         destroy_domain(domain)
-    assert proc.returncode == 3
-    assert all(o.get("event") == "SHUTDOWN" for o in json_lines(out)), out  # QEMU says so, if in time
-    assert err.removeprefix(NOTE) == ("error: connection to QEMU lost while waiting for the reply to query-name: "
-                                      f"domain '{domain.name}' is not running anymore: it was destroyed or shut "
-                                      "down\n"), err
+
+
+def test_a_monitor_that_never_answers_at_connect_exits_3_after_timeout(own_domain: Domain):
+    with frozen(own_domain):  # libvirt connects, and query-version never gets its answer
+        begin = time.monotonic()
+        result = on(own_domain, "--timeout", "2", stdin="query-name\n", timeout=30)
+        seconds = time.monotonic() - begin
+    assert (result.returncode, result.stdout) == (3, ""), result
+    assert result.stderr == (f"error: no reply to query-version from {own_domain.name} at {own_domain.uri} "
+                             "within 2 s\n"), result.stderr
+    assert seconds < 15, seconds
+
+
+def test_a_domain_destroyed_under_a_wait_exits_3_at_once(own_domain: Domain):
+    """libvirt's lifecycle event ends the /wait: nothing has to be sent to find out."""
+    proc = subprocess.Popen([sys.executable, "-m", "qmpsh", "--domain", own_domain.name, "-c", own_domain.uri],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=qmpsh_env(), cwd=REPO)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write("query-name\n/wait BLOCK_JOB_COMPLETED timeout=0\n")  # a wait without end
+        proc.stdin.flush()  # and stdin stays open: only the domain's end can end qmpsh
+        assert proc.stdout.readline().startswith('{"return"')
+        virsh("destroy", own_domain.name)
+        assert proc.wait(timeout=20) == 3
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert err.removeprefix(NOTE) == (f"error: connection to QEMU lost during /wait: domain '{own_domain.name}' "
+                                      "was destroyed\n")
 
 
 def test_without_libvirt_python_domain_says_what_to_install_and_exits_2(tmp_path):

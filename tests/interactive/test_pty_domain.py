@@ -1,13 +1,26 @@
-"""``qmpsh --domain`` at a real terminal: the domain's events come in above the prompt."""
+"""``qmpsh --domain`` at a real terminal: the domain's events, and its loss, come in above the prompt."""
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Iterator
+
+import pytest
 
 from tests.conftest import Qemu
 from tests.interactive.ptyterm import ENTER, PROMPT, TAB, Terminal, parse_row
 from tests.interactive.test_pty_completion import type_and_tab
-from tests.libvirt_fixtures import Daemons, Domain, create_domain, destroy_domain, virsh
+from tests.libvirt_fixtures import (
+    Daemons,
+    Domain,
+    create_domain,
+    destroy_domain,
+    frozen,
+    libvirt_clients,
+    tool,
+    virsh,
+)
 
 
 def test_an_event_from_the_domain_appears_above_the_prompt(libvirt_domain: Domain, terminal):
@@ -60,3 +73,88 @@ def test_connect_completes_a_domain_and_moves_there_then_to_a_socket(libvirt_dae
     finally:
         term.close()
         destroy_domain(other)
+
+
+def at_domain(domain: Domain, *args: str) -> Terminal:
+    """qmpsh --domain at a terminal, at its first prompt."""
+    term = Terminal(None, "--domain", domain.name, "-c", domain.uri, *args)
+    term.wait_prompt()
+    return term
+
+
+def said_above_the_prompt(term: Terminal, text: str, typed: str) -> None:
+    """Wait for ``text`` (wrapped, perhaps) above the prompt, with what was typed still on it."""
+    def above() -> bool:
+        rows = term.rows_with(text[:40])
+        screen = "".join(term.rows)  # the rows are the screen's width: a wrapped line reads whole
+        return (bool(rows) and rows[0] < term.screen.cursor.y and text in screen
+                and term.cursor_row == term.prompt + typed)
+
+    term.wait_for(above, f"{text!r} above the prompt")
+
+
+def drop_libvirt_clients(pid: int) -> None:
+    """libvirtd drops every connection of process ``pid``, as when it stops or loses the client."""
+    for client in libvirt_clients(pid):
+        subprocess.run([tool("virt-admin"), "client-disconnect", "libvirtd", client], check=False, capture_output=True)
+
+
+def test_a_dropped_libvirt_connection_is_said_as_it_happens(libvirt_domain: Domain):
+    term = at_domain(libvirt_domain)
+    try:
+        term.send("query-na")
+        drop_libvirt_clients(term.child.pid)
+        said_above_the_prompt(term, f"connection to QEMU lost: the connection to libvirtd at {libvirt_domain.uri} "
+                                    "is closed: it failed (libvirtd stopped, or dropped this client); "
+                                    "/reconnect to try again", "query-na")
+    finally:
+        term.close()
+
+
+def test_reconnect_gets_a_dropped_libvirt_connection_back(libvirt_domain: Domain):
+    """libvirtd is shared here and never restarted by a test: it dropping qmpsh's connection
+    (virt-admin client-disconnect) is what qmpsh sees of a restart: the close callback, then a
+    new connection to the domain."""
+    term = at_domain(libvirt_domain, "--reconnect")
+    try:
+        drop_libvirt_clients(term.child.pid)
+        term.wait_text("connection to QEMU lost: the connection to libvirtd")
+        term.wait_text("reconnected after 1 attempt")
+        term.run("query-name", f'"name": "{libvirt_domain.name}"')
+    finally:
+        term.close()
+
+
+@pytest.fixture(scope="module")
+def own_domain(libvirt_daemons: Daemons) -> Iterator[Domain]:
+    """A domain of this module's own, for what must never happen to the shared one: its QEMU
+    stopped, then destroyed (by the module's last test)."""
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-own-")
+    try:
+        yield domain
+    finally:
+        destroy_domain(domain)
+
+
+def test_a_request_given_up_on_before_its_turn_is_never_sent(own_domain: Domain):
+    term = at_domain(own_domain, "--timeout", "2")
+    try:
+        term.run("query-status", '"running": false')  # the schema is loaded: nothing waits for it below
+        with frozen(own_domain):  # libvirt waits for QEMU's reply to query-name, and cont waits behind it
+            term.run("query-name", "no reply to query-name within 2 s")
+            term.run("cont", "no reply to query-name within 2 s")
+        term.wait_text("late reply to query-name")
+        term.run("query-status", '"running": false')  # cont was given up on before its turn: never sent
+    finally:
+        term.close()
+
+
+def test_a_destroyed_domain_is_said_as_it_happens(own_domain: Domain):
+    term = at_domain(own_domain)
+    try:
+        term.send("query-na")
+        virsh("destroy", own_domain.name, uri=own_domain.uri)
+        said_above_the_prompt(term, f"connection to QEMU lost: domain '{own_domain.name}' was destroyed; "
+                                    "/reconnect to try again", "query-na")
+    finally:
+        term.close()
