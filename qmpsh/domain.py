@@ -50,7 +50,7 @@ class DomainTransport:
     """A running libvirt domain's QEMU monitor, connected through libvirtd at ``uri``."""
 
     def __init__(self, domain: str, uri: str | None = None, *, tap: WireTap | None = None) -> None:
-        self.domain = domain
+        self.domain: str | None = domain  # as given (a name, an id, a UUID), then libvirt's name for it
         self.uri = uri  # None: LIBVIRT_DEFAULT_URI, else libvirt's default
         self.where = f"domain '{domain}'"
         self.last_activity = time.monotonic()
@@ -64,6 +64,10 @@ class DomainTransport:
         self._changed = asyncio.Event()
         self._outbox: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def label(self) -> str:
+        return f"domain {self.domain}"
 
     def attach(self, on_sent: MessageHook, on_received: MessageHook) -> None:
         self._on_sent, self._on_received = on_sent, on_received
@@ -89,11 +93,11 @@ class DomainTransport:
 
     async def _open(self) -> None:
         try:
-            link = await LibvirtTransport.open(self.domain, self.uri)
+            link = await LibvirtTransport.open(str(self.domain), self.uri)
         except LibvirtTransportError as err:
             raise ConnectFailure(str(err)) from None
         self._link, self._failure = link, None
-        self.where = link.where
+        self.domain, self.where = link.domain, link.where
         self._outbox = asyncio.Queue()
         self._tasks = [asyncio.ensure_future(self._send_loop(link)), asyncio.ensure_future(self._event_loop(link))]
         try:

@@ -102,7 +102,7 @@ async def connect(session: Session, cmd: Builtin) -> bool:
         session.renderer.error("/connect: not in a --launch session: qmpsh stops the QEMU it launched as it leaves")
         return False
     target = cmd.words[0]
-    was_domain = isinstance(getattr(session.transport, "domain", None), str)
+    was_domain = session.transport.domain is not None
     transport: Transport
     if is_address(target):
         from qmpsh.client import SocketTransport, parse_address

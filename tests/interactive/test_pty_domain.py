@@ -23,8 +23,17 @@ from tests.libvirt_fixtures import (
 )
 
 
-def test_an_event_from_the_domain_appears_above_the_prompt(libvirt_domain: Domain, terminal):
-    term = terminal(None, "--domain", libvirt_domain.name, "-c", libvirt_domain.uri)
+def at_domain(domain: Domain, *args: str, cpr: bool = False) -> Terminal:
+    """qmpsh --domain at a terminal, at its first prompt."""
+    term = Terminal(None, "--domain", domain.name, "-c", domain.uri, *args, cpr=cpr)
+    term.prompt = f"({domain.name}) "  # the prompt names the domain
+    term.wait_prompt()
+    return term
+
+
+
+def test_an_event_from_the_domain_appears_above_the_prompt(libvirt_domain: Domain):
+    term = at_domain(libvirt_domain)
     assert term.rows_with("tainted (custom-monitor)"), term.dump()  # said once, at connect
     term.send("query-sta")
     term.wait_prompt("query-sta")
@@ -32,7 +41,7 @@ def test_an_event_from_the_domain_appears_above_the_prompt(libvirt_domain: Domai
     try:
         def event_above_prompt() -> bool:
             events = term.rows_with("RESUME")
-            return bool(events) and events[0] < term.screen.cursor.y and term.cursor_row == PROMPT + "query-sta"
+            return bool(events) and events[0] < term.screen.cursor.y and term.cursor_row == term.prompt + "query-sta"
 
         term.wait_for(event_above_prompt, "the RESUME event above the prompt")
         (row,) = term.rows_with("RESUME")
@@ -43,6 +52,15 @@ def test_an_event_from_the_domain_appears_above_the_prompt(libvirt_domain: Domai
         assert term.rows_with('"status": "running"')[0] > row, term.dump()
     finally:
         virsh("suspend", libvirt_domain.name, uri=libvirt_domain.uri)  # the shared domain stays paused
+        term.close()
+
+
+def test_tab_completes_libvirts_node_names(libvirt_domain: Domain):
+    term = at_domain(libvirt_domain)
+    try:
+        type_and_tab(term, "block-stream device=", ["libvirt-1-format", "libvirt-1-storage"])
+    finally:
+        term.close()
 
 
 def toolbar(term: Terminal) -> str:
@@ -52,12 +70,11 @@ def toolbar(term: Terminal) -> str:
 def test_connect_completes_a_domain_and_moves_there_then_to_a_socket(libvirt_daemons: Daemons,
                                                                      libvirt_domain: Domain, qemu: Qemu):
     other = create_domain(libvirt_daemons.uri, "qmpsh-test-connect-")
-    term = Terminal(None, "--domain", libvirt_domain.name, "-c", libvirt_domain.uri, cpr=True)
+    term = at_domain(libvirt_domain, cpr=True)
     try:
-        term.wait_prompt()
         term.wait_for(lambda: toolbar(term).startswith(f" domain {libvirt_domain.name} │ QEMU "), "the domain's name")
         term.send("/connect qmpsh-test-conn")
-        written = f"{PROMPT}/connect {other.name}"
+        written = f"{term.prompt}/connect {other.name}"
         deadline = time.monotonic() + 20
         while term.cursor_row != written:  # names are listed in the background as the shell starts: a
             assert time.monotonic() < deadline, term.dump()  # loaded machine may take a few Tabs
@@ -65,21 +82,19 @@ def test_connect_completes_a_domain_and_moves_there_then_to_a_socket(libvirt_dae
             term.pump(0.5)
         term.send(ENTER)
         term.wait_text(f"connected to {other.name} at {other.uri}")
+        term.prompt = f"({other.name}) "  # the prompt names the domain it is at now
+        term.wait_prompt()
         term.wait_for(lambda: toolbar(term).startswith(f" domain {other.name} │ QEMU "), "the other domain's name")
         term.run("query-name", f'"name": "{other.name}"')
-        term.run(f"/connect {qemu.socket}", f"connected to {qemu.socket}")
+        term.send(f"/connect {qemu.socket}" + ENTER)
+        term.wait_text(f"connected to {qemu.socket}")
+        term.prompt = PROMPT  # a socket's
+        term.wait_prompt()
         term.wait_for(lambda: toolbar(term).startswith(" connected │ QEMU "), "a socket's toolbar")
         type_and_tab(term, "block-stream device=", ["node-A"])  # the live values are the new QEMU's
     finally:
         term.close()
         destroy_domain(other)
-
-
-def at_domain(domain: Domain, *args: str) -> Terminal:
-    """qmpsh --domain at a terminal, at its first prompt."""
-    term = Terminal(None, "--domain", domain.name, "-c", domain.uri, *args)
-    term.wait_prompt()
-    return term
 
 
 def said_above_the_prompt(term: Terminal, text: str, typed: str) -> None:
