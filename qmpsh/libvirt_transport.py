@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import threading
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
@@ -207,9 +208,18 @@ def describe(exc: libvirt.libvirtError, uri: str, domain: str) -> str:
         return f"permission denied by libvirt at {uri}: {message}"
     if err in NOT_RUNNING_ERRNOS:
         return f"libvirtd is not running at {uri}: {message}"
+    if err in CLOSED_ERRNOS and urllib.parse.urlsplit(uri).hostname:  # qemu+ssh://HOST/...: ssh failed
+        return f"the remote connection to libvirtd at {uri} failed: {_remote_reason(message, err)}"
     if code == libvirt.VIR_ERR_NO_CONNECT or err in CLOSED_ERRNOS or "socket is closed" in message:
         return f"the connection to libvirtd at {uri} is closed: {message}"
     return f"libvirt at {uri}: {message}"
+
+
+def _remote_reason(message: str, err: int) -> str:
+    """libvirt's message for a remote connection that failed, without its wrapping: ssh's own words."""
+    for wrapping in ("Cannot recv data: ", "Cannot write data: "):
+        message = message.removeprefix(wrapping)
+    return message.removesuffix(f": {os.strerror(err)}")
 
 
 def _lookup(conn: libvirt.virConnect, domain: str) -> libvirt.virDomain:
