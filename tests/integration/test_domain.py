@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from qmpsh.domain import TAINT_NOTE
-from tests.conftest import REPO, json_lines, qmpsh_env, run_qmpsh
+from tests.conftest import REPO, json_lines, qemu_img, qemu_io, qmpsh_env, run_qmpsh
+from tests.integration.test_seed_flows import assert_same_data, chain_of, header_backing
 from tests.libvirt_fixtures import (
     Daemons,
     Domain,
@@ -224,3 +225,57 @@ def test_domain_excludes_other_servers(args: list[str]):
     assert result.returncode == 2 and result.stdout == ""
     excludes = "qmpsh: error: --domain takes the place of ADDRESS, --launch and --skip-negotiation"
     assert result.stderr.splitlines()[-1] in (excludes, "qmpsh: error: -c/--connect needs --domain")
+
+
+def test_drive_mirror_with_job_and_pivot(libvirt_daemons: Daemons):
+    """drive-mirror of a two-layer chain to a standalone copy, followed with /job, pivoted with
+    block-job-complete: the guest's disk is then the copy, which holds both layers' data."""
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-mirror-")
+    try:
+        domain.dir.chmod(0o777)  # QEMU, as libvirt's QEMU user, creates the overlay and the copy here
+        top, copy = domain.dir / "top.qcow2", domain.dir / "copy.qcow2"
+        script = (f"{write_through_guest(0x11, 0, 4)}"
+                  f"blockdev-snapshot-sync node-name=libvirt-1-format snapshot-file={top} "
+                  f"snapshot-node-name=node-top format=qcow2\n"
+                  f"{write_through_guest(0x22, 2, 4)}"
+                  f"drive-mirror device=node-top target={copy} format=qcow2 node-name=node-copy sync=full "
+                  f"job-id=job0\n"
+                  f"/job job0\n"
+                  f"block-job-complete device=job0\n"
+                  f"/wait BLOCK_JOB_COMPLETED device=job0\n"
+                  f"query-block\n"
+                  f"query-named-block-nodes\n"
+                  f"quit\n")
+        result = on(domain, stdin=script, timeout=90)
+        assert result.returncode == 0, result
+        replies = [o for o in json_lines(result.stdout) if "return" in o or "error" in o]
+        assert len(replies) in (7, 8) and all("return" in reply for reply in replies), replies  # quit's, if in time
+        assert all(reply["return"] == "" for reply in (replies[0], replies[2])), replies  # qemu-io's writes
+        completed = [o["data"] for o in json_lines(result.stdout) if o.get("event") == "BLOCK_JOB_COMPLETED"]
+        assert len(completed) == 1 and completed[0]["type"] == "mirror" and "error" not in completed[0], completed
+        (disk,) = replies[5]["return"]
+        assert disk["inserted"]["node-name"] == "node-copy", disk  # pivoted: the guest runs on the copy
+        assert chain_of(replies[6]["return"], "node-copy") == [str(copy)]  # standalone: sync=full
+        _wait_gone(domain)  # quit: QEMU has let go of the images
+        assert header_backing(copy) is None and header_backing(top) == str(domain.image)
+        reference = domain.dir / "reference.raw"
+        qemu_img("create", "-q", "-f", "raw", str(reference), "64M")
+        qemu_io(reference, "write -P 0x11 0 4M", "write -P 0x22 2M 4M", fmt="raw")
+        assert_same_data(reference, copy, "the copy")
+        assert_same_data(reference, top, "the overlay with its backing file")
+    finally:
+        destroy_domain(domain)
+
+
+def write_through_guest(pattern: int, offset_mib: int, length_mib: int) -> str:
+    """A script line writing through the guest's disk (libvirt's virtio-disk0), into its active layer."""
+    disk = "/machine/peripheral/virtio-disk0/virtio-backend"
+    return (f"human-monitor-command command-line='qemu-io -d {disk} "
+            f"\"write -P {pattern:#x} {offset_mib}M {length_mib}M\"'\n")
+
+
+def _wait_gone(domain: Domain) -> None:
+    deadline = time.monotonic() + 30
+    while virsh("domstate", domain.name, uri=domain.uri, check=False).returncode == 0:
+        assert time.monotonic() < deadline, f"{domain.name} still runs after quit"
+        time.sleep(0.2)
