@@ -50,7 +50,7 @@ class DomainTransport:
     """A running libvirt domain's QEMU monitor, connected through libvirtd at ``uri``."""
 
     def __init__(self, domain: str, uri: str | None = None, *, tap: WireTap | None = None) -> None:
-        self.domain: str | None = domain  # as given (a name, an id, a UUID), then libvirt's name for it
+        self.domain = domain  # as given (a name, an id, a UUID), then libvirt's name for it
         self.uri = uri  # None: LIBVIRT_DEFAULT_URI, else libvirt's default
         self.where = f"domain '{domain}'"
         self.last_activity = time.monotonic()
@@ -93,7 +93,7 @@ class DomainTransport:
 
     async def _open(self) -> None:
         try:
-            link = await LibvirtTransport.open(str(self.domain), self.uri)
+            link = await LibvirtTransport.open(self.domain, self.uri)
         except LibvirtTransportError as err:
             raise ConnectFailure(str(err)) from None
         self._link, self._failure = link, None

@@ -79,12 +79,18 @@ class _Worker(Executor):
 
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
-        self.unfinished = 0  # calls given and not done yet
+        self._given = 0  # counted by the callers' thread only
+        self._done = 0  # counted by the worker only
         threading.Thread(target=self._run, name="qmpsh-libvirt", daemon=True).start()
+
+    @property
+    def busy(self) -> bool:
+        """A call given to it is not done yet."""
+        return self._given > self._done
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
-        self.unfinished += 1
+        self._given += 1
         self._calls.put((future, lambda: fn(*args, **kwargs)))
         return future
 
@@ -101,7 +107,7 @@ class _Worker(Executor):
                     future.set_result(fn())
                 except BaseException as exc:  # noqa: BLE001 - raised again by the caller
                     future.set_exception(exc)
-            self.unfinished -= 1
+            self._done += 1
             del future, fn  # nothing of the call is kept: a libvirt domain object keeps its connection
 
 
@@ -425,7 +431,7 @@ class LibvirtTransport:
         """Deregister, disconnect and stop the worker; ``failure`` as it was before, if there was one."""
         why = self.failure
         conn, self._conn, self._dom = self._conn, None, None
-        if conn is not None and self._executor.unfinished:  # a call that may never end: not waited for
+        if conn is not None and self._executor.busy:  # a call that may never end: not waited for
             self._executor.submit(self._disconnect, conn)
         elif conn is not None:
             await self._loop.run_in_executor(self._executor, self._disconnect, conn)

@@ -71,8 +71,6 @@ class Transport(Protocol):
 
     #: What it connects to, for messages: a socket path, ``HOST:PORT``.
     where: str
-    #: The libvirt domain's name, when it is a domain's monitor (``--domain``, ``/connect NAME``); else None.
-    domain: str | None
     #: ``time.monotonic()`` when the server last sent anything: it is alive.
     last_activity: float
     #: How many times it has connected: a new number is a new connection, perhaps to another QEMU.
@@ -81,6 +79,10 @@ class Transport(Protocol):
     @property
     def label(self) -> str:
         """What it is connected to, in a few words for the toolbar: a socket's address, ``domain NAME``."""
+
+    @property
+    def domain(self) -> str | None:
+        """The libvirt domain's name, when it is a domain's monitor (``--domain``, ``/connect NAME``); else None."""
 
     def attach(self, on_sent: MessageHook, on_received: MessageHook) -> None:
         """Hand every user request sent, and every reply and event received, to these hooks."""
