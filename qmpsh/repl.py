@@ -153,11 +153,15 @@ def _completions(buffer: Buffer) -> list[Completion]:
     return list(buffer.completer.get_completions(buffer.document, CompleteEvent(completion_requested=True)))
 
 
-def prompt_message(prompt: str) -> Callable[[], str]:
-    """The prompt, left out while the input starts with a pasted one: "(QEMU) (QEMU) cmd" looks wrong."""
+def prompt_message(session: Session) -> Callable[[], str]:
+    """The prompt: ``(HMP)`` with -H, the domain's name on a libvirt domain (after a /connect too),
+    else ``(QEMU)``; left out while the input starts with a pasted one: "(QEMU) (QEMU) cmd" looks wrong."""
 
     def message() -> str:
-        return "" if get_app().current_buffer.text.startswith(PASTED_PROMPTS) else prompt
+        if get_app().current_buffer.text.startswith(PASTED_PROMPTS):
+            return ""
+        domain = session.transport.domain
+        return "(HMP) " if session.options.hmp else f"({domain}) " if domain is not None else "(QEMU) "
 
     return message
 
@@ -249,7 +253,7 @@ async def run_interactive(session: Session, where: str, *,
     toolbar = Toolbar(session)
     version = f" QEMU {toolbar.version}" if toolbar.version else ""
     prompt: PromptSession[str] = PromptSession(
-        prompt_message("(HMP) " if session.options.hmp else "(QEMU) "),
+        prompt_message(session),
         multiline=True,
         key_bindings=key_bindings(session.options.hmp),
         history=open_history(session, history_size),
