@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _export(path: str) -> int:
-    """--export python LOG: the log as a program on stdout."""
+def _export(path: str) -> None:
+    """--export python LOG: the log as a program on stdout; :raise _Refused: the log cannot be read."""
     from qmpsh.export import python_program
     from qmpsh.transcript import TranscriptError, read
 
@@ -193,14 +193,10 @@ def _export(path: str) -> int:
         with open(path, encoding="utf-8", errors="surrogateescape") as log:
             program = python_program(read(log, path), path)
     except OSError as err:
-        print(f"qmpsh: cannot read {path}: {err.strerror}", file=sys.stderr)
-        return ExitStatus.USAGE
+        raise _Refused(f"cannot read {path}: {err.strerror}") from None
     except TranscriptError as err:
-        print(f"qmpsh: {err}", file=sys.stderr)
-        return ExitStatus.USAGE
+        raise _Refused(err) from None
     sys.stdout.write(program)
-    return ExitStatus.OK
-
 
 
 def _non_negative(convert: Callable[[str], float], what: str, most: int | None = None) -> Callable[[str], float]:
@@ -304,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args, mode = _arguments(own, qemu_args)
             if mode.target is Target.EXPORT:
-                return _export(args.address)
+                _export(args.address)
+                return ExitStatus.OK
             log = _open_logfile(args.logfile, owned)
             launched = _launcher(mode, qemu_args, args.workdir, owned)
             status: int = _session_status(_serve(args, mode, log, launched))
