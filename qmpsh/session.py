@@ -427,6 +427,12 @@ class Session:
                 return False
         return await self.execute(item, lineno)
 
+    def fail(self, message: str) -> None:
+        """A failure found outside the session's own lines (a replayed reply that differs): said, and the
+        run fails (exit status 1 in scripts)."""
+        self.renderer.error(message)
+        self._failed = True
+
     def fail_parse(self, error: ParseError, first_lineno: int = 1) -> None:
         error.lineno += first_lineno - 1
         self.renderer.input_error(error, script=not self.options.interactive)
@@ -477,7 +483,7 @@ class Session:
             return False
         ok = "return" in reply and not flight.not_json
         self._happen(Happening.ANSWERED if "return" in reply else Happening.REFUSED)
-        self.subscribers.on_command_done(request.command)
+        self.subscribers.on_answered(request, reply)
         return ok
 
     async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
