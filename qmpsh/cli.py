@@ -426,10 +426,18 @@ def _serve(args: argparse.Namespace, mode: Mode, log: Logfile | None, launched: 
             address = launched.start()
         except (LaunchError, OSError) as err:
             raise _Refused(err) from None
+    if _received:  # came while QEMU started, where its _Ended was swallowed (an at-fork callback of Popen's)
+        raise _Ended(_received[0])
     return asyncio.run(_run_until_signal(args, mode, address, launched, log, ending))
 
 
+#: The ending signals received before the event loop runs. The handler's _Ended can be raised where
+#: Python only prints it (in the callbacks Popen runs around fork): kept here, it is not lost.
+_received: list[int] = []
+
+
 def _raise_ended(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise _Ended(signum)
 
 
