@@ -91,15 +91,10 @@ async def list_domains(session: Session, cmd: Builtin) -> bool:
     if listed is None:
         return False
     uri, found = listed
-    rows = [{"name": name, "id": number, "state": state} for name, number, state in found]
-    if not session.options.interactive:
-        session.renderer.document(rows)
-        return True
-    if not rows:
-        session.renderer.note(f"no running domains at {uri}")
-        return True
-    width = max(len(name) for name, _, _ in found)
-    session.renderer.out("\n".join(f"{name:<{width}}  {number:>4}  {state}" for name, number, state in found))
+    from qmpsh.views import DomainRow, DomainsTable
+
+    rows = [DomainRow(name=name, id=number, state=state) for name, number, state in found]
+    session.renderer.show(DomainsTable(rows, uri))
     return True
 
 
