@@ -268,6 +268,7 @@ class _SessionEnd(NamedTuple):
     lost: bool
     failed: bool
     stdout_error: OSError | None
+    unrecorded: bool  # --record FILE could not be written whole
 
 
 class _Refused(Exception):
@@ -326,7 +327,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _session_status(end: _SessionEnd) -> ExitStatus:
-    """At a terminal only a lost connection counts; a script's failed lines and stdout count too."""
+    """At a terminal only a lost connection counts; a script's failed lines and stdout count too; a
+    --record file not written whole counts as the -l log does (as tee does: at least 2)."""
+    status = _run_status(end)
+    return max(status, ExitStatus.USAGE) if end.unrecorded else status
+
+
+def _run_status(end: _SessionEnd) -> ExitStatus:
     if end.interactive:
         return ExitStatus.CONNECTION if end.lost else ExitStatus.OK
     if end.stdout_error is not None:  # not QEMU's fault: not 3
@@ -361,8 +368,9 @@ def _target(parser: argparse.ArgumentParser, args: argparse.Namespace, qemu_args
     :raise _Refused: --domain without libvirt-python.
     """
     if args.export is not None:
-        if not args.address or args.launch or args.domain is not None:
-            parser.error("--export python LOG: give the -l log to export, and no --launch or --domain")
+        if not args.address or args.launch or args.domain is not None or args.record or args.replay:
+            parser.error("--export python LOG: give the -l log to export, and no --launch, --domain, --record "
+                         "or --replay")
         return Target.EXPORT
     if qemu_args and not args.launch:
         parser.error("QEMU arguments after -- need --launch")
@@ -523,7 +531,7 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
     if log is not None:
         log.warn = renderer.error
     steps = _replayed(args.replay)
-    recorder = _recorder(args.record, mode.interactive)
+    recorder = _recorder(args.record, mode.interactive, checked=not args.no_schema, warn=renderer.error)
     try:
         return await _session(Session(renderer, options, _transport(args, mode, address, log), launched=launched,
                                       tap=log, recorder=recorder), args, mode, steps)
@@ -550,9 +558,10 @@ async def _session(session: Session, args: argparse.Namespace, mode: Mode, steps
 
         renderer.note(TAINT_NOTE)
     if recorder is not None:
-        from qmpsh.toolbar import qemu_version
-
-        recorder.begin(transport.label, qemu_version(session))
+        try:
+            recorder.begin(transport)
+        except OSError as err:
+            raise _Refused(f"cannot record to {args.record}: {err.strerror}") from None
     try:
         if mode.interactive:
             from qmpsh.repl import run_interactive
@@ -571,24 +580,22 @@ async def _session(session: Session, args: argparse.Namespace, mode: Mode, steps
     finally:
         await _disconnect(session)
         renderer.flush()
-    return _SessionEnd(mode.interactive, lost, session.failed, renderer.stdout_error)
+    return _SessionEnd(mode.interactive, lost, session.failed, renderer.stdout_error,
+                       recorder is not None and recorder.error is not None)
 
 
-def _recorder(path: str | None, interactive: bool) -> Recorder | None:
+def _recorder(path: str | None, interactive: bool, checked: bool, warn: Callable[[str], None]) -> Recorder | None:
     """What /save and --record keep: at a terminal always, in a script only with --record FILE.
 
-    :raise _Refused: FILE exists, or cannot be made.
+    :raise _Refused: FILE exists (said before connecting; it is made once connected).
     """
     if path is None and not interactive:
         return None
-    from qmpsh.record import Recorder, new_file
+    if path is not None and os.path.lexists(path):
+        raise _Refused(f"cannot record to {path}: File exists")
+    from qmpsh.record import Recorder
 
-    if path is None:
-        return Recorder()
-    try:
-        return Recorder(new_file(path))
-    except OSError as err:
-        raise _Refused(f"cannot record to {path}: {err.strerror}") from None
+    return Recorder(path, checked, warn)
 
 
 def _replayed(path: str | None) -> list[Step]:

@@ -282,11 +282,10 @@ async def save(session: Session, cmd: Builtin) -> bool:
         return False
     from qmpsh.record import header
     from qmpsh.record import save as write
-    from qmpsh.toolbar import qemu_version
 
     path, lines = cmd.words[0], session.recorder.lines
     try:
-        write(path, header(session.transport.label, qemu_version(session)) + lines)
+        write(path, header(session.transport) + lines)
     except OSError as err:
         session.renderer.error(f"/save: cannot write {path}: {err.strerror}")
         return False

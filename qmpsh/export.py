@@ -8,10 +8,11 @@ into a test: one call per step, the arguments as Python literals.
 
 from __future__ import annotations
 
+import json
 import pprint
 from collections.abc import Iterable
 
-from qmpsh.transcript import Step
+from qmpsh.transcript import Step, TranscriptError
 
 _PROLOGUE = '''#!/usr/bin/env python3
 """{title}
@@ -102,17 +103,23 @@ def _literal(value: object, indent: int) -> str:
 
 
 def python_program(steps: Iterable[Step], source: str, title: str = "A qmpsh session, replayed") -> str:
-    """The program text for ``steps`` (read from ``source``, named in its docstring)."""
+    """The program text for ``steps`` (read from ``source``, named in its docstring).
+
+    :raise TranscriptError: a command QMPClient cannot send as it was sent (``exec-oob``, ``control``).
+    """
     body: list[str] = []
     for step in steps:
         for event in step.before:
-            call = f'    await events.expect("{event.name}"'
+            call = f"    await events.expect({event.name!r}"
             body.append(call + (f", {_literal(dict(event.data), len(call) + 2)})" if event.data else ")"))
-        name = str(step.command.get("execute", step.command.get("exec-oob", "")))
+        name = step.command.get("execute")
+        if not isinstance(name, str) or set(step.command) - {"execute", "arguments"}:
+            raise TranscriptError(f"{source}:{step.lineno}: QMPClient.execute cannot send this as it was sent: "
+                                  f"{json.dumps(step.command)}")
         arguments = step.command.get("arguments")
-        call = f'    await qmp.execute("{name}"'
+        call = f"    await qmp.execute({name!r}"
         body.append(call + (f", {_literal(arguments, len(call) + 2)})" if arguments else ")"))
     if not body:
         body.append("    pass  # the log holds no command")
-    return (_PROLOGUE.format(title=title, source=source) + "\n".join(body) + "\n"
+    return (_PROLOGUE.format(title=title, source=json.dumps(source)) + "\n".join(body) + "\n"
             + _EPILOGUE.format(name="qmpsh-export"))

@@ -215,8 +215,10 @@ async def follow(session: Session, cmd: Builtin) -> bool:
                     break
                 changed = asyncio.ensure_future(live.changed())
                 either: list[asyncio.Future[Any]] = [job.end, changed]
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                changed.cancel()
+                try:
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also on Ctrl-C
+                    changed.cancel()
                 jobs = live.jobs
         event = job.end.result() if job.end.done() else None
     except TimeoutError:

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, cast
 
-from qmpsh.events import Event, Subscriber, job_of
+from qmpsh.events import Event, Subscriber
 from qmpsh.transport import CommandError, TransportError
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class LiveState(Subscriber):
         self._status_retry, self._status_due = POLL_SECONDS, 0.0  # backing off a failing query-status
         self._followers = 0
         self._kept = False  # start() was called: the run state and every job are kept current
+        self._run_events = 0  # run-state events seen: a query-status answer older than one is stale
         self._next_jobs: asyncio.Future[tuple[JobInfo, ...]] | None = None  # for fresh_jobs: the next answer
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
@@ -60,8 +61,11 @@ class LiveState(Subscriber):
     async def fresh_jobs(self) -> tuple[JobInfo, ...]:
         """The jobs as QEMU says after this call (query-jobs sent from now on, never an answer older).
 
-        :raise TransportError: QEMU could not say (CommandError where it has no query-jobs).
+        :raise TransportError: QEMU could not say (CommandError where it has no query-jobs), or the
+            connection is down.
         """
+        if not self._connected():
+            raise TransportError("not connected to QEMU")
         self._run()
         if self._next_jobs is None:
             self._next_jobs = asyncio.get_running_loop().create_future()
@@ -80,6 +84,11 @@ class LiveState(Subscriber):
         finally:
             self._followers -= 1
 
+    @property
+    def active(self) -> bool:
+        """Whether it is keeping anything current now (a background task runs)."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         """Keep the run state and the jobs current from now on (the status toolbar)."""
         self._kept = True
@@ -89,6 +98,14 @@ class LiveState(Subscriber):
     def _run(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._keep_current())
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The keeping task ended (nothing left to keep, or it failed): an asker waits no more."""
+        waiter, self._next_jobs = self._next_jobs, None
+        if waiter is not None and not waiter.done():
+            failure = None if task.cancelled() else task.exception()
+            waiter.set_exception(TransportError(f"the live state stopped: {failure or 'cancelled'}"))
 
     def stop(self) -> None:
         if self._task is not None:
@@ -97,14 +114,16 @@ class LiveState(Subscriber):
     # -- what the session tells (Subscriber) --------------------------------------
 
     def on_event(self, event: Event) -> None:
-        name = event.get("event")
+        name = event.get("event")  # (called for every event: the name is all most of them need)
+        if name == "JOB_STATUS_CHANGE" or (isinstance(name, str) and name.startswith("BLOCK_JOB_")):
+            self._jobs_stale = True
+            self._wake.set()
+            return
         state = RUN_STATE_EVENTS.get(name) if isinstance(name, str) else None
         if state is not None:
             self.run_state = state
+            self._run_events += 1
             self._notify()
-        elif job_of(event) is not None:
-            self._jobs_stale = True
-            self._wake.set()
 
     def on_connection_changed(self) -> None:
         self.run_state, self.jobs, self._jobs_stale = None, (), True
@@ -119,8 +138,9 @@ class LiveState(Subscriber):
         self._changed = asyncio.Event()
 
     async def _keep_current(self) -> None:
+        """Until nothing is kept, followed or asked for (then a later ask starts it again)."""
         loop = asyncio.get_running_loop()
-        while True:
+        while self._kept or self._followers or self._next_jobs is not None:
             self._wake.clear()
             if self._connected():
                 if self._kept and self.run_state is None and loop.time() >= self._status_due:
@@ -135,6 +155,7 @@ class LiveState(Subscriber):
 
     async def _fetch_run_state(self, now: float) -> None:
         """query-status; after a failure asked again in about 1, 2, 4 ... 32 seconds."""
+        events_before = self._run_events
         try:
             status = await self._query("query-status")
         except CommandError as err:
@@ -146,7 +167,8 @@ class LiveState(Subscriber):
         except TransportError:
             self._back_off(now)
             return
-        self.run_state = str(status.get("status")) if isinstance(status, dict) else ""
+        if self._run_events == events_before:  # else a STOP or RESUME since says more than this answer
+            self.run_state = str(status.get("status")) if isinstance(status, dict) else ""
         self._status_retry = POLL_SECONDS
         self._notify()
 

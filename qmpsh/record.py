@@ -1,25 +1,32 @@
 """``/save FILE`` and ``--record FILE``: the session so far as a script qmpsh can run again.
 
 What is kept: every command that succeeded, in order, as it was sent (after the schema's
-coercion): a key=value line where that parses back to exactly the same message, one line of
-JSON otherwise; and the ``/wait``, ``/job`` and ``/shell`` lines that succeeded, which a rerun
-needs as much as the commands (a job must be ready before ``block-job-complete``). Queries for
-qmpsh itself, failed lines and the built-ins that only show things are left out.
+coercion): a key=value line where that parses back to exactly the same message (with a leading
+``!`` when it was sent unchecked, so a rerun sends it unchecked too), one line of JSON otherwise;
+and the ``/wait``, ``/job`` and ``/shell`` lines that succeeded, which a rerun needs as much as
+the commands (a job must be ready before ``block-job-complete``). Queries for qmpsh itself,
+failed lines and the built-ins that only show things are left out; so is a reply that came after
+its line stopped waiting (Ctrl-C), which a rerun may need: the saved script says nothing of it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from qmpsh.events import Subscriber
 from qmpsh.syntax import Builtin, Request, format_kv, format_value, parse
+from qmpsh.transport import qemu_version
+
+if TYPE_CHECKING:
+    from qmpsh.transport import Transport
 
 #: The built-ins a rerun needs: they wait for QEMU, or make the files its commands use.
-REPLAYED_BUILTINS = frozenset({"wait", "job", "shell"})
+RECORDED_BUILTINS = frozenset({"wait", "job", "shell"})
 
 
 def command_line(message: Mapping[str, object]) -> str:
@@ -43,46 +50,77 @@ def builtin_line(builtin: Builtin) -> str:
     return " ".join([f"/{builtin.name}", *builtin.words, *arguments])
 
 
-def header(where: str, version: str) -> list[str]:
-    """The comment lines a saved script starts with."""
+def header(transport: Transport) -> list[str]:
+    """The comment lines a saved script starts with: when, which QEMU, where, how to run it again."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    version = qemu_version(transport)
     qemu = f"QEMU {version}" if version else "QEMU"
-    return [f"# qmpsh session, {stamp}: {qemu} at {where}",
-            "# run it again: qmpsh ADDRESS < THIS-FILE (exit status 0 when every line succeeds)"]
+    target = f"--domain {transport.domain}" if transport.domain is not None else "ADDRESS"
+    return [f"# qmpsh session, {stamp}: {qemu} at {transport.label}",
+            f"# run it again: qmpsh {target} < THIS-FILE (exit status 0 when every line succeeds)"]
 
 
 class Recorder(Subscriber):
-    """The lines of a session that a rerun needs, kept as they succeed; also written to ``sink``
-    as they come (``--record``)."""
+    """The lines of a session that a rerun needs, kept as they succeed; with a ``path``
+    (``--record``) also written there as they come, from ``begin``.
 
-    def __init__(self, sink: TextIO | None = None) -> None:
+    ``checked``: key=value lines were checked against the schema (not ``--no-schema``). A write
+    that fails (a full disk) is said once through ``warn``; nothing more is written, and ``error``
+    keeps it for the exit status, as for the ``-l`` log.
+    """
+
+    def __init__(self, path: str | None = None, checked: bool = True,
+                 warn: Callable[[str], None] = lambda text: print(f"qmpsh: {text}", file=sys.stderr)) -> None:
         self.lines: list[str] = []
-        self.sink = sink
+        self.path = path
+        self.checked = checked
+        self.warn = warn
+        self.error: OSError | None = None
+        self._sink: TextIO | None = None
 
-    def begin(self, where: str, version: str) -> None:
-        """Start ``sink`` with the header, once connected (``--record``)."""
-        if self.sink is not None:
-            self.sink.writelines(line + "\n" for line in header(where, version))
-            self.sink.flush()
+    def begin(self, transport: Transport) -> None:
+        """Make ``path`` (once connected, so a run that cannot connect leaves no file) and write the header.
+
+        :raise OSError: it exists, or cannot be made.
+        """
+        if self.path is not None:
+            self._sink = new_file(self.path)
+            self._write(header(transport))
 
     def on_answered(self, request: Request, reply: Mapping[str, object]) -> None:
         if "return" in reply:
-            message = {key: value for key, value in request.message.items() if key != "id"}
-            self._add(command_line(message))
+            line = command_line({key: value for key, value in request.message.items() if key != "id"})
+            unchecked = request.force or not self.checked
+            self._add(f"!{line}" if unchecked and not line.startswith("{") else line)
 
     def on_builtin_done(self, builtin: Builtin, ok: bool) -> None:
-        if ok and builtin.name in REPLAYED_BUILTINS:
+        if ok and builtin.name in RECORDED_BUILTINS:
             self._add(builtin_line(builtin))
 
     def close(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
+        if self._sink is not None:
+            try:
+                self._sink.close()
+            except OSError as err:
+                self._failed(err)
 
     def _add(self, line: str) -> None:
         self.lines.append(line)
-        if self.sink is not None:
-            self.sink.write(line + "\n")
-            self.sink.flush()
+        self._write([line])
+
+    def _write(self, lines: list[str]) -> None:
+        if self._sink is None or self.error is not None:
+            return
+        try:
+            self._sink.writelines(line + "\n" for line in lines)
+            self._sink.flush()
+        except OSError as err:
+            self._failed(err)
+
+    def _failed(self, err: OSError) -> None:
+        if self.error is None:
+            self.error = err
+            self.warn(f"cannot write {self.path}: {err.strerror} (nothing more is recorded there)")
 
 
 def new_file(path: str) -> TextIO:

@@ -72,9 +72,11 @@ async def replay(session: Session, steps: list[Step], where: str) -> None:
     with session.subscribers.subscribed(replies):
         for step in steps:
             request = Request(dict(step.command), "json", step.lineno, source=json.dumps(step.command))
-            if session.stopped or not await _events_seen(session, step, timeout):
-                if not session.stopped:
-                    session.fail(f"{where}:{step.lineno}: replay stopped before {request.command}")
+            if session.stopped:  # quit, or the connection went: what is left of the log did not run
+                session.fail(f"{where}:{step.lineno}: replay stopped before {request.command}: the session ended")
+                return
+            if not await _events_seen(session, step, timeout):
+                session.fail(f"{where}:{step.lineno}: replay stopped before {request.command}")
                 return
             await session.run_item(request)
             reply = replies.got.pop(id(request), None)

@@ -3,8 +3,8 @@
 The prompt hands it what the user typed (``await session.run(text)``), a script its lines one at a
 time (``await session.run_line(line, lineno)``, then ``await session.end_input()``); from there a
 line takes one path: parsed, built-ins run, requests checked and handed to ``inflight.Requests``,
-events kept. The connection's life is one ``Runstate``, changed only by the happenings in
-``AFTER``.
+events kept. The connection's life is one ``Runstate``, changed by the happenings in ``AFTER``
+(and put back by ``lose()`` when it is stopped before it could find out why).
 """
 
 from __future__ import annotations

@@ -9,14 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from qmpsh.session import Session
-
-
-def qemu_version(session: Session) -> str:
-    version = session.transport.version
-    qemu = version.get("qemu", {}) if version is not None else {}
-    if not isinstance(qemu, dict) or not qemu:
-        return ""
-    return f"{qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
+from qmpsh.transport import qemu_version
 
 
 class Toolbar:
@@ -25,7 +18,7 @@ class Toolbar:
 
     @property
     def version(self) -> str:
-        return qemu_version(self.session)  # from the transport: current after a reconnect too
+        return qemu_version(self.session.transport)  # from the transport: current after a reconnect too
 
     def __call__(self) -> str:
         """The toolbar's text: plain text, so nothing is parsed on a redraw (one per keystroke)."""

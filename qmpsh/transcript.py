@@ -14,8 +14,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-#: The id prefix of the commands a user ran (the session numbers them qmpsh-1, qmpsh-2 ...).
-USER_ID_PREFIX = "qmpsh-"
+from qmpsh.inflight import ID_PREFIX
+
 #: Event data keys that say which thing an event is about or what state it reached.
 IDENTIFYING_KEYS = ("id", "device", "node-name", "node", "qom-path", "path", "job-id", "type", "status", "name",
                     "action", "operation")
@@ -31,11 +31,6 @@ class Expected:
 
     name: str
     data: Mapping[str, object] = field(default_factory=dict)
-
-    def matches(self, event: Mapping[str, object]) -> bool:
-        data = event.get("data")
-        data = data if isinstance(data, Mapping) else {}
-        return event.get("event") == self.name and all(data.get(k) == v for k, v in self.data.items())
 
     def __str__(self) -> str:
         return " ".join([self.name, *(f"{k}={json.dumps(v)}" for k, v in self.data.items())])
@@ -66,9 +61,10 @@ def _add(seen: list[Expected], event: Expected) -> None:
 
 
 def read(lines: Iterable[str], where: str = "log") -> list[Step]:
-    """The steps of a ``-l`` log, in order.
+    """The steps of a ``-l`` log of one qmpsh run, in order.
 
-    :raise TranscriptError: a line is not a log entry (``where:LINE: why``).
+    :raise TranscriptError: a line is not a log entry, or a second run starts (``-l`` appends, and
+        each run numbers its commands from qmpsh-1 again): ``where:LINE: why``.
     """
     steps: list[Step] = []
     by_id: dict[str, Step] = {}
@@ -78,7 +74,10 @@ def read(lines: Iterable[str], where: str = "log") -> list[Step]:
             continue
         direction, message = _entry(line, f"{where}:{lineno}")
         exec_id = message.get("id")
-        mine = isinstance(exec_id, str) and exec_id.startswith(USER_ID_PREFIX)
+        mine = isinstance(exec_id, str) and exec_id.startswith(ID_PREFIX)
+        if direction == "sent" and mine and exec_id in by_id:  # each run numbers its commands from qmpsh-1
+            raise TranscriptError(f"{where}:{lineno}: another qmpsh run starts here (-l appends to a log): "
+                                  "keep one run in the file")
         if direction == "sent" and mine:
             command = {k: v for k, v in message.items() if k != "id"}
             step = Step(command, lineno, seen if steps else [])

@@ -53,6 +53,15 @@ class WireTap(Protocol):
     def received(self, data: bytes) -> None: ...
 
 
+def qemu_version(transport: Transport) -> str:
+    """QEMU's version from the greeting (``7.2.22``); "" when the server did not say."""
+    version = transport.version
+    qemu = version.get("qemu", {}) if version is not None else {}
+    if not isinstance(qemu, dict) or not qemu:
+        return ""
+    return f"{qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
+
+
 def reply_id(msg: Mapping[str, object]) -> str | None:
     """A reply's id when it can be one of ours (a string); a server may send anything there."""
     exec_id = msg.get("id")

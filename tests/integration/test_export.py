@@ -45,8 +45,8 @@ def test_the_exported_program_does_what_the_session_did(qemu_factory, tmp_path):
     stopped(vm)
 
     program = exported(log, tmp_path)
-    assert program.read_text().index('events.expect("BLOCK_JOB_READY"') \
-        < program.read_text().index('qmp.execute("block-job-complete"')
+    assert program.read_text().index("events.expect('BLOCK_JOB_READY'") \
+        < program.read_text().index("qmp.execute('block-job-complete'")
     fresh = qemu_factory(workdir=second)
     replayed = run_program(program, fresh.socket)
     assert replayed.returncode == 0, replayed.stderr

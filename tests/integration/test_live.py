@@ -14,6 +14,7 @@ import pytest
 from qmpsh.client import SocketTransport
 from qmpsh.render import Renderer
 from qmpsh.session import Options, Session
+from qmpsh.transport import TransportError
 from tests.conftest import Qemu
 from tests.integration.test_completion import Sent
 from tests.integration.test_jobs import CHAIN, polls, run
@@ -97,3 +98,40 @@ def test_a_script_following_a_job_asks_only_for_jobs(qemu: Qemu, tmp_path) -> No
     assert len(asked) >= 3, asked
     span = asked[-1][0] - asked[0][0]
     assert len(asked) <= 5 * span + 3, f"{len(asked)} query-jobs in {span:.2f} s: more than one poller"
+
+
+def test_following_a_job_polls_only_while_it_follows(qemu: Qemu) -> None:
+    """A script's /job starts the polling; it stops once nothing is followed (no query every second after)."""
+
+    async def test() -> None:
+        tap = Sent()
+        session = Session(Renderer(), Options(), SocketTransport(qemu.socket, tap=tap))
+        await session.connect()
+        live = session.live
+        try:
+            with live.following():
+                assert await live.fresh_jobs() == ()
+                assert live.active
+            deadline = asyncio.get_running_loop().time() + 5
+            while live.active:
+                assert asyncio.get_running_loop().time() < deadline, "still polling with nothing followed"
+                await asyncio.sleep(0.05)
+            asked = tap.commands.count("query-jobs")
+            await asyncio.sleep(1.5)
+            assert tap.commands.count("query-jobs") == asked
+            assert tap.commands.count("query-status") == 0
+        finally:
+            await session.transport.close()
+
+    asyncio.run(test())
+
+
+def test_fresh_jobs_says_at_once_when_there_is_no_connection(qemu: Qemu) -> None:
+    async def test() -> None:
+        session = Session(Renderer(), Options(), SocketTransport(qemu.socket))
+        await session.connect()
+        await session.transport.close()
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(session.live.fresh_jobs(), 2)
+
+    asyncio.run(test())

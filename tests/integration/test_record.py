@@ -46,3 +46,10 @@ def test_save_in_a_script_says_how_to_record(qemu, tmp_path):
     assert run.returncode == 1
     assert run.stderr == "error: /save: a script keeps no record of itself; run it with --record FILE\n"
     assert not (tmp_path / "x.qmp").exists()
+
+
+def test_a_run_that_cannot_connect_leaves_no_record_file(tmp_path):
+    record = tmp_path / "r.qmp"
+    run = run_qmpsh("--record", str(record), str(tmp_path / "nothing.sock"), stdin="query-status\n")
+    assert run.returncode == 3
+    assert not record.exists()

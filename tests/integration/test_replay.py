@@ -89,3 +89,18 @@ def test_a_log_that_is_not_one_is_named_with_its_line(qemu, tmp_path):
     replayed = run_qmpsh("--replay", str(log), qemu.socket)
     assert replayed.returncode == 2
     assert replayed.stderr == f"qmpsh: {log}:2: not a qmpsh -l log line (Expecting value: line 1 column 1 (char 0))\n"
+
+
+def test_an_event_that_does_not_come_stops_the_replay(qemu, tmp_path):
+    """The recorded session saw BLOCK_JOB_READY before query-status; this QEMU runs no job."""
+    log = tmp_path / "session.log"
+    entries = [{"direction": "sent", "message": {"execute": "query-name", "id": "qmpsh-1"}},
+               {"direction": "received", "message": {"return": {}, "id": "qmpsh-1"}},
+               {"direction": "received", "message": {"event": "BLOCK_JOB_READY", "data": {"device": "job0"}}},
+               {"direction": "sent", "message": {"execute": "query-status", "id": "qmpsh-2"}}]
+    log.write_text("".join(json.dumps({"time": "2026-12-07T12:00:00+00:00", **e}) + "\n" for e in entries))
+    replayed = run_qmpsh("--timeout", "1", "--replay", str(log), qemu.socket)
+    assert replayed.returncode == 1, replayed.stderr
+    assert replayed.stderr.splitlines() == ["error: /wait: no BLOCK_JOB_READY device=job0 within 1 s",
+                                            f"error: {log}:4: replay stopped before query-status"]
+    assert [json.loads(line) for line in replayed.stdout.splitlines()] == [{"return": {}}]  # query-name only

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from qmpsh.record import Recorder, builtin_line, command_line
+from qmpsh.client import SocketTransport
+from qmpsh.record import Recorder, builtin_line, command_line, header
 from qmpsh.syntax import Builtin, Request
 
 
@@ -54,3 +55,32 @@ def test_only_what_succeeded_and_what_a_rerun_needs():
     recorder.on_builtin_done(Builtin("job", ("job0",)), False)
     recorder.on_builtin_done(Builtin("tree"), True)
     assert recorder.lines == ["stop", "/wait STOP"]
+
+
+def test_lines_sent_unchecked_are_saved_to_be_sent_unchecked_again():
+    forced = Request({"execute": "x-experimental", "arguments": {"a": "1"}}, "kv", force=True)
+    plain = Request({"execute": "stop", "arguments": {}}, "kv")
+    checked, unchecked = Recorder(), Recorder(checked=False)  # --no-schema
+    for recorder in checked, unchecked:
+        recorder.on_answered(forced, {"return": {}})
+        recorder.on_answered(plain, {"return": {}})
+    assert checked.lines == ['!x-experimental a="1"', "stop"]  # the string, as sent
+    assert unchecked.lines == ['!x-experimental a="1"', "!stop"]
+
+
+def test_the_header_says_how_to_run_it_again():
+    first, second = header(SocketTransport("/run/vm1.sock"))
+    assert first.startswith("# qmpsh session, ") and first.endswith(": QEMU at /run/vm1.sock")
+    assert second == "# run it again: qmpsh ADDRESS < THIS-FILE (exit status 0 when every line succeeds)"
+
+
+def test_a_write_that_fails_is_said_once_and_kept_for_the_exit_status(tmp_path):
+    said: list[str] = []
+    recorder = Recorder(str(tmp_path / "r.qmp"), warn=said.append)
+    recorder.begin(SocketTransport("/run/vm1.sock"))
+    recorder._sink = open("/dev/full", "w")  # noqa: SIM115 - what a full disk does to the file
+    recorder.on_answered(Request({"execute": "stop", "arguments": {}}, "kv"), {"return": {}})
+    recorder.on_answered(Request({"execute": "cont", "arguments": {}}, "kv"), {"return": {}})
+    recorder.close()
+    assert said == [f"cannot write {tmp_path / 'r.qmp'}: No space left on device (nothing more is recorded there)"]
+    assert recorder.error is not None and recorder.lines == ["stop", "cont"]  # /save still has them

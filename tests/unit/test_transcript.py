@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import pytest
 
 from qmpsh.export import python_program
-from qmpsh.transcript import Expected, TranscriptError, read
+from qmpsh.transcript import Expected, TranscriptError, expected, read
 
 
 def entry(direction: str, message: dict) -> str:
@@ -56,12 +57,17 @@ def test_the_users_commands_with_the_events_seen_before_each_and_their_replies()
     assert [s.lineno for s in steps] == [4, 12, 14]
 
 
-def test_an_expected_event_matches_by_name_and_identifying_data():
-    ready = Expected("BLOCK_JOB_READY", {"device": "job0"})
-    assert ready.matches(READY)
-    assert not ready.matches({**READY, "data": {**READY["data"], "device": "job1"}})
-    assert not ready.matches({"event": "BLOCK_JOB_COMPLETED", "data": READY["data"]})
-    assert str(ready) == 'BLOCK_JOB_READY device="job0"'
+def test_an_expected_event_is_named_by_what_identifies_it():
+    assert str(expected(READY)) == 'BLOCK_JOB_READY device="job0" type="mirror"'
+
+
+def test_a_log_of_two_runs_is_refused_where_the_second_begins():
+    """-l appends: a second run's qmpsh-1 would replay its quit and its events as one session."""
+    second = [entry("sent", {"execute": "query-status", "id": "qmpsh-1"})]
+    with pytest.raises(TranscriptError) as raised:
+        read(LOG + second, "session.log")
+    assert str(raised.value) == (f"session.log:{len(LOG) + 1}: another qmpsh run starts here (-l appends to a log): "
+                                 "keep one run in the file")
 
 
 @pytest.mark.parametrize("line, why", [
@@ -79,10 +85,26 @@ def test_the_program_runs_the_steps_in_order_and_is_valid_python():
     program = python_program(read(LOG), "session.log")
     compile(program, "replay.py", "exec")
     calls = [line.strip() for line in program.splitlines() if line.startswith("    await ")]
-    assert calls[0].startswith('await qmp.execute("drive-mirror", {\'device\': \'node-D\'')
+    assert calls[0].startswith("await qmp.execute('drive-mirror', {'device': 'node-D'")
     assert calls[1:] == [
-        "await events.expect(\"JOB_STATUS_CHANGE\", {'id': 'job0', 'status': 'ready'})",
-        "await events.expect(\"BLOCK_JOB_READY\", {'device': 'job0', 'type': 'mirror'})",
-        "await qmp.execute(\"block-job-complete\", {'device': 'job0'})",
-        'await qmp.execute("quit")']
+        "await events.expect('JOB_STATUS_CHANGE', {'id': 'job0', 'status': 'ready'})",
+        "await events.expect('BLOCK_JOB_READY', {'device': 'job0', 'type': 'mirror'})",
+        "await qmp.execute('block-job-complete', {'device': 'job0'})",
+        "await qmp.execute('quit')"]
     assert "session.log" in program.split('"""')[1]
+
+
+def test_what_the_log_holds_cannot_break_out_of_the_program():
+    odd = [entry("sent", {"execute": "x'); import os; os.system('true'); ('", "id": "qmpsh-1"}),
+           entry("received", {"event": 'E"""', "data": {"id": "\\N{"}})]
+    odd.append(entry("sent", {"execute": "stop", "id": "qmpsh-2"}))
+    program = python_program(read(odd), 'a"""b\\N{.log')
+    calls = [node.func for node in ast.walk(ast.parse(program)) if isinstance(node, ast.Call)]
+    assert not any(isinstance(f, ast.Attribute) and f.attr == "system" for f in calls)  # only inside a string
+
+
+def test_what_qmpclient_cannot_send_as_it_was_is_refused():
+    oob = [entry("sent", {"exec-oob": "migrate-pause", "id": "qmpsh-1"})]
+    with pytest.raises(TranscriptError) as raised:
+        python_program(read(oob, "s.log"), "s.log")
+    assert str(raised.value).startswith("s.log:1: QMPClient.execute cannot send this as it was sent: ")
