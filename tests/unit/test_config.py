@@ -25,7 +25,7 @@ def parsed(monkeypatch: pytest.MonkeyPatch, *argv: str) -> argparse.Namespace | 
 
     async def fake_run(args: argparse.Namespace, *rest: object) -> cli._SessionEnd:
         seen.append(args)
-        return cli._SessionEnd(interactive=False, lost=False, failed=False, stdout_error=None)
+        return cli._SessionEnd(interactive=False, lost=False, failed=False, stdout_error=None, unrecorded=False)
 
     monkeypatch.setattr(cli, "_run", fake_run)
     status = cli.main([*argv, "/nonexistent/qmp.sock"])
