@@ -106,6 +106,10 @@ _NONCHARACTER_RE = re.compile(rb"\xef\xb7[\x90-\xaf]|\xef\xbf[\xbe\xbf]|[\xf0-\x
 _TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]')  # of compact JSON: no spaces
 
 
+#: What ``encode`` writes with, made once (``json.dumps`` with options makes an encoder per call).
+_STRICT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode(msg: Mapping[str, object]) -> bytes:
     """``msg`` as one line of strict JSON, the only kind QEMU reads.
 
@@ -117,7 +121,7 @@ def encode(msg: Mapping[str, object]) -> bytes:
         deep, a message too big for QEMU.
     """
     try:
-        data = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        data = _STRICT_JSON.encode(msg).encode()
     except UnicodeEncodeError:
         raise Unsendable("a lone surrogate in a string: not valid Unicode") from None
     except ValueError as err:  # NaN or Infinity; an integer of more digits than Python writes
