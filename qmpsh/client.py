@@ -210,7 +210,7 @@ class SocketTransport(QMPClient):
             return
         obj = msg._object  # the dict Message wraps: the owner reads it many times
         self._on_received(obj)
-        waiter = self._waiting.get(exec_id) if exec_id is not None else None
+        waiter = self._waiting.pop(exec_id, None) if exec_id is not None else None
         if waiter is not None and not waiter.done():
             waiter.set_result(obj)
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
@@ -238,8 +238,7 @@ class SocketTransport(QMPClient):
             self._tap.sent(data)
         self._on_sent(request)
         waiter: asyncio.Future[Mapping[str, object]] = asyncio.get_running_loop().create_future()
-        self._waiting[exec_id] = waiter
-        waiter.add_done_callback(lambda _: self._waiting.pop(exec_id, None))
+        self._waiting[exec_id] = waiter  # until its reply comes, or the connection goes
         self._unanswered[exec_id] = None
         self._writer.write(data)
         return waiter
@@ -253,6 +252,7 @@ class SocketTransport(QMPClient):
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(TransportError("disconnected"))
+            self._waiting.clear()
 
     async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself (see ``transport.Transport.query``)."""
