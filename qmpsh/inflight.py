@@ -36,7 +36,7 @@ class Settings(Protocol):
     timeout: float | None  # seconds of silence before a request stops waiting
 
 
-@dataclass
+@dataclass(eq=False)
 class Flight:
     """One request sent (or about to be) and not answered yet."""
 
@@ -58,6 +58,9 @@ class Requests:
         self._ids = itertools.count(1)
         self._in_flight: dict[str, Flight] = {}
         self._pipeline: deque[Awaitable[bool]] = deque()
+        #: The requests waited for under --timeout, oldest first: when sent, on what, the reply's future.
+        self._watched: dict[Flight, tuple[float, Transport, asyncio.Future[Mapping[str, object]]]] = {}
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def open(self, request: Request, lineno: int) -> Flight:
         """``request`` (checked) as a flight with an id of its own, awaited from now on."""
@@ -75,20 +78,12 @@ class Requests:
         :raise Unsendable: what the parser cannot see (a coerced value, a message too big for QEMU).
         :raise TransportError, OSError, EOFError: the connection went.
         """
-        timeout = self.options.timeout
         waiter: asyncio.Future[Mapping[str, object]] | None = None
         try:
             waiter = transport.submit(flight.message, flight.exec_id)
-            sent = time.monotonic()
-            if timeout is None:
-                return await waiter
-            while True:
-                idle = time.monotonic() - max(sent, transport.last_activity)
-                if idle >= timeout:
-                    raise TimeoutError
-                done, _ = await asyncio.wait((waiter,), timeout=timeout - idle)
-                if done:
-                    return waiter.result()
+            if self.options.timeout is not None:
+                self._watch(transport, flight, waiter)
+            return await waiter
         except (asyncio.CancelledError, TimeoutError):
             flight.abandoned = True
             raise
@@ -96,8 +91,43 @@ class Requests:
             self._in_flight.pop(flight.exec_id, None)
             raise
         finally:
+            self._watched.pop(flight, None)
             if waiter is not None:
                 waiter.cancel()  # when the caller stopped waiting (Ctrl-C, timeout)
+
+    # -- the timeout: one watchdog for every request waited for -------------
+
+    def _watch(self, transport: Transport, flight: Flight, waiter: asyncio.Future[Mapping[str, object]]) -> None:
+        """Fail ``waiter`` with TimeoutError after --timeout seconds of silence since now.
+
+        One timer serves every request (a timer per request costs more than the rest of its
+        bookkeeping): it wakes at the oldest request's deadline and moves it on while the server is
+        busy.
+        """
+        self._watched[flight] = (time.monotonic(), transport, waiter)
+        if self._watchdog is None:
+            self._arm(self._watched[flight])
+
+    def _arm(self, oldest: tuple[float, Transport, asyncio.Future[Mapping[str, object]]]) -> None:
+        sent, transport, _ = oldest
+        assert self.options.timeout is not None
+        deadline = max(sent, transport.last_activity) + self.options.timeout
+        self._watchdog = asyncio.get_running_loop().call_at(deadline, self._bark)
+
+    def _bark(self) -> None:
+        """The oldest request's deadline: fail every request silent for --timeout seconds, rearm for the next."""
+        self._watchdog = None
+        timeout = self.options.timeout
+        assert timeout is not None
+        while self._watched:
+            flight, oldest = next(iter(self._watched.items()))
+            sent, transport, waiter = oldest
+            if time.monotonic() - max(sent, transport.last_activity) < timeout:
+                self._arm(oldest)
+                return
+            del self._watched[flight]
+            if not waiter.done():
+                waiter.set_exception(TimeoutError())
 
     def silence(self, flight: Flight) -> str:
         """What timed out, said after ``flight`` did: the first request still unanswered (pipelined,
