@@ -69,31 +69,55 @@ class Requests:
         self._in_flight[flight.exec_id] = flight
         return flight
 
-    async def reply(self, transport: Transport, flight: Flight) -> Mapping[str, object]:
-        """Send ``flight`` and wait for its reply (printed by ``on_reply`` as it arrives).
+    def send(self, transport: Transport, flight: Flight) -> asyncio.Future[Mapping[str, object]]:
+        """Send ``flight``; the future gets its reply (printed by ``on_reply`` as it arrives), or why
+        none came: see ``received``. Under --timeout the clock starts now: an idle prompt before
+        the send never counts.
 
-        :raise TimeoutError: --timeout seconds of silence since the send. The clock starts at the
-            send (an idle prompt before it does not count), and a server busy sending since (an
-            event flood) is alive. The flight is abandoned: a reply that comes later is late.
         :raise Unsendable: what the parser cannot see (a coerced value, a message too big for QEMU).
-        :raise TransportError, OSError, EOFError: the connection went.
+        :raise TransportError, OSError, EOFError: not connected.
         """
-        waiter: asyncio.Future[Mapping[str, object]] | None = None
         try:
             waiter = transport.submit(flight.message, flight.exec_id)
-            if self.options.timeout is not None:
-                self._watch(transport, flight, waiter)
-            return await waiter
-        except (asyncio.CancelledError, TimeoutError):
-            flight.abandoned = True
-            raise
         except (Unsendable, TransportError, OSError, EOFError):
             self._in_flight.pop(flight.exec_id, None)
             raise
-        finally:
+        if self.options.timeout is not None:
+            self._watch(transport, flight, waiter)
+        return waiter
+
+    def received(self, flight: Flight, waiter: asyncio.Future[Mapping[str, object]]) -> Mapping[str, object]:
+        """The reply ``waiter`` (from ``send``, done) got.
+
+        :raise TimeoutError: --timeout seconds of silence since the send; a server busy sending
+            since (an event flood) is alive. The flight is abandoned: a reply that comes later is late.
+        :raise TransportError, OSError, EOFError: the connection went.
+        """
+        self._watched.pop(flight, None)
+        try:
+            return waiter.result()
+        except TimeoutError:  # an OSError, but the flight stays: its reply will be late
+            raise
+        except (TransportError, OSError, EOFError):
+            self._in_flight.pop(flight.exec_id, None)
+            raise
+
+    async def reply(self, transport: Transport, flight: Flight) -> Mapping[str, object]:
+        """Send ``flight`` and wait for its reply: ``send``, then ``received``, and their errors.
+
+        A caller that stops waiting (Ctrl-C) abandons the flight: a reply that comes later is late.
+        """
+        waiter = self.send(transport, flight)
+        try:
+            await waiter
+        except asyncio.CancelledError:
             self._watched.pop(flight, None)
-            if waiter is not None:
-                waiter.cancel()  # when the caller stopped waiting (Ctrl-C, timeout)
+            flight.abandoned = True
+            waiter.cancel()
+            raise
+        except (TimeoutError, TransportError, OSError, EOFError):
+            pass  # received() raises it again
+        return self.received(flight, waiter)
 
     # -- the timeout: one watchdog for every request waited for -------------
 
@@ -127,6 +151,7 @@ class Requests:
                 return
             del self._watched[flight]
             if not waiter.done():
+                flight.abandoned = True  # a reply that comes from now on is late
                 waiter.set_exception(TimeoutError())
 
     def silence(self, flight: Flight) -> str:
