@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -57,7 +57,7 @@ class Requests:
         self.options = options
         self._ids = itertools.count(1)
         self._in_flight: dict[str, Flight] = {}
-        self._pipeline: deque[Awaitable[bool]] = deque()
+        self._pipeline: deque[asyncio.Future[bool]] = deque()
         #: The requests waited for under --timeout, oldest first: when sent, on what, the reply's future.
         self._watched: dict[Flight, tuple[float, Transport, asyncio.Future[Mapping[str, object]]]] = {}
         self._watchdog: asyncio.TimerHandle | None = None
@@ -166,13 +166,16 @@ class Requests:
 
     # -- pipelining ----------------------------------------------------------
 
-    def pipeline(self, outcome: Awaitable[bool]) -> Awaitable[bool] | None:
-        """Keep ``outcome`` (a request sent without waiting); the oldest one, to wait for now, once
-        PIPELINE_DEPTH are in flight."""
+    def pipeline(self, outcome: asyncio.Future[bool]) -> list[asyncio.Future[bool]]:
+        """Keep ``outcome`` (a request sent without waiting); once PIPELINE_DEPTH are in flight, the
+        oldest half, to wait for now: replies come in order, so the script wakes once per half
+        instead of once per reply."""
         self._pipeline.append(outcome)
-        return self._pipeline.popleft() if len(self._pipeline) >= PIPELINE_DEPTH else None
+        if len(self._pipeline) < PIPELINE_DEPTH:
+            return []
+        return [self._pipeline.popleft() for _ in range(PIPELINE_DEPTH // 2)]
 
-    def next_pipelined(self) -> Awaitable[bool] | None:
+    def next_pipelined(self) -> asyncio.Future[bool] | None:
         """The oldest outcome still to wait for, taken from the pipeline; None when it is empty."""
         return self._pipeline.popleft() if self._pipeline else None
 

@@ -380,8 +380,10 @@ class Session:
                     ok, self._failed = False, True
                     continue
                 due = self.requests.pipeline(outcome)
-                if due is not None:
-                    ok = await self._settle(due) and ok
+                if due:
+                    await asyncio.wait((due[-1],))  # the last due is answered after the others
+                for answered in due:
+                    ok = await self._settle(answered) and ok
                 continue
             ok = await self.drain() and ok
             if self.stopped:
