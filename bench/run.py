@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py --qmpsh-rev REV   # qmpsh as of git revision REV
     .venv/bin/python bench/run.py --profile         # cProfile of qmpsh over the throughput script
     .venv/bin/python bench/run.py --only startup    # one part (repeatable), e.g. to measure one commit
+    .venv/bin/python bench/run.py --only domain     # --domain beside virsh and a socket (root, libvirtd)
 
 Every tool runs as a real subprocess against the same QEMU (or the same fake
 QMP server, ``tests/fakeqmp.py``, for event floods and oversized schemas) in
@@ -66,10 +67,12 @@ ROW_RSS = "peak RSS, throughput run (MB)"
 ROW_COMPLETION = "completion from cache, p95 (ms)"
 ROW_THROUGHPUT_HOG = "scripted throughput under a CPU hog (ms/command)"
 ROW_THROUGHPUT_E = "scripted throughput with -e (ms/command)"
+ROW_DOMAIN_THROUGHPUT = "--domain: scripted throughput (ms/command)"
+ROW_DOMAIN_STARTUP = "--domain: start-up, one query-status (ms)"
 ROWS = (ROW_THROUGHPUT, ROW_THROUGHPUT_CPU, ROW_THROUGHPUT_WALL, ROW_THROUGHPUT_HOG, ROW_THROUGHPUT_E,
         ROW_STARTUP, ROW_IMPORTS, ROW_PROMPT,
         ROW_PROMPT_SCHEMA, ROW_SCHEMA, ROW_SCHEMA_COLOUR, ROW_FLOOD_RATE, ROW_FLOOD_ORDER, ROW_FLOOD_RSS,
-        ROW_FLOOD_WAIT, ROW_FLOOD_PTY, ROW_RSS, ROW_COMPLETION)
+        ROW_FLOOD_WAIT, ROW_FLOOD_PTY, ROW_RSS, ROW_COMPLETION, ROW_DOMAIN_THROUGHPUT, ROW_DOMAIN_STARTUP)
 
 # What a scripted run on a socket never needs: the terminal's libraries, and libvirt's side of qmpsh.
 HEAVY_IMPORTS = ("prompt_toolkit", "rich", "pygments", "libvirt", "qmpsh.targets", "qmpsh.domain",
@@ -90,11 +93,13 @@ class Sizes:
     schema_scale: int = 10  # the fake server's oversized schema: QEMU's, this many times
     flood: int = 100_000
     flood_runs: int = 3
+    domain_lines: int = 500  # --domain throughput: query-status lines (virsh runs one process per line)
+    virsh_lines: int = 20  # virsh qemu-monitor-command runs per throughput repetition
     smoke: bool = False
 
 
 SMOKE = Sizes(lines=50, throughput_runs=1, startup_runs=1, prompt_runs=1, schema_runs=1, schema_scale=2,
-              flood=500, flood_runs=1, smoke=True)
+              flood=500, flood_runs=1, domain_lines=20, virsh_lines=2, smoke=True)
 
 
 # -- running a tool ----------------------------------------------------------------
@@ -184,15 +189,20 @@ def _script(name: str, module: str) -> list[str]:
     return [str(path)] if path.exists() else [PYTHON, "-m", module]
 
 
+def qmpsh_command(qmpsh_src: Path | None = None) -> list[str]:
+    """How qmpsh is started, before its options and address."""
+    # With --qmpsh-rev, qmpsh comes from an exported tree on PYTHONPATH: run what its console script runs.
+    return ([PYTHON, "-c", "import sys; from qmpsh.cli import main; sys.exit(main())"] if qmpsh_src
+            else _script("qmpsh", "qmpsh"))
+
+
 def make_tools(qmpsh_src: Path | None = None) -> dict[str, Tool]:
     try:
         import qemu.qmp.qmp_shell  # noqa: F401
     except ImportError:
         print("qemu.qmp (qmp-shell) is missing: installing it with pip", file=sys.stderr)
         subprocess.run([PYTHON, "-m", "pip", "install", "qemu.qmp"], check=True)
-    # With --qmpsh-rev, qmpsh comes from an exported tree on PYTHONPATH: run what its console script runs.
-    qmpsh = ([PYTHON, "-c", "import sys; from qmpsh.cli import main; sys.exit(main())"] if qmpsh_src
-             else _script("qmpsh", "qmpsh"))
+    qmpsh = qmpsh_command(qmpsh_src)
     qmp_shell = _script("qmp-shell", "qemu.qmp.qmp_shell")
     return {
         "qmpsh": Tool("qmpsh", lambda s, o: [*qmpsh, *o, s], lambda c: c),
@@ -295,6 +305,62 @@ class Qemu:
                 self.proc.wait()
 
 
+LIBVIRT_URI = os.environ.get("QMPSH_BENCH_LIBVIRT_URI", "qemu:///system")
+DOMAIN_XML = """\
+<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices><emulator>{qemu}</emulator><memballoon model='none'/></devices>
+</domain>
+"""
+
+
+class NoDomain(Exception):
+    """No domain can be benchmarked here; the message says why."""
+
+
+class Domain:
+    """A transient, paused TCG domain of the benchmark's QEMU build, at LIBVIRT_URI; destroyed by ``stop``.
+
+    The benchmark never starts libvirtd: without one that answers and lets it create a domain (or
+    without virsh, or libvirt-python for qmpsh --domain), NoDomain says why and the rows are skipped.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        why = self.unavailable()
+        if why is not None:
+            raise NoDomain(why)
+        self.name = f"qmpsh-bench-{os.getpid()}"
+        xml = workdir / "domain.xml"
+        xml.write_text(DOMAIN_XML.format(name=self.name, qemu=shutil.which(QEMU) or QEMU))
+        made = virsh("create", str(xml), "--paused")
+        if made.returncode != 0:
+            raise NoDomain(f"virsh create failed at {LIBVIRT_URI}: {' '.join(made.stderr.split())}")
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why no domain can be benchmarked here, or None."""
+        if shutil.which("virsh") is None:
+            return "virsh is missing (libvirt-clients)"
+        try:
+            import libvirt  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError:
+            return "libvirt-python is missing (pip install 'qmpsh[libvirt]')"
+        answer = virsh("version")
+        if answer.returncode != 0:
+            return f"libvirt does not answer at {LIBVIRT_URI}: {' '.join(answer.stderr.split())}"
+        return None
+
+    def stop(self) -> None:
+        virsh("destroy", self.name)
+
+
+def virsh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["virsh", "-q", "-c", LIBVIRT_URI, *args], capture_output=True, text=True, timeout=120)
+
+
 # -- measurements ---------------------------------------------------------------------------
 
 
@@ -340,6 +406,7 @@ class Bench:
         self.sizes = sizes
         self.workdir = workdir
         self.log = log
+        self.qmpsh_src = qmpsh_src
         self.tools = make_tools(qmpsh_src)
         self.env = bench_env(workdir, qmpsh_src, bytecode=not sizes.smoke)
         self.rows: dict[str, Row] = {}
@@ -520,6 +587,81 @@ class Bench:
             f"{len(modules)} modules", "no", not heavy,
             {"heavy": heavy, "modules": len(modules),
              "top_cumulative_us": {m: us for m, us in top}})
+
+    # -- --domain: beside virsh, and beside a socket to the same QEMU build --
+
+    def domain(self, sock: str) -> None:
+        try:
+            domain = Domain(self.workdir)
+        except NoDomain as why:
+            print(f"bench: --domain rows skipped: {why}", file=sys.stderr, flush=True)
+            for name in (ROW_DOMAIN_THROUGHPUT, ROW_DOMAIN_STARTUP):
+                self.rows[name] = Row({"qmpsh": "skipped", "qmp-shell": "-", "raw": "-"}, f"skipped: {why}")
+            return
+        try:
+            self._domain_throughput(sock, domain)
+            self._domain_startup(sock, domain)
+        finally:
+            domain.stop()
+
+    def _domain_argv(self, domain: Domain) -> list[str]:
+        return [*qmpsh_command(self.qmpsh_src), "--domain", domain.name, "-c", LIBVIRT_URI]
+
+    def _virsh_per_command(self, domain: Domain, count: int) -> float:
+        """Seconds for ``count`` query-status commands, one ``virsh qemu-monitor-command`` process each."""
+        start = time.perf_counter()
+        for _ in range(count):
+            result = run(["virsh", "-c", LIBVIRT_URI, "qemu-monitor-command", domain.name,
+                          '{"execute":"query-status"}'], b"", self.env)
+            check_rc(result, "virsh qemu-monitor-command")
+        return time.perf_counter() - start
+
+    def _domain_throughput(self, sock: str, domain: Domain) -> None:
+        n, n_virsh, runs = self.sizes.domain_lines, self.sizes.virsh_lines, self.sizes.throughput_runs
+        self.log(f"--domain throughput: {n} query-status lines, virsh {n_virsh} times, {runs} runs each")
+        qmpsh = self.tools["qmpsh"]
+        argvs = {"domain": self._domain_argv(domain), "socket": qmpsh.argv(sock)}
+        walls: dict[str, list[float]] = {"domain": [], "socket": [], "virsh": []}
+        empty: dict[str, list[float]] = {"domain": [], "socket": []}
+        for _ in range(runs):
+            for where, argv in argvs.items():
+                base = run(argv, b"", self.env)
+                check_rc(base, f"qmpsh ({where}) with no input")
+                full = run(argv, self.input_for(qmpsh, "query-status", n), self.env)
+                check_rc(full, f"qmpsh ({where}) with {n} lines")
+                if full.out.count(b'"return"') != n:
+                    raise SystemExit(f"bench: qmpsh ({where}) printed {full.out.count(b'return')} replies for {n}")
+                empty[where].append(base.wall)
+                walls[where].append(full.wall)
+            walls["virsh"].append(self._virsh_per_command(domain, n_virsh) / n_virsh)
+        ms = {w: (median(walls[w]) - median(empty[w])) / n * 1000 for w in empty}
+        ms["virsh"] = median(walls["virsh"]) * 1000
+        self.rows[ROW_DOMAIN_THROUGHPUT] = Row(
+            {"qmpsh": round(ms["domain"], 3), "qmp-shell": "-", "raw": "-"},
+            f"virsh qemu-monitor-command per command {ms['virsh']:.1f} ms (x{ms['virsh'] / ms['domain']:.0f}); "
+            f"qmpsh on a socket {ms['socket']:.3f} ms (domain/socket {ms['domain'] / ms['socket']:.1f})",
+            "report", None,
+            {"lines": n, "virsh_lines": n_virsh, "runs": runs, "ms": {w: round(v, 3) for w, v in ms.items()},
+             "wall_s": {w: [round(x, 4) for x in v] for w, v in walls.items()}})
+
+    def _domain_startup(self, sock: str, domain: Domain) -> None:
+        runs = self.sizes.startup_runs
+        self.log(f"--domain start-up: one query-status line, {runs} runs each")
+        qmpsh = self.tools["qmpsh"]
+        argvs = {"domain": self._domain_argv(domain), "socket": qmpsh.argv(sock)}
+        walls: dict[str, list[float]] = {"domain": [], "socket": [], "virsh": []}
+        for _ in range(runs):
+            for where, argv in argvs.items():
+                result = run(argv, self.input_for(qmpsh, "query-status", 1), self.env)
+                check_rc(result, f"qmpsh ({where}) start-up")
+                walls[where].append(result.wall)
+            walls["virsh"].append(self._virsh_per_command(domain, 1))
+        ms = {w: median(v) * 1000 for w, v in walls.items()}
+        self.rows[ROW_DOMAIN_STARTUP] = Row(
+            {"qmpsh": round(ms["domain"], 1), "qmp-shell": "-", "raw": "-"},
+            f"virsh qemu-monitor-command {ms['virsh']:.1f} ms (qmpsh/virsh {ms['domain'] / ms['virsh']:.2f}); "
+            f"qmpsh on a socket {ms['socket']:.1f} ms (domain/socket {ms['domain'] / ms['socket']:.2f})",
+            "report", None, {"runs": runs, "wall_s": {w: [round(x, 4) for x in v] for w, v in walls.items()}})
 
     # -- 3. time to the first prompt --
 
@@ -983,7 +1125,7 @@ def _positive(text: str) -> int:
 
 # The benchmark's parts, in the order they run: each is a Bench method of that name (with _ for -).
 PARTS = ("throughput", "throughput-hog", "throughput-e",
-         "startup", "prompt", "prompt-vs-schema", "schema", "flood", "pty-flood", "completion")
+         "startup", "prompt", "prompt-vs-schema", "schema", "flood", "pty-flood", "completion", "domain")
 
 
 def main(argv: list[str] | None = None) -> int:

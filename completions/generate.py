@@ -33,6 +33,7 @@ VALUES = {
     "history_size": "number",
     "domain": "text",
     "connect": "text",
+    "replay": "file",
 }
 EVENT_FORMS = [("all", "print every event"), ("only:", "print only these events (NAME,NAME...)"),
                ("hide:", "print every event but these (NAME,NAME...)")]

@@ -27,7 +27,7 @@ _qmpsh()
                 _filedir
                 return
                 ;;
-            -l|--logfile|--color|--colour|--events|--timestamps|--timeout|--wait-for-socket|--history-size|--editing-mode|--workdir|--domain|-c|--connect|--export)
+            -l|--logfile|--color|--colour|--events|--timestamps|--timeout|--wait-for-socket|--history-size|--editing-mode|--workdir|--domain|-c|--connect|--export|--replay)
                 ((i++))
                 ;;
             -*) ;;
@@ -87,11 +87,15 @@ _qmpsh()
             COMPREPLY=($(compgen -W 'python' -- "$cur"))
             return
             ;;
+        --replay)
+            _filedir
+            return
+            ;;
     esac
     $split && return
 
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --version' -- "$cur"))
+        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --replay --version' -- "$cur"))
         return
     fi
     ((addresses == 0)) && _qmpsh_sockets

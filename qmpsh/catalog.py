@@ -22,6 +22,7 @@ from qmpsh.transport import CommandError, TransportError
 
 if TYPE_CHECKING:
     from qmpsh.jsontypes import JSON, BlockDeviceInfo
+    from qmpsh.syntax import Request
 
 
 class Source(Enum):
@@ -340,8 +341,8 @@ class Catalog(Subscriber):
         while self._task is not None and not self._task.done():
             await asyncio.wait([self._task])
 
-    def on_command_done(self, command: str) -> None:
-        if changes_values(command, CHANGING_COMMANDS):
+    def on_answered(self, request: Request, reply: Mapping[str, object]) -> None:
+        if changes_values(request.command, CHANGING_COMMANDS):
             self.refresh()
 
     def on_event(self, event: Event) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from qmpsh.launch import LaunchedQemu
     from qmpsh.logfile import Logfile
     from qmpsh.session import Session
+    from qmpsh.transcript import Step
     from qmpsh.transport import Transport
 
 
@@ -180,27 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="qmpsh --export python LOG: write the commands of LOG (a -l log) to stdout as a "
                              "standalone program on qemu.qmp that sends them again, waiting for the events seen "
                              "before each, and exits 1 at the first error; then exit")
+    parser.add_argument("--replay", metavar="LOG",
+                        help="send the commands of LOG (a -l log) again in order, as a script, waiting before each "
+                             "for the events seen before it; a reply that differs from the recorded one (error or "
+                             "return, other keys) is said on stderr and the exit status is 1")
     parser.add_argument("--version", action="version", version=f"qmpsh {__version__}")
     return parser
 
 
-def _export(path: str) -> int:
-    """--export python LOG: the log as a program on stdout."""
+def _export(path: str) -> None:
+    """--export python LOG: the log as a program on stdout; :raise _Refused: the log cannot be read."""
     from qmpsh.export import python_program
-    from qmpsh.transcript import TranscriptError, read
+    from qmpsh.transcript import TranscriptError, read_file
 
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as log:
-            program = python_program(read(log, path), path)
-    except OSError as err:
-        print(f"qmpsh: cannot read {path}: {err.strerror}", file=sys.stderr)
-        return ExitStatus.USAGE
+        program = python_program(read_file(path), path)
     except TranscriptError as err:
-        print(f"qmpsh: {err}", file=sys.stderr)
-        return ExitStatus.USAGE
+        raise _Refused(err) from None
     sys.stdout.write(program)
-    return ExitStatus.OK
-
 
 
 def _non_negative(convert: Callable[[str], float], what: str, most: int | None = None) -> Callable[[str], float]:
@@ -304,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args, mode = _arguments(own, qemu_args)
             if mode.target is Target.EXPORT:
-                return _export(args.address)
+                _export(args.address)
+                return ExitStatus.OK
             log = _open_logfile(args.logfile, owned)
             launched = _launcher(mode, qemu_args, args.workdir, owned)
             status: int = _session_status(_serve(args, mode, log, launched))
@@ -349,7 +348,7 @@ def _arguments(own: list[str], qemu_args: list[str]) -> tuple[argparse.Namespace
         args = parser.parse_args(own)
     target = _target(parser, args, qemu_args)
     address = (args.address or os.environ.get("QMP_SOCKET") or "") if target is Target.SOCKET else ""
-    return args, Mode(target, address, sys.stdin.isatty())
+    return args, Mode(target, address, sys.stdin.isatty() and args.replay is None)
 
 
 def _target(parser: argparse.ArgumentParser, args: argparse.Namespace, qemu_args: list[str]) -> Target:
@@ -427,10 +426,18 @@ def _serve(args: argparse.Namespace, mode: Mode, log: Logfile | None, launched: 
             address = launched.start()
         except (LaunchError, OSError) as err:
             raise _Refused(err) from None
+    if _received:  # came while QEMU started, where its _Ended was swallowed (an at-fork callback of Popen's)
+        raise _Ended(_received[0])
     return asyncio.run(_run_until_signal(args, mode, address, launched, log, ending))
 
 
+#: The ending signals received before the event loop runs. The handler's _Ended can be raised where
+#: Python only prints it (in the callbacks Popen runs around fork): kept here, it is not lost.
+_received: list[int] = []
+
+
 def _raise_ended(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise _Ended(signum)
 
 
@@ -512,6 +519,7 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
                       libvirt=mode.target is Target.DOMAIN, libvirt_uri=args.connect)
     if log is not None:
         log.warn = renderer.error
+    steps = _replayed(args.replay)
     transport = _transport(args, mode, address, log)
     session = Session(renderer, options, transport, launched=launched, tap=log)
     try:
@@ -532,6 +540,10 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
 
             await run_interactive(session, transport.where,
                                   history_size=args.history_size, editing_mode=args.editing_mode)
+        elif args.replay is not None:
+            from qmpsh.replay import replay
+
+            await replay(session, steps, args.replay)
         else:
             from qmpsh.script import run_script
 
@@ -541,6 +553,18 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
         await _disconnect(session)
         renderer.flush()
     return _SessionEnd(mode.interactive, lost, session.failed, renderer.stdout_error)
+
+
+def _replayed(path: str | None) -> list[Step]:
+    """--replay's steps, read before connecting; :raise _Refused: the log cannot be read."""
+    if path is None:
+        return []
+    from qmpsh.transcript import TranscriptError, read_file
+
+    try:
+        return read_file(path)
+    except TranscriptError as err:
+        raise _Refused(err) from None
 
 
 def _reply_timeout(given: float | None, interactive: bool) -> float | None:

@@ -153,7 +153,8 @@ class SocketTransport(QMPClient):
         """``negotiate=False``: expect no greeting and negotiate nothing (qemu-ga)."""
         super().__init__("qmpsh", readbuflen=READ_LIMIT)
         self.address = address
-        self.where = describe_address(address)
+        self.where = self.label = describe_address(address)
+        self.domain: str | None = None  # a socket: no libvirt domain
         self.await_greeting = self.negotiate = negotiate
         self.connections = 0
         self.last_received: Message | None = None  # to explain a failed negotiation

@@ -257,7 +257,9 @@ async def connect(session: Session, cmd: Builtin) -> bool:
     The new connection is opened first: if it fails, the session stays where it was. Once it is
     open the old one is closed, and the schema, the command list and the live values are fetched
     anew. DOMAIN is looked up at -c's URI, else at libvirt's default; Tab offers the running
-    domains' names. Not in a --launch session.
+    domains' names. A word with no "/" is a domain when one of that name is running, else a
+    socket file of that name here if there is one; ./NAME is always the file. Not in a --launch
+    session.
     """
     from qmpsh.targets import connect as connect_to
 

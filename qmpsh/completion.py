@@ -1,6 +1,7 @@
 """Completion for the input line, from the live schema and the live-value catalog.
 
-``wanted()`` is pure: it says what kind of thing the cursor is on (a command
+``wanted()`` is pure: it maps the cursor's context, which ``syntax`` reads from
+the input with the grammar that parses it, to the kind of thing to offer (a command
 name, an argument name of a command, a value of an argument, an event ...).
 ``QmpCompleter`` answers each kind from the schema or the catalog snapshot,
 which are both in memory: completion never waits on QEMU.
@@ -8,7 +9,6 @@ which are both in memory: completion never waits on QEMU.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from qmpsh.catalog import HMP_ARGUMENT_SOURCES, Catalog, Likely, Source, source_
 from qmpsh.commands import BUILTINS
 from qmpsh.hmp import HmpCommand, HmpHelp, full_names
 from qmpsh.schema import Member, Schema
-from qmpsh.syntax import MARKER_RE, ParseError, needs_more, parse_line_arguments, tokens
+from qmpsh.syntax import At, Context, cursor_context
 
 
 def rank(prefix: str, names: Iterable[str], likely: Mapping[str, int] | None = None) -> list[str]:
@@ -124,94 +124,36 @@ Wanted = (CommandName | BuiltinName | ArgName | ArgValue | EventName | EventKey 
           | Nothing)
 
 
-def _given(words: list[str]) -> dict[str, object]:
-    """Arguments typed so far, leniently: a word that does not parse is left out."""
-    given: dict[str, object] = {}
-    for word in words:
-        try:
-            given = parse_line_arguments(" ".join([*_flatten(given), word]))
-        except (ParseError, RecursionError):  # RecursionError: JSON nested too deeply
-            continue
-    return given
-
-
-def _flatten(args: Mapping[str, object], prefix: str = "") -> list[str]:
-    from qmpsh.syntax import format_value
-
-    out = []
-    for key, value in args.items():
-        if isinstance(value, dict) and value:
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={format_value(value)}")
-    return out
-
-
-def _unmarked(line: str) -> str:
-    """The line without a pasted prompt or marker (``(QEMU) ``, ``TRANS> `` ...)."""
-    marker = MARKER_RE.match(line)
-    return line[marker.end():] if marker else line
-
-
-@functools.lru_cache(maxsize=1)  # the lines above the cursor's do not change while one types
-def _still_open(text: str) -> bool:
-    """Whether ``text`` ends inside brackets (so the next line continues a value)."""
-    try:
-        return needs_more(text)
-    except RecursionError:
-        return True
-
-
 def wanted(text: str, hmp: bool = False) -> Wanted:
     """What kind of thing the cursor is at the end of ``text`` (the input so far); ``hmp``: lines
     other than built-ins are HMP commands."""
-    lines = text.split("\n")
-    if hmp and not _unmarked(lines[-1]).lstrip().startswith("/"):
-        line = _unmarked(lines[-1])
-        words = [t for t, _ in tokens(line)]
-        if not line.strip() or line[-1].isspace():
-            words.append("")
-        return HmpWord(tuple(words[:-1]), words[-1])
-    in_transaction = len(lines) > 1 and _unmarked(lines[0]).lstrip().startswith("transaction(")
-    if len(lines) > 1 and not in_transaction and _still_open("\n".join(lines[:-1])):
-        return Nothing()  # inside a JSON value or object that spans lines
-    line = _unmarked(lines[-1])
-    if line.startswith("!"):
-        line = line[1:]  # "!command ...": sent unchecked, completed all the same
-    words = [t for t, _ in tokens(line)]
-    if words[:1] == ["transaction("]:
-        if line.rstrip() == line and len(words) == 1:
-            return Nothing()  # the cursor is still on "transaction("
-        in_transaction = True
-        words = words[1:]
-    if not line.strip() or line[-1].isspace():
-        words.append("")
-    partial = words[-1]
-    done = words[:-1]
-    if not done:
-        if partial.startswith("/") and not in_transaction:
-            return BuiltinName(partial[1:])
-        if partial.startswith("{"):
-            return Nothing()
-        return CommandName(partial, action=in_transaction)
-    head = done[0]
-    if head == "/wait":
-        if len(done) == 1:
-            return EventName(partial)
-        return EventKey(done[1], partial, _given(done[2:]))
-    if head == "/help":
-        return HelpTopic(partial) if len(done) == 1 else ArgName(done[1], partial, _given(done[2:]))
-    if head == "/connect":
-        return DomainName(partial) if len(done) == 1 else Nothing()
-    if head.startswith("/"):
-        return Nothing()
-    given = _given(done[1:])
-    if "=" in partial:
-        key, _, value = partial.partition("=")
-        if value.startswith(("{", "[", '"', "'")):
-            return Nothing()  # JSON and quoted values are the user's own
-        return ArgValue(head, key, value, given, in_transaction)
-    return ArgName(head, partial, given, in_transaction)
+    here = cursor_context(text, hmp=hmp)
+    if here.at is At.WORD:
+        return HmpWord(here.words, here.prefix)
+    if here.at is At.COMMAND:
+        return CommandName(here.prefix, action=here.transaction)
+    if here.at is At.BUILTIN:
+        return BuiltinName(here.prefix)
+    if here.command.startswith("/"):
+        return _builtin_argument(here) if here.at is At.KEY else Nothing()
+    if here.at is At.KEY:
+        return ArgName(here.command, here.prefix, here.given, here.transaction)
+    if here.at is At.VALUE:
+        return ArgValue(here.command, here.path, here.prefix, here.given, here.transaction)
+    return Nothing()
+
+
+def _builtin_argument(here: Context) -> Wanted:
+    """What a built-in's word is: /wait's event and its data keys, /help's topic and its arguments,
+    /connect's domain."""
+    first = len(here.words) == 1  # the word right after the built-in's name
+    if here.command == "/wait":
+        return EventName(here.prefix) if first else EventKey(here.words[1], here.prefix, here.given)
+    if here.command == "/help":
+        return HelpTopic(here.prefix) if first else ArgName(here.words[1], here.prefix, here.given)
+    if here.command == "/connect" and first:
+        return DomainName(here.prefix)
+    return Nothing()
 
 
 # -- candidates --------------------------------------------------------------------

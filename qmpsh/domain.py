@@ -50,7 +50,7 @@ class DomainTransport:
     """A running libvirt domain's QEMU monitor, connected through libvirtd at ``uri``."""
 
     def __init__(self, domain: str, uri: str | None = None, *, tap: WireTap | None = None) -> None:
-        self.domain = domain
+        self.domain = domain  # as given (a name, an id, a UUID), then libvirt's name for it
         self.uri = uri  # None: LIBVIRT_DEFAULT_URI, else libvirt's default
         self.where = f"domain '{domain}'"
         self.last_activity = time.monotonic()
@@ -65,24 +65,39 @@ class DomainTransport:
         self._outbox: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def label(self) -> str:
+        return f"domain {self.domain}"
+
     def attach(self, on_sent: MessageHook, on_received: MessageHook) -> None:
         self._on_sent, self._on_received = on_sent, on_received
 
     async def open(self, timeout: float | None = None, wait: float = 0.0) -> None:
-        """Connect to libvirtd and the domain's monitor (``wait`` is for sockets: not used).
+        """Connect to libvirtd and the domain's monitor, and ask QEMU its version, all within
+        ``timeout`` (CONNECT_TIMEOUT if None); ``wait`` is for sockets: not used.
 
         :raise ConnectFailure: libvirtd not running, no such domain, domain not running,
-            permission denied, ... in one line.
+            permission denied, no answer in time, ... in one line.
         """
         seconds = timeout or CONNECT_TIMEOUT
         try:
-            link = await asyncio.wait_for(LibvirtTransport.open(self.domain, self.uri), seconds)
+            await asyncio.wait_for(self._open(), seconds)
+        except TimeoutError:
+            asked = self._link is not None  # connected: QEMU, through libvirt, did not answer query-version
+            where = self.where
+            await self.close()
+            what = f"no reply to query-version from {where}" if asked else "no answer from libvirt"
+            raise ConnectFailure(f"{what} within {seconds:g} s") from None
+        self.connections += 1
+        self._state_changed()
+
+    async def _open(self) -> None:
+        try:
+            link = await LibvirtTransport.open(self.domain, self.uri)
         except LibvirtTransportError as err:
             raise ConnectFailure(str(err)) from None
-        except TimeoutError:
-            raise ConnectFailure(f"no answer from libvirt within {seconds:g} s") from None
         self._link, self._failure = link, None
-        self.where = link.where
+        self.domain, self.where = link.domain, link.where
         self._outbox = asyncio.Queue()
         self._tasks = [asyncio.ensure_future(self._send_loop(link)), asyncio.ensure_future(self._event_loop(link))]
         try:
@@ -91,12 +106,10 @@ class DomainTransport:
             await self.close()
             raise ConnectFailure(str(err)) from None
         self._version = version if isinstance(version, dict) else None
-        self.connections += 1
-        self._state_changed()
 
     @property
     def running(self) -> bool:
-        return self._link is not None and self._failure is None and self._link.why_closed is None
+        return self._link is not None and self._failure is None and self._link.failure is None
 
     async def runstate_changed(self) -> object:
         await self._changed.wait()
@@ -115,21 +128,24 @@ class DomainTransport:
         if not self.running:
             raise TransportError("not connected")
         request = {**msg, "id": exec_id}
-        data = encode(request)  # raises Unsendable: nothing sent
-        if self._tap:
-            self._tap.sent(data)
-        self._on_sent(request)
+        encode(request)  # raises Unsendable: nothing sent
         waiter: asyncio.Future[Mapping[str, object]] = asyncio.get_running_loop().create_future()
         self._outbox.put_nowait((request, waiter))
         return waiter
 
     async def _send_loop(self, link: LibvirtTransport) -> None:
-        """Send queued user requests one at a time, handing each reply on in order."""
+        """Send queued user requests one at a time, handing each reply on in order. A request given
+        up on (Ctrl-C, a timeout) before its turn is never sent."""
         while True:
             request, waiter = await self._outbox.get()
+            if waiter.done():
+                continue
             if not self.running:
                 self._fail(waiter)
                 continue
+            if self._tap:
+                self._tap.sent(encode(request))
+            self._on_sent(request)
             try:
                 reply = await link.send(request)
             except LibvirtTransportError as err:
@@ -146,7 +162,7 @@ class DomainTransport:
     async def _event_loop(self, link: LibvirtTransport) -> None:
         async for event in link.events():
             self._received(event)
-        self._lost(f"the connection to libvirtd at {link.uri} is closed: {link.why_closed}")
+        self._lost(link.failure or f"the connection to libvirtd at {link.uri} is closed")
 
     def _received(self, msg: Mapping[str, object]) -> None:
         self.last_activity = time.monotonic()
@@ -201,9 +217,9 @@ class DomainTransport:
         why = self._failure
         if link is None:
             return why
-        why_closed = await link.close()
-        if why is None and why_closed is not None:
-            why = f"the connection to libvirtd at {link.uri} is closed: {why_closed}"
+        failure = await link.close()
+        if why is None:
+            why = failure
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

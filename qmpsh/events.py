@@ -21,6 +21,10 @@ import contextlib
 import fnmatch
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qmpsh.syntax import Request
 
 Event = Mapping[str, object]
 Predicate = Callable[[Event], bool]
@@ -163,8 +167,8 @@ class Subscriber:
     def on_event(self, event: Event) -> None:
         """An event arrived from QEMU (before it prints)."""
 
-    def on_command_done(self, command: str) -> None:
-        """A command the user ran was answered."""
+    def on_answered(self, request: Request, reply: Mapping[str, object]) -> None:
+        """A request the user ran was answered (``reply`` as the wire had it, qmpsh's id and all)."""
 
     def on_connection_changed(self) -> None:
         """A new connection (a reconnect, or /connect): what was learnt from the old one is stale."""
@@ -195,9 +199,9 @@ class Subscribers(Subscriber):
         for subscriber in tuple(self._all):  # one may leave while told
             subscriber.on_event(event)
 
-    def on_command_done(self, command: str) -> None:
+    def on_answered(self, request: Request, reply: Mapping[str, object]) -> None:
         for subscriber in tuple(self._all):
-            subscriber.on_command_done(command)
+            subscriber.on_answered(request, reply)
 
     def on_connection_changed(self) -> None:
         for subscriber in tuple(self._all):

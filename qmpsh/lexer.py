@@ -1,9 +1,20 @@
-"""A pygments lexer for the input line: command, keys, ``=``, values, JSON, built-ins."""
+"""A pygments lexer for the input line: command, keys, ``=``, values, JSON, built-ins.
+
+Its rules are built from ``syntax``'s token patterns, so it marks what the parser reads:
+every pasted prompt and marker, command names, numbers, the transaction's brackets.
+"""
 
 from __future__ import annotations
 
+import re
+
 from pygments.lexer import RegexLexer, bygroups, include
 from pygments.token import Comment, Generic, Keyword, Name, Number, Operator, Punctuation, String, Text
+
+from qmpsh.syntax import (BOOLEANS, COMMAND_NAME, COMMENT, FLOAT, FORCE, INTEGER, MARKER, NULL, TRANSACTION_CLOSE,
+                          TRANSACTION_OPEN)
+
+_END = r"(?=\s|$)"  # where a word ends
 
 
 class QmpLexer(RegexLexer):
@@ -13,12 +24,12 @@ class QmpLexer(RegexLexer):
     tokens = {
         "root": [
             (r"\s+", Text),
-            (r"#.*$", Comment),
-            (r"(\(QEMU\)|TRANS>|->|<-)(?=\s)", Generic.Prompt),
+            (re.escape(COMMENT) + ".*$", Comment),
+            (f"(?:{MARKER}){_END}", Generic.Prompt),
             (r"\{|\[", Punctuation, "json"),
             (r"/[A-Za-z_-]+", Keyword),
-            (r"transaction\(|\)", Keyword),
-            (r"!?[A-Za-z_][\w.+-]*\??", Name.Function, "arguments"),
+            (f"{re.escape(TRANSACTION_OPEN)}|{re.escape(TRANSACTION_CLOSE)}", Keyword),
+            (f"{re.escape(FORCE)}?{COMMAND_NAME}\\??", Name.Function, "arguments"),
         ],
         "arguments": [
             (r"\n", Text, "#pop"),
@@ -30,8 +41,8 @@ class QmpLexer(RegexLexer):
             (r"(?=\s)|$", Text, "#pop"),
             (r'"(\\.|[^"\\])*"', String, "#pop"),
             (r"'(\\.|[^'\\])*'", String, "#pop"),
-            (r"[-+]?\d+(\.\d+)?(?=\s|$)", Number, "#pop"),
-            (r"(true|false|null|True|False|None)(?=\s|$)", Keyword.Constant, "#pop"),
+            (f"(?:{FLOAT}|{INTEGER}){_END}", Number, "#pop"),
+            (f"(?:(?i:{'|'.join(BOOLEANS)})|{NULL}){_END}", Keyword.Constant, "#pop"),
             (r"\{|\[", Punctuation, ("#pop", "json")),
             (r"[^\s]+", String.Other, "#pop"),
         ],

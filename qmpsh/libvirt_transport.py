@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import errno
 import itertools
 import json
 import os
+import queue
 import threading
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 INSTALL = "pip install 'qmpsh[libvirt]'"
@@ -42,6 +45,15 @@ CLOSE_REASONS = {  # why_closed, after "the connection to libvirtd at URI is clo
     libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "libvirtd stopped answering",
     libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "qmpsh closed it",
 }
+STOPPED = {  # why the domain's QEMU is gone, after "domain 'NAME' "
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: "shut down",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED: "was destroyed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED: "was migrated to another host",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED: "was saved to a file and stopped",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: "failed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT: "was stopped to restore a snapshot",
+}
 DENIED = {
     libvirt.VIR_ERR_OPERATION_DENIED,
     libvirt.VIR_ERR_AUTH_FAILED,
@@ -51,10 +63,52 @@ DENIED = {
 }
 NOT_RUNNING_ERRNOS = {errno.ENOENT, errno.ECONNREFUSED}
 CLOSED_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN}
+END_GRACE = 1.0  # seconds a command that failed in libvirt waits for libvirt to say why
 
 
 class LibvirtTransportError(Exception):
     """libvirt failed; the message is one line a user can act on."""
+
+
+class _Worker(Executor):
+    """One daemon thread that runs the calls given to it, in order.
+
+    A call may never end (libvirt waits without end for a QEMU that does not answer): as a daemon,
+    the thread never holds up qmpsh's exit, as a ThreadPoolExecutor's would.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._given = 0  # counted by the callers' thread only
+        self._done = 0  # counted by the worker only
+        threading.Thread(target=self._run, name="qmpsh-libvirt", daemon=True).start()
+
+    @property
+    def busy(self) -> bool:
+        """A call given to it is not done yet."""
+        return self._given > self._done
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._given += 1
+        self._calls.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """End the thread after the calls given so far (never waited for)."""
+        self._calls.put(None)
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, fn = call
+            del call
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # noqa: BLE001 - raised again by the caller
+                    future.set_exception(exc)
+            self._done += 1
+            del future, fn  # nothing of the call is kept: a libvirt domain object keeps its connection
 
 
 class _LoopImpl(libvirtaio.virEventAsyncIOImpl):  # type: ignore[misc]
@@ -160,9 +214,18 @@ def describe(exc: libvirt.libvirtError, uri: str, domain: str) -> str:
         return f"permission denied by libvirt at {uri}: {message}"
     if err in NOT_RUNNING_ERRNOS:
         return f"libvirtd is not running at {uri}: {message}"
+    if err in CLOSED_ERRNOS and urllib.parse.urlsplit(uri).hostname:  # qemu+ssh://HOST/...: ssh failed
+        return f"the remote connection to libvirtd at {uri} failed: {_remote_reason(message, err)}"
     if code == libvirt.VIR_ERR_NO_CONNECT or err in CLOSED_ERRNOS or "socket is closed" in message:
         return f"the connection to libvirtd at {uri} is closed: {message}"
     return f"libvirt at {uri}: {message}"
+
+
+def _remote_reason(message: str, err: int) -> str:
+    """libvirt's message for a remote connection that failed, without its wrapping: ssh's own words."""
+    for wrapping in ("Cannot recv data: ", "Cannot write data: "):
+        message = message.removeprefix(wrapping)
+    return message.removesuffix(f": {os.strerror(err)}")
 
 
 def _lookup(conn: libvirt.virConnect, domain: str) -> libvirt.virDomain:
@@ -188,19 +251,32 @@ class LibvirtTransport:
     """A connection to one running libvirt domain's QEMU monitor.
 
     Open it with ``await LibvirtTransport.open(domain, uri)``. ``send`` returns QEMU's reply;
-    ``events`` yields QEMU's events until the connection closes; ``why_closed`` says why it did.
+    ``events`` yields QEMU's events until the connection closes or the domain stops (libvirt says
+    so at once: its close callback, its lifecycle event); ``failure`` says which.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, uri: str, name: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: _Worker, uri: str, name: str) -> None:
         self.uri = uri
         self.domain = name
-        self.why_closed: str | None = None
+        self.why_closed: str | None = None  # why the connection to libvirtd closed (CLOSE_REASONS)
+        self.why_stopped: str | None = None  # "domain 'NAME' was destroyed", ... (STOPPED)
         self._loop = loop
         self._executor = executor
         self._conn: libvirt.virConnect | None = None
         self._dom: libvirt.virDomain | None = None
         self._events: asyncio.Queue[Message | None] = asyncio.Queue()
         self._event_callback: int | None = None
+        self._lifecycle_callback: int | None = None
+        self._ended = asyncio.Event()  # set with why_stopped or why_closed
+
+    @property
+    def failure(self) -> str | None:
+        """Why the domain's monitor cannot be used any more, in one line; None while it can."""
+        if self.why_stopped is not None:
+            return self.why_stopped
+        if self.why_closed is not None:
+            return f"the connection to libvirtd at {self.uri} is closed: {self.why_closed}"
+        return None
 
     @property
     def where(self) -> str:
@@ -217,7 +293,7 @@ class LibvirtTransport:
         """
         loop = _bind_loop()
         shown = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or "libvirt's default URI"
-        transport = cls(loop, ThreadPoolExecutor(1, thread_name_prefix="qmpsh-libvirt"), shown, domain)
+        transport = cls(loop, _Worker(), shown, domain)
         try:
             if not await transport._call(transport._connect, uri, readonly):
                 raise LibvirtTransportError(
@@ -244,6 +320,8 @@ class LibvirtTransport:
         conn.registerCloseCallback(self._on_close, None)
         conn.setKeepAlive(5, 3)
         self._event_callback = libvirt_qemu.qemuMonitorEventRegister(conn, dom, None, self._on_event, None, 0)
+        self._lifecycle_callback = conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                                               self._on_lifecycle, None)
         return True
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -252,14 +330,26 @@ class LibvirtTransport:
             return await self._loop.run_in_executor(self._executor, fn, *args)
         except libvirt.libvirtError as exc:
             message = self._explain(exc)
-        # raised out here, with no libvirtError as its context: that one's traceback holds the
-        # worker's frames, whose domain objects would keep the connection to libvirtd open
+        # out here, with no libvirtError as its context: that one's traceback holds the worker's
+        # frames, whose domain objects would keep the connection to libvirtd open
+        if self._dom is not None and self.failure is None:
+            # a command failed in libvirt: the domain went (its monitor is reset, or it is no more),
+            # or libvirtd did; libvirt's lifecycle event or close callback says which, a moment later
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), END_GRACE)
+            message = self.failure or message
         raise LibvirtTransportError(message)
 
+    def _gone(self, exc: libvirt.libvirtError) -> bool:
+        """The error says the domain this connection was using is not running any more."""
+        code = exc.get_error_code()
+        not_running = code == libvirt.VIR_ERR_OPERATION_INVALID and "not running" in (exc.get_error_message() or "")
+        return self._dom is not None and (code == libvirt.VIR_ERR_NO_DOMAIN or not_running)
+
     def _explain(self, exc: libvirt.libvirtError) -> str:
-        if self.why_closed is not None:
-            return f"the connection to libvirtd at {self.uri} is closed: {self.why_closed}"
-        if self._dom is not None and exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+        if self.failure is not None:
+            return self.failure
+        if self._gone(exc):
             return f"domain '{self.domain}' is not running anymore: it was destroyed or shut down"
         return describe(exc, self.uri, self.domain)
 
@@ -273,6 +363,8 @@ class LibvirtTransport:
         has_id = "id" in command
         user_id = command.pop("id", None)
         text = encode(command)
+        if self.why_stopped is not None:
+            raise LibvirtTransportError(self.why_stopped)
         if self._dom is None:
             raise LibvirtTransportError(f"not connected to {self.where}: {self.why_closed or 'closed'}")
         answer = await self._call(libvirt_qemu.qemuMonitorCommand, self._dom, text, 0)
@@ -310,6 +402,16 @@ class LibvirtTransport:
             message["data"] = json.loads(details)
         self._post(self._events.put_nowait, message)
 
+    def _on_lifecycle(self, _conn: Any, _dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            self._post(self._stopped, f"domain '{self.domain}' {STOPPED.get(detail, 'stopped')}")
+
+    def _stopped(self, why: str) -> None:
+        if self.why_stopped is None and self.why_closed is None:
+            self.why_stopped = why
+            self._ended.set()
+            self._events.put_nowait(None)
+
     def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
         # libvirt calls this from whichever thread saw the connection go, the worker's too
         self._post(self._closed, CLOSE_REASONS.get(reason, f"closed ({reason})"))
@@ -322,13 +424,16 @@ class LibvirtTransport:
     def _closed(self, why: str) -> None:
         if self.why_closed is None:
             self.why_closed = why
+            self._ended.set()
             self._events.put_nowait(None)
 
     async def close(self) -> str | None:
-        """Deregister, disconnect and stop the worker; why the connection had closed before, if it had."""
-        why = self.why_closed
+        """Deregister, disconnect and stop the worker; ``failure`` as it was before, if there was one."""
+        why = self.failure
         conn, self._conn, self._dom = self._conn, None, None
-        if conn is not None:
+        if conn is not None and self._executor.busy:  # a call that may never end: not waited for
+            self._executor.submit(self._disconnect, conn)
+        elif conn is not None:
             await self._loop.run_in_executor(self._executor, self._disconnect, conn)
         self._executor.shutdown(wait=False)
         self._closed(CLOSE_REASONS[libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT])
@@ -341,9 +446,10 @@ class LibvirtTransport:
             self._disconnect(conn)
 
     def _disconnect(self, conn: libvirt.virConnect) -> None:
-        callback = self._event_callback
+        callback, lifecycle = self._event_callback, self._lifecycle_callback
         for step in (
             lambda: callback is not None and libvirt_qemu.qemuMonitorEventDeregister(conn, callback),
+            lambda: lifecycle is not None and conn.domainEventDeregisterAny(lifecycle),
             conn.unregisterCloseCallback,
             conn.close,
         ):

@@ -153,11 +153,15 @@ def _completions(buffer: Buffer) -> list[Completion]:
     return list(buffer.completer.get_completions(buffer.document, CompleteEvent(completion_requested=True)))
 
 
-def prompt_message(prompt: str) -> Callable[[], str]:
-    """The prompt, left out while the input starts with a pasted one: "(QEMU) (QEMU) cmd" looks wrong."""
+def prompt_message(session: Session) -> Callable[[], str]:
+    """The prompt: ``(HMP)`` with -H, the domain's name on a libvirt domain (after a /connect too),
+    else ``(QEMU)``; left out while the input starts with a pasted one: "(QEMU) (QEMU) cmd" looks wrong."""
 
     def message() -> str:
-        return "" if get_app().current_buffer.text.startswith(PASTED_PROMPTS) else prompt
+        if get_app().current_buffer.text.startswith(PASTED_PROMPTS):
+            return ""
+        domain = session.transport.domain
+        return "(HMP) " if session.options.hmp else f"({domain}) " if domain is not None else "(QEMU) "
 
     return message
 
@@ -166,8 +170,10 @@ PASTED_PROMPTS = ("(QEMU) ", "(qemu) ")
 
 
 def _continuation(width: int, line_number: int, wrap_count: int) -> str:
-    text = get_app().current_buffer.text
-    return "TRANS> " if text.lstrip().startswith("transaction(") else "...".ljust(width)
+    """"TRANS> " in front of the lines of a transaction typed here (a pasted one brings its own)."""
+    first_line = get_app().current_buffer.text.partition("\n")[0]
+    opening = Continuation().context(first_line + " ")  # just after the first line's last word
+    return "TRANS> " if opening.transaction and not opening.marker else "...".ljust(width)
 
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # then every 8 s
@@ -247,7 +253,7 @@ async def run_interactive(session: Session, where: str, *,
     toolbar = Toolbar(session)
     version = f" QEMU {toolbar.version}" if toolbar.version else ""
     prompt: PromptSession[str] = PromptSession(
-        prompt_message("(HMP) " if session.options.hmp else "(QEMU) "),
+        prompt_message(session),
         multiline=True,
         key_bindings=key_bindings(session.options.hmp),
         history=open_history(session, history_size),

@@ -429,6 +429,12 @@ class Session:
                 return False
         return await self.execute(item, lineno)
 
+    def fail(self, message: str) -> None:
+        """A failure found outside the session's own lines (a replayed reply that differs): said, and the
+        run fails (exit status 1 in scripts)."""
+        self.renderer.error(message)
+        self._failed = True
+
     def fail_parse(self, error: ParseError, first_lineno: int = 1) -> None:
         error.lineno += first_lineno - 1
         self.renderer.input_error(error, script=not self.options.interactive)
@@ -486,7 +492,7 @@ class Session:
     def _answered(self, flight: Flight, reply: Mapping[str, object]) -> bool:
         """A request's reply came (and is printed): whether the line succeeded."""
         self._happen(Happening.ANSWERED if "return" in reply else Happening.REFUSED)
-        self.subscribers.on_command_done(flight.request.command)
+        self.subscribers.on_answered(flight.request, reply)
         return "return" in reply and not flight.not_json
 
     async def _unanswered(self, flight: Flight, err: Exception) -> bool:

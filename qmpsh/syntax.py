@@ -7,7 +7,9 @@ raw QMP JSON over one or several lines, and text pasted from documentation
 
 No I/O here and no prompt_toolkit: the interactive and the scripted loop both
 feed text in and get ``Request``/``Builtin``/``Skipped``/``ParseError`` items
-out, in input order.
+out, in input order. ``cursor_context`` reads the input before the cursor with the
+same grammar, for completion and the prompt; the highlighter is built from the
+token patterns here.
 """
 
 from __future__ import annotations
@@ -19,17 +21,29 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from enum import Enum
 
 #: Prompts and markers that documentation puts in front of a line, and what
 #: each says about that line.
 MARKERS = {"(QEMU)": "prompt", "(qemu)": "prompt", "TRANS>": "prompt", "->": "request", "<-": "server",
            "$": "shell"}
-MARKER_RE = _MARKER_RE = re.compile(r"^\s*(\(QEMU\)|\(qemu\)|TRANS>|->|<-|\$)(?=\s|$)\s?")
-_COMMAND_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")
-_INT_RE = re.compile(r"[-+]?[0-9]+")
-_FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?")
+#: The tokens of the input language, as patterns: the parser below and the highlighter (lexer) both use them.
+MARKER = "|".join(re.escape(marker) for marker in MARKERS)  # followed by a space or the line's end
+COMMAND_NAME = r"[A-Za-z_][A-Za-z0-9_.+-]*"
+INTEGER = r"[-+]?[0-9]+"
+FLOAT = r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?"
+TRANSACTION_OPEN = "transaction("
+TRANSACTION_CLOSE = ")"
+BOOLEANS = ("true", "false")  # in any case: True, FALSE
+NULL = "null"
+COMMENT = "#"
+FORCE = "!"  # in front of a command: send it unchecked
+MARKER_RE = re.compile(rf"^\s*({MARKER})(?=\s|$)\s?")
+_COMMAND_NAME_RE = re.compile(COMMAND_NAME)
+_INT_RE = re.compile(INTEGER)
+_FLOAT_RE = re.compile(FLOAT)
 _BARE_RE = re.compile(r"[^\s\"'{}\[\]\\]+")  # a string that needs no quotes
 _OPENERS = {"{": "}", "[": "]"}
 _CLOSERS = {"}": "{", "]": "["}
@@ -415,9 +429,9 @@ def parse_value(text: str) -> object:
     if _FLOAT_RE.fullmatch(text):
         return _finite(text)
     lowered = text.lower()
-    if lowered in ("true", "false"):
+    if lowered in BOOLEANS:
         return lowered == "true"
-    if text == "null":
+    if text == NULL:
         return None
     return text
 
@@ -436,26 +450,36 @@ def _merge(dst: dict[str, object], src: dict[str, object], path: str) -> None:
             raise ValueError(f"duplicate key '{here}'")
 
 
+def _argument(token: str) -> tuple[str, dict[str, object]]:
+    """One ``key=value`` token: its key, and its value nested under the key's parts (``a.b=1``:
+    ``{"a": {"b": 1}}``). Raises _Unbalanced at the fault's offset in the token."""
+    key, sep, raw = token.partition("=")
+    if not sep:
+        raise _Unbalanced(f"expected key=value, got '{token}'", 0)
+    path = key.split(".")
+    if not all(path) or any(c in key for c in "\"'{}[]"):
+        raise _Unbalanced(f"bad key '{key}'", 0)
+    if len(path) > MAX_DEPTH:
+        raise _Unbalanced(f"key nested too deeply: more than {MAX_DEPTH} levels", 0)
+    try:
+        value = parse_value(raw)
+    except _Unbalanced as err:
+        raise _Unbalanced(err.args[0], len(key) + 1 + err.offset) from None
+    nested: dict[str, object] = {path[-1]: value}
+    for part in reversed(path[:-1]):
+        nested = {part: nested}
+    return key, nested
+
+
 def parse_arguments(line: _Line, words: list[tuple[str, int]],
                     columns: dict[str, int] | None = None) -> dict[str, object]:
     """key=value tokens -> a nested arguments object; ``columns`` gets each key's column."""
     args: dict[str, object] = {}
     for token, offset in words:
-        key, sep, raw = token.partition("=")
-        if not sep:
-            raise line.error(f"expected key=value, got '{token}'", offset)
-        path = key.split(".")
-        if not all(path) or any(c in key for c in "\"'{}[]"):
-            raise line.error(f"bad key '{key}'", offset)
-        if len(path) > MAX_DEPTH:
-            raise line.error(f"key nested too deeply: more than {MAX_DEPTH} levels", offset)
         try:
-            value = parse_value(raw)
+            key, nested = _argument(token)
         except _Unbalanced as err:
-            raise line.error(err.args[0], offset + len(key) + 1 + err.offset) from None
-        nested: dict[str, object] = {path[-1]: value}
-        for part in reversed(path[:-1]):
-            nested = {part: nested}
+            raise line.error(err.args[0], offset + err.offset) from None
         try:
             _merge(args, nested, "")
         except ValueError as err:
@@ -533,7 +557,7 @@ class _Transaction:
 
     def add(self, line: _Line, words: list[tuple[str, int]]) -> bool:
         """Add the actions on one line; True when the line closes the transaction."""
-        closes = bool(words) and words[-1][0] == ")"
+        closes = bool(words) and words[-1][0] == TRANSACTION_CLOSE
         if closes:
             words = words[:-1]
         if words and self.error is None:
@@ -592,6 +616,16 @@ class _Gatherer:
         return self._open is not None or self._transaction is not None or self._shell is not None
 
     @property
+    def in_brackets(self) -> bool:
+        """A line's brackets are open: its next line continues it."""
+        return self._open is not None
+
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open: its next line is an action, or its end."""
+        return self._transaction is not None
+
+    @property
     def in_shell_line(self) -> bool:
         """A pasted shell command ended with a backslash: its next line continues it."""
         return self._shell is not None
@@ -618,10 +652,10 @@ class _Gatherer:
             self._length += 1 + len(raw)
             line.sources.append(raw)
         else:
-            match = _MARKER_RE.match(raw)
+            match = MARKER_RE.match(raw)
             indent = match.end() if match else len(raw) - len(raw.lstrip())
             body = raw[indent:].rstrip()
-            if not body or body.startswith("#"):
+            if not body or body.startswith(COMMENT):
                 return
             if match and MARKERS[match.group(1)] == "shell":
                 self._shell, self._shell_lineno = [], lineno
@@ -676,7 +710,7 @@ class _Gatherer:
         elif self.hmp:
             arguments = {"command-line": line.text}
             self.items.append(Request({"execute": "human-monitor-command", "arguments": arguments}, "hmp", line.lineno))
-        elif first == "transaction(":
+        elif first == TRANSACTION_OPEN:
             self._transaction = _Transaction(line.lineno)
             if self._transaction.add(line, words[1:]):
                 self.items.append(self._transaction.result())
@@ -684,7 +718,7 @@ class _Gatherer:
         elif len(words) == 1 and first.endswith("?") and "help" in self.builtins:
             self.items.append(Builtin("help", (first[:-1],), {}, line.lineno))
         else:
-            force = first.startswith("!")
+            force = first.startswith(FORCE)
             if force:
                 words[0] = (first[1:], words[0][1] + 1)
             columns: dict[str, int] = {}
@@ -717,8 +751,104 @@ def needs_more(text: str, *, hmp: bool = False) -> bool:
     return parse(text, hmp=hmp).incomplete
 
 
+class At(Enum):
+    """What the cursor is on."""
+
+    COMMAND = "command"  # a command's name (a transaction's action inside one)
+    BUILTIN = "builtin"  # a built-in's name, after its "/"
+    KEY = "key"  # a word without "=": an argument's dotted key (a built-in's bare word too)
+    VALUE = "value"  # the value of key=value
+    JSON = "json"  # a value the user writes: JSON, a quoted string, brackets open from lines above
+    WORD = "word"  # a word of an HMP command line (-H)
+    NOTHING = "nothing"  # "transaction(", a comment, a pasted shell or server line, a closed transaction
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the text before the cursor is, read by the one grammar: the completer, the prompt's Enter
+    and continuation lines all read it (pgcli's suggest_type over one parse)."""
+
+    more: bool  # the input so far needs more lines: brackets, a transaction or a shell line are open
+    at: At = At.NOTHING
+    marker: str = ""  # the pasted prompt or marker the cursor's line starts with: "(QEMU)", "TRANS>", "->" ...
+    transaction: bool = False  # the cursor's line is inside an open transaction
+    force: bool = False  # the command carries a leading "!"
+    words: tuple[str, ...] = ()  # the line's words before the cursor's, the command's name first
+    path: str = ""  # KEY: the dotted key typed so far; VALUE: the key whose value it is
+    prefix: str = ""  # what the cursor's word has typed of what completion would write
+    given: Mapping[str, object] = field(default_factory=dict)  # the arguments before the cursor, leniently
+
+    @property
+    def command(self) -> str:
+        """The command, transaction action, "/built-in" or HMP command the cursor's words belong to."""
+        return self.words[0] if self.words else ""
+
+
+def _lenient_arguments(words: Iterable[str]) -> dict[str, object]:
+    """``key=value`` words as an arguments object, each read once; a word that does not parse or
+    clashes with the words before it is left out."""
+    args: dict[str, object] = {}
+    for word in words:
+        try:
+            _, nested = _argument(word)
+            if _fits(args, nested):
+                _merge(args, nested, "")
+        except (_Unbalanced, RecursionError):  # RecursionError: a JSON value nested too deeply
+            continue
+    return args
+
+
+def _fits(dst: Mapping[str, object], src: Mapping[str, object]) -> bool:
+    """Whether ``_merge`` takes ``src`` into ``dst`` without a clash (it raises half way through)."""
+    for key, value in src.items():
+        if key in dst:
+            old = dst[key]
+            if not (isinstance(old, dict) and isinstance(value, dict) and _fits(old, value)):
+                return False
+    return True
+
+
+def _line_context(line: str, more: bool, transaction: bool, hmp: bool) -> Context:
+    """The context at the end of ``line``, the cursor's line, when no brackets from above continue into it."""
+    match = MARKER_RE.match(line)
+    marker = match.group(1) if match else ""
+    body = line[match.end():] if match else line
+    if MARKERS.get(marker) in ("shell", "server") or body.lstrip().startswith(COMMENT):
+        return Context(more, marker=marker)  # not for QEMU
+    force = not hmp and body.startswith(FORCE)
+    if force:
+        body = body[len(FORCE):]
+    spans = tokens(body)
+    words = [word for word, _ in spans]
+    if not spans or spans[-1][1] + len(spans[-1][0]) < len(body):
+        words.append("")  # the cursor starts a new word (a space inside brackets or quotes does not)
+    if hmp and not words[0].startswith("/"):
+        return Context(more, At.WORD, marker, words=tuple(words[:-1]), prefix=words[-1])
+    if words[0] == TRANSACTION_OPEN:
+        if len(words) == 1:
+            return Context(more, marker=marker)  # on "transaction(" itself
+        transaction, words = True, words[1:]
+    *done, partial = words
+    if transaction and done[-1:] == [TRANSACTION_CLOSE]:
+        return Context(more, marker=marker)  # the transaction is closed
+    at, path, prefix = _word_context(partial, bool(done), transaction)
+    return Context(more, at, marker, transaction, force, tuple(done), path, prefix, _lenient_arguments(done[1:]))
+
+
+def _word_context(word: str, after_command: bool, transaction: bool) -> tuple[At, str, str]:
+    """What the cursor's ``word`` is: (at, path, prefix) of its ``Context``."""
+    if not after_command:
+        if word.startswith("/") and not transaction:
+            return At.BUILTIN, "", word[1:]
+        return (At.JSON if word.startswith("{") else At.COMMAND), "", word
+    key, sep, value = word.partition("=")
+    if not sep:
+        return At.KEY, key, key
+    return (At.JSON if value.startswith(("{", "[", '"', "'")) else At.VALUE), key, value
+
+
 class Continuation:
-    """``needs_more`` for the prompt's buffer, which grows at its end one Enter at a time:
+    """The context at the end of the prompt's buffer, which grows at its end one key at a time:
     lines above the last are parsed once, and kept; only the last line is parsed anew."""
 
     def __init__(self, hmp: bool = False) -> None:
@@ -730,7 +860,8 @@ class Continuation:
         self._lines = 0
         self._gatherer = _Gatherer((), self.hmp)
 
-    def needs_more(self, text: str) -> bool:
+    def context(self, text: str) -> Context:
+        """What the end of ``text`` is (see ``Context``)."""
         if not text.startswith(self._done):
             self._start("")
         complete = text.rfind("\n") + 1
@@ -740,9 +871,28 @@ class Continuation:
                 self._gatherer.add(raw, self._lines)
             self._gatherer.forget()
             self._done = text[:complete]
+        last = text[complete:]
         probe = self._gatherer.copy()
-        probe.add(text[complete:], self._lines + 1)
-        return probe.incomplete
+        probe.add(last, self._lines + 1)
+        if self._gatherer.in_brackets:
+            return Context(probe.incomplete, At.JSON)  # a value that spans lines
+        if self._gatherer.in_shell_line:
+            return Context(probe.incomplete)
+        return _line_context(last, probe.incomplete, self._gatherer.in_transaction, self.hmp)
+
+    def needs_more(self, text: str) -> bool:
+        """Whether Enter should continue the input: brackets, a transaction or a shell line are open."""
+        return self.context(text).more
+
+
+#: One per mode, for ``cursor_context``: while one types, the lines above the cursor's are parsed once.
+_CONTINUATIONS = {False: Continuation(), True: Continuation(hmp=True)}
+
+
+def cursor_context(text: str, *, hmp: bool = False) -> Context:
+    """What the end of ``text``, the input before the cursor, is; ``hmp``: lines other than built-ins
+    are HMP command lines. Linear in ``text``."""
+    return _CONTINUATIONS[hmp].context(text)
 
 
 class Reader:

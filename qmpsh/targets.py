@@ -32,7 +32,7 @@ class DomainNames:
 
     names: list[str] = field(default_factory=list)
     at: float = 0.0  # time.monotonic() of the listing; 0: never listed
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[list[str] | None] | None = None
 
     def got(self, names: list[str]) -> None:
         self.names, self.at = names, time.monotonic()
@@ -49,11 +49,16 @@ def domain_names(session: Session) -> DomainNames:
     return known
 
 
-def is_address(target: str) -> bool:
-    """A socket's address (a path, or ``HOST:PORT``) rather than a domain's name."""
+async def is_address(session: Session, target: str) -> bool:
+    """A socket's address rather than a domain's name: a path with a "/" (``./NAME`` for a file
+    here), or ``HOST:PORT``. A plain NAME is the running domain of that name; only when none runs
+    and a file NAME is here, that file. libvirt is asked only then: a file and a domain share NAME.
+    """
     from qmpsh.client import parse_address
 
-    return "/" in target or os.path.exists(target) or not isinstance(parse_address(target), str)
+    if "/" in target or not isinstance(parse_address(target), str):
+        return True
+    return os.path.exists(target) and target not in (await _running_names(session) or [])
 
 
 def _libvirt_uri(session: Session) -> str | None:
@@ -86,15 +91,10 @@ async def list_domains(session: Session, cmd: Builtin) -> bool:
     if listed is None:
         return False
     uri, found = listed
-    rows = [{"name": name, "id": number, "state": state} for name, number, state in found]
-    if not session.options.interactive:
-        session.renderer.document(rows)
-        return True
-    if not rows:
-        session.renderer.note(f"no running domains at {uri}")
-        return True
-    width = max(len(name) for name, _, _ in found)
-    session.renderer.out("\n".join(f"{name:<{width}}  {number:>4}  {state}" for name, number, state in found))
+    from qmpsh.views import DomainRow, DomainsTable
+
+    rows = [DomainRow(name=name, id=number, state=state) for name, number, state in found]
+    session.renderer.show(DomainsTable(rows, uri))
     return True
 
 
@@ -107,9 +107,10 @@ async def connect(session: Session, cmd: Builtin) -> bool:
         session.renderer.error("/connect: not in a --launch session: qmpsh stops the QEMU it launched as it leaves")
         return False
     target = cmd.words[0]
-    was_domain = isinstance(getattr(session.transport, "domain", None), str)
+    was_domain = session.transport.domain is not None
+    to_socket = await is_address(session, target)
     transport: Transport
-    if is_address(target):
+    if to_socket:
         from qmpsh.client import SocketTransport, parse_address
 
         transport = SocketTransport(parse_address(target), tap=session.tap)
@@ -123,12 +124,12 @@ async def connect(session: Session, cmd: Builtin) -> bool:
     try:
         await session.switch(transport)
     except ConnectFailure as err:
-        where = f"cannot connect to {transport.where}: " if is_address(target) else ""
+        where = f"cannot connect to {transport.where}: " if to_socket else ""
         still = "" if session.lost else f" (still connected to {session.transport.where})"
         session.renderer.error(f"/connect: {where}{err}{still}")
         return False
     session.renderer.note(f"connected to {session.transport.where}")
-    if not was_domain and not is_address(target):
+    if not was_domain and not to_socket:
         from qmpsh.domain import TAINT_NOTE
 
         session.renderer.note(TAINT_NOTE)
@@ -141,17 +142,20 @@ def names_for_tab(session: Session) -> list[str]:
     known = domain_names(session)
     uses_libvirt = session.options.libvirt or known.at > 0
     if uses_libvirt and time.monotonic() - known.at > NAMES_MAX_AGE and (known.task is None or known.task.done()):
-        known.task = asyncio.ensure_future(_refresh_names(session))
+        known.task = asyncio.ensure_future(_running_names(session))
     return known.names
 
 
-async def _refresh_names(session: Session) -> None:
+async def _running_names(session: Session) -> list[str] | None:
+    """The running domains' names, kept for Tab too; None, and nothing said, when libvirt cannot tell."""
     try:
         from qmpsh.libvirt_transport import LibvirtTransportError, running_domains
     except ImportError:
-        return
+        return None
     try:
         _, found = await running_domains(_libvirt_uri(session))
     except LibvirtTransportError:
-        return
-    domain_names(session).got([row[0] for row in found])
+        return None
+    names = [row[0] for row in found]
+    domain_names(session).got(names)
+    return names

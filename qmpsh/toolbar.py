@@ -32,8 +32,8 @@ class Toolbar:
         session = self.session
         if session.lost:  # the run state and the jobs of a QEMU we cannot see are unknown
             return " disconnected"
-        domain = getattr(session.transport, "domain", None)  # a libvirt domain's name (domain.DomainTransport)
-        parts = [f"domain {domain}" if isinstance(domain, str) else "connected"]
+        transport = session.transport
+        parts = [transport.label if transport.domain is not None else "connected"]  # a socket: its address was given
         version = self.version
         if version:
             parts.append(f"QEMU {version}")

@@ -92,6 +92,18 @@ def read(lines: Iterable[str], where: str = "log") -> list[Step]:
     return steps
 
 
+def read_file(path: str) -> list[Step]:
+    """The steps of the log at ``path``.
+
+    :raise TranscriptError: it cannot be read, or a line is no log entry (the message says where).
+    """
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as log:
+            return read(log, path)
+    except OSError as err:
+        raise TranscriptError(f"cannot read {path}: {err.strerror}") from None
+
+
 def _entry(line: str, where: str) -> tuple[str, dict[str, object]]:
     try:
         entry = json.loads(line)

@@ -76,6 +76,14 @@ class Transport(Protocol):
     #: How many times it has connected: a new number is a new connection, perhaps to another QEMU.
     connections: int
 
+    @property
+    def label(self) -> str:
+        """What it is connected to, in a few words for the toolbar: a socket's address, ``domain NAME``."""
+
+    @property
+    def domain(self) -> str | None:
+        """The libvirt domain's name, when it is a domain's monitor (``--domain``, ``/connect NAME``); else None."""
+
     def attach(self, on_sent: MessageHook, on_received: MessageHook) -> None:
         """Hand every user request sent, and every reply and event received, to these hooks."""
 
@@ -98,7 +106,8 @@ class Transport(Protocol):
 
     def submit(self, msg: Mapping[str, object], exec_id: str) -> asyncio.Future[Mapping[str, object]]:
         """Send a user's request under ``exec_id``; the future gets the reply, or TransportError if
-        the connection goes first. Cancelling the future does not unsend the request.
+        the connection goes first. Cancelling the future does not unsend a request already written;
+        one still queued (a domain's, behind a command libvirt waits on) is never sent.
 
         :raise TransportError: not connected.
         :raise Unsendable: the message is not strict JSON (nothing is sent).

@@ -89,6 +89,33 @@ class JobsTable:
         return _drawn(lambda console: console.print(table), colour)
 
 
+class DomainRow(TypedDict):
+    """A row of /domains, as a script reads it."""
+
+    name: str
+    id: int
+    state: str
+
+
+@dataclass(frozen=True)
+class DomainsTable:
+    """``/domains``: a line per running domain of the connection at ``uri`` (name, id, state)."""
+
+    rows: list[DomainRow]
+    uri: str
+
+    @property
+    def empty(self) -> str:
+        return "" if self.rows else f"no running domains at {self.uri}"
+
+    def as_json(self) -> list[DomainRow]:
+        return self.rows
+
+    def drawn(self, colour: bool) -> str:
+        width = max(len(row["name"]) for row in self.rows)
+        return "\n".join(f"{row['name']:<{width}}  {row['id']:>4}  {row['state']}" for row in self.rows)
+
+
 @dataclass(frozen=True)
 class BlockTrees:
     """``/tree``: a tree of nodes per device, each with its backing chain ``[A] <- [B]``."""

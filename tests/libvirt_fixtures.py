@@ -266,6 +266,22 @@ def libvirt_clients(pid: int) -> list[str]:
     return ours
 
 
+def qemu_pid(domain: Domain) -> int:
+    """The pid of the domain's QEMU, from the pid file libvirt keeps for it."""
+    return int((RUN / "libvirt/qemu" / f"{domain.name}.pid").read_text())
+
+
+@contextlib.contextmanager
+def frozen(domain: Domain) -> Iterator[None]:
+    """The domain's QEMU stopped (SIGSTOP): libvirt takes commands for it and never answers; thawed at the end."""
+    pid = qemu_pid(domain)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def destroy_domain(domain: Domain) -> None:
     virsh("destroy", domain.name, uri=domain.uri, check=False)
     shutil.rmtree(domain.dir, ignore_errors=True)

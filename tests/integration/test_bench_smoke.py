@@ -66,3 +66,16 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert measured["scripted run imports prompt_toolkit/rich"]["met"] is True, measured
     assert measured["event flood: all printed, in order"]["met"] is True, measured
     assert measured["event flood after reply, /wait last (events/s)"]["detail"]["in_order"] is True, measured
+
+
+def test_bench_skips_the_domain_rows_plainly_without_libvirt(tmp_path: Path) -> None:
+    require_qemu()
+    uri = "qemu:///system?socket=/nonexistent/libvirt-sock"
+    result = subprocess.run([sys.executable, str(RUN), "--smoke", "--only", "domain"], capture_output=True,
+                            text=True, timeout=120, cwd=REPO, env=qmpsh_env(QMPSH_BENCH_LIBVIRT_URI=uri))
+    assert result.returncode == 0, result.stderr[-3000:]
+    why = f"libvirt does not answer at {uri}: error: failed to connect to the hypervisor"
+    assert f"bench: --domain rows skipped: {why}" in result.stderr
+    for row in ("--domain: scripted throughput (ms/command)", "--domain: start-up, one query-status (ms)"):
+        (line,) = [line for line in result.stdout.splitlines() if line.startswith(row)]
+        assert "skipped" in line and why in line, line

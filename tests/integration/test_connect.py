@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 from qmpsh.domain import TAINT_NOTE
 from qmpsh.libvirt_transport import LIST_TIMEOUT
-from tests.conftest import Qemu, json_lines, qmpsh_env, run_qmpsh
+from tests.conftest import REPO, Qemu, json_lines, qmpsh_env, run_qmpsh
 from tests.libvirt_fixtures import Daemons, Domain, create_domain, destroy_domain
 
 
@@ -93,3 +94,21 @@ def test_connect_to_a_missing_socket_fails_in_one_line(qemu: Qemu):
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: /connect: cannot connect to {qemu.dir}/missing.sock: ") and line.endswith(
         f"(still connected to {qemu.socket})"), line
+
+
+def test_a_plain_name_is_the_running_domain_even_with_a_file_of_that_name_here(libvirt_domain: Domain, qemu: Qemu,
+                                                                               tmp_path: Path):
+    """A word with no "/" is a domain when one of that name runs; ./NAME is the file; a file with
+    no running domain of its name is the file."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / libvirt_domain.name).symlink_to(qemu.socket)
+    (here / "qmp.sock").symlink_to(qemu.socket)
+    script = (f"/connect {libvirt_domain.name}\nquery-name\n/connect ./{libvirt_domain.name}\nquery-name\n"
+              f"/connect {libvirt_domain.name}\nquery-name\n/connect qmp.sock\nquery-name\n")
+    env = qmpsh_env(LIBVIRT_DEFAULT_URI=libvirt_domain.uri, PYTHONPATH=str(REPO))  # this qmpsh, from there too
+    result = run_qmpsh(qemu.socket, stdin=script, env=env, cwd=here)
+    assert result.returncode == 0, result
+    names = [reply["return"].get("name") for reply in json_lines(result.stdout)]
+    assert names == [libvirt_domain.name, None, libvirt_domain.name, None]
+    assert result.stderr.splitlines()[-1] == "connected to qmp.sock"

@@ -9,16 +9,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 
 import pytest
 
 from qmpsh.domain import TAINT_NOTE
-from tests.conftest import REPO, json_lines, qmpsh_env, run_qmpsh
+from tests.conftest import REPO, json_lines, qemu_img, qemu_io, qmpsh_env, run_qmpsh
+from tests.integration.test_seed_flows import assert_same_data, chain_of, header_backing
 from tests.libvirt_fixtures import (
     Daemons,
     Domain,
     create_domain,
     destroy_domain,
+    frozen,
     inactive_domain,
     libvirt_clients,
     tool,
@@ -29,9 +33,9 @@ BOGUS_URI = "qemu:///system?socket=/nonexistent/libvirt-sock"
 NOTE = TAINT_NOTE + "\n"
 
 
-def on(domain: Domain, *args: str, stdin: str = "",
-       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_qmpsh("--domain", domain.name, "-c", domain.uri, *args, stdin=stdin, env=env)
+def on(domain: Domain, *args: str, stdin: str = "", env: dict[str, str] | None = None,
+       timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run_qmpsh("--domain", domain.name, "-c", domain.uri, *args, stdin=stdin, env=env, timeout=timeout)
 
 
 def test_query_status_is_a_json_line(libvirt_domain: Domain):
@@ -163,25 +167,47 @@ def test_the_connection_dropping_exits_3(libvirt_domain: Domain):
                                       "it failed (libvirtd stopped, or dropped this client)\n"), err
 
 
-def test_a_domain_destroyed_under_a_script_exits_3(libvirt_daemons: Daemons):
-    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-gone-")
+@pytest.fixture(scope="module")
+def own_domain(libvirt_daemons: Daemons) -> Iterator[Domain]:
+    """A domain of this module's own, for what must never happen to the shared one: its QEMU
+    stopped, then destroyed (by the module's last test)."""
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-own-")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "qmpsh", "--domain", domain.name, "-c", domain.uri],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=qmpsh_env(), cwd=REPO)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write("query-name\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().startswith('{"return"')
-        virsh("destroy", domain.name)
-        out, err = proc.communicate("query-name\nquery-status\n", timeout=60)
+        yield domain
     finally:
         destroy_domain(domain)
-    assert proc.returncode == 3
-    assert all(o.get("event") == "SHUTDOWN" for o in json_lines(out)), out  # QEMU says so, if in time
-    assert err.removeprefix(NOTE) == ("error: connection to QEMU lost while waiting for the reply to query-name: "
-                                      f"domain '{domain.name}' is not running anymore: it was destroyed or shut "
-                                      "down\n"), err
+
+
+def test_a_monitor_that_never_answers_at_connect_exits_3_after_timeout(own_domain: Domain):
+    with frozen(own_domain):  # libvirt connects, and query-version never gets its answer
+        begin = time.monotonic()
+        result = on(own_domain, "--timeout", "2", stdin="query-name\n", timeout=30)
+        seconds = time.monotonic() - begin
+    assert (result.returncode, result.stdout) == (3, ""), result
+    assert result.stderr == (f"error: no reply to query-version from {own_domain.name} at {own_domain.uri} "
+                             "within 2 s\n"), result.stderr
+    assert seconds < 15, seconds
+
+
+def test_a_domain_destroyed_under_a_wait_exits_3_at_once(own_domain: Domain):
+    """libvirt's lifecycle event ends the /wait: nothing has to be sent to find out."""
+    proc = subprocess.Popen([sys.executable, "-m", "qmpsh", "--domain", own_domain.name, "-c", own_domain.uri],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=qmpsh_env(), cwd=REPO)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write("query-name\n/wait BLOCK_JOB_COMPLETED timeout=0\n")  # a wait without end
+        proc.stdin.flush()  # and stdin stays open: only the domain's end can end qmpsh
+        assert proc.stdout.readline().startswith('{"return"')
+        virsh("destroy", own_domain.name)
+        assert proc.wait(timeout=20) == 3
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert err.removeprefix(NOTE) == (f"error: connection to QEMU lost during /wait: domain '{own_domain.name}' "
+                                      "was destroyed\n")
 
 
 def test_without_libvirt_python_domain_says_what_to_install_and_exits_2(tmp_path):
@@ -207,3 +233,57 @@ def test_wait_for_socket_with_domain_is_refused_not_ignored():
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines()[-1] == ("qmpsh: error: --wait-for-socket is for a QMP socket (ADDRESS, "
                                               "--launch), not --domain")
+
+
+def test_drive_mirror_with_job_and_pivot(libvirt_daemons: Daemons):
+    """drive-mirror of a two-layer chain to a standalone copy, followed with /job, pivoted with
+    block-job-complete: the guest's disk is then the copy, which holds both layers' data."""
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-mirror-")
+    try:
+        domain.dir.chmod(0o777)  # QEMU, as libvirt's QEMU user, creates the overlay and the copy here
+        top, copy = domain.dir / "top.qcow2", domain.dir / "copy.qcow2"
+        script = (f"{write_through_guest(0x11, 0, 4)}"
+                  f"blockdev-snapshot-sync node-name=libvirt-1-format snapshot-file={top} "
+                  f"snapshot-node-name=node-top format=qcow2\n"
+                  f"{write_through_guest(0x22, 2, 4)}"
+                  f"drive-mirror device=node-top target={copy} format=qcow2 node-name=node-copy sync=full "
+                  f"job-id=job0\n"
+                  f"/job job0\n"
+                  f"block-job-complete device=job0\n"
+                  f"/wait BLOCK_JOB_COMPLETED device=job0\n"
+                  f"query-block\n"
+                  f"query-named-block-nodes\n"
+                  f"quit\n")
+        result = on(domain, stdin=script, timeout=90)
+        assert result.returncode == 0, result
+        replies = [o for o in json_lines(result.stdout) if "return" in o or "error" in o]
+        assert len(replies) in (7, 8) and all("return" in reply for reply in replies), replies  # quit's, if in time
+        assert all(reply["return"] == "" for reply in (replies[0], replies[2])), replies  # qemu-io's writes
+        completed = [o["data"] for o in json_lines(result.stdout) if o.get("event") == "BLOCK_JOB_COMPLETED"]
+        assert len(completed) == 1 and completed[0]["type"] == "mirror" and "error" not in completed[0], completed
+        (disk,) = replies[5]["return"]
+        assert disk["inserted"]["node-name"] == "node-copy", disk  # pivoted: the guest runs on the copy
+        assert chain_of(replies[6]["return"], "node-copy") == [str(copy)]  # standalone: sync=full
+        _wait_gone(domain)  # quit: QEMU has let go of the images
+        assert header_backing(copy) is None and header_backing(top) == str(domain.image)
+        reference = domain.dir / "reference.raw"
+        qemu_img("create", "-q", "-f", "raw", str(reference), "64M")
+        qemu_io(reference, "write -P 0x11 0 4M", "write -P 0x22 2M 4M", fmt="raw")
+        assert_same_data(reference, copy, "the copy")
+        assert_same_data(reference, top, "the overlay with its backing file")
+    finally:
+        destroy_domain(domain)
+
+
+def write_through_guest(pattern: int, offset_mib: int, length_mib: int) -> str:
+    """A script line writing through the guest's disk (libvirt's virtio-disk0), into its active layer."""
+    disk = "/machine/peripheral/virtio-disk0/virtio-backend"
+    return (f"human-monitor-command command-line='qemu-io -d {disk} "
+            f"\"write -P {pattern:#x} {offset_mib}M {length_mib}M\"'\n")
+
+
+def _wait_gone(domain: Domain) -> None:
+    deadline = time.monotonic() + 30
+    while virsh("domstate", domain.name, uri=domain.uri, check=False).returncode == 0:
+        assert time.monotonic() < deadline, f"{domain.name} still runs after quit"
+        time.sleep(0.2)

@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -131,16 +131,24 @@ def test_a_defined_domain_that_is_not_running(run, libvirt_daemons):
     assert str(err.value) == f"domain '{name}' is not running (virsh -c qemu:///system start {name})"
 
 
+async def collect(events: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [event async for event in events]
+
+
 def test_a_domain_destroyed_under_a_session(run, libvirt_daemons):
     domain = create_domain(libvirt_daemons.uri, "qmpsh-test-gone-")
     try:
         opened = run(LibvirtTransport.open(domain.name, domain.uri))
         try:
             assert run(opened.query("query-status"))["running"] is False
+            events = opened.events()
             virsh("destroy", domain.name)
+            # libvirt's lifecycle event ends the events at once, and says how the domain went
+            assert {event["event"] for event in run(collect(events), timeout=30)} <= {"SHUTDOWN"}
+            assert opened.failure == opened.why_stopped == f"domain '{domain.name}' was destroyed"
             with pytest.raises(LibvirtTransportError) as err:
                 run(opened.send({"execute": "query-status"}))
-            assert str(err.value) == f"domain '{domain.name}' is not running anymore: it was destroyed or shut down"
+            assert str(err.value) == f"domain '{domain.name}' was destroyed"
         finally:
             run(opened.close())
     finally:

@@ -22,7 +22,8 @@ STOP = {"event": "STOP", "data": {}, "timestamp": {"seconds": 1, "microseconds":
 class MemoryTransport:
     """Answers each command from ``answers``, after the events ``events`` holds for it; hangs up on ``hang_up``."""
 
-    where = "memory"
+    where = label = "memory"
+    domain = None
 
     def __init__(self, answers: Mapping[str, Mapping[str, object]], events: Mapping[str, list[dict[str, object]]]
                  | None = None, hang_up: str = "") -> None:

@@ -14,7 +14,7 @@ import pytest
 from qmpsh.helptext import Row
 from qmpsh.render import Renderer
 from qmpsh.tree import _active, build, chain
-from qmpsh.views import BlockTrees, HelpTable, JobRow, JobsTable, ProgressView
+from qmpsh.views import BlockTrees, DomainRow, DomainsTable, HelpTable, JobRow, JobsTable, ProgressView
 from tests.conftest import REPO
 from tests.data import load
 
@@ -104,6 +104,19 @@ def test_help_table_folds_to_the_terminal_width(monkeypatch):
         "│ lename  │         │        │         │",
         "└─────────┴─────────┴────────┴─────────┘",
     ]
+
+
+def test_domains_table(capsys):
+    rows = [DomainRow(name="vm1", id=3, state="running"), DomainRow(name="database", id=12, state="paused")]
+    assert DomainsTable(rows, "qemu:///system").drawn(colour=True).splitlines() == [
+        "vm1          3  running",
+        "database    12  paused"]
+    Renderer().show(DomainsTable(rows, "qemu:///system"))
+    Renderer(interactive=True).show(DomainsTable([], "qemu:///system"))
+    out, err = capsys.readouterr()
+    assert json.loads(out) == [{"name": "vm1", "id": 3, "state": "running"},
+                               {"name": "database", "id": 12, "state": "paused"}]
+    assert err == "no running domains at qemu:///system\n"
 
 
 @pytest.mark.parametrize("interactive, colour", [(False, False), (False, True)])
