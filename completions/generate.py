@@ -34,6 +34,7 @@ VALUES = {
     "domain": "text",
     "connect": "text",
     "replay": "file",
+    "record": "file",
 }
 EVENT_FORMS = [("all", "print every event"), ("only:", "print only these events (NAME,NAME...)"),
                ("hide:", "print every event but these (NAME,NAME...)")]

@@ -27,7 +27,7 @@ _qmpsh()
                 _filedir
                 return
                 ;;
-            -l|--logfile|--color|--colour|--events|--timestamps|--timeout|--wait-for-socket|--history-size|--editing-mode|--workdir|--domain|-c|--connect|--export|--replay)
+            -l|--logfile|--color|--colour|--events|--timestamps|--timeout|--wait-for-socket|--history-size|--editing-mode|--workdir|--domain|-c|--connect|--export|--replay|--record)
                 ((i++))
                 ;;
             -*) ;;
@@ -91,11 +91,15 @@ _qmpsh()
             _filedir
             return
             ;;
+        --record)
+            _filedir
+            return
+            ;;
     esac
     $split && return
 
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --replay --version' -- "$cur"))
+        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --replay --record --version' -- "$cur"))
         return
     fi
     ((addresses == 0)) && _qmpsh_sockets

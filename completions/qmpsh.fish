@@ -19,7 +19,7 @@ function __qmpsh_needs_address --description 'no ADDRESS yet'
         switch $token
             case --
                 return 1
-            case -l --logfile --color --colour --events --timestamps --timeout --wait-for-socket --history-size --editing-mode --workdir --domain -c --connect --export --replay
+            case -l --logfile --color --colour --events --timestamps --timeout --wait-for-socket --history-size --editing-mode --workdir --domain -c --connect --export --replay --record
                 set skip 1
             case '-*'
             case '*'
@@ -77,4 +77,5 @@ complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l domain -x -d 'instead of AD
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s c -l connect -x -d 'with --domain: libvirt\'s URI, as virsh -c takes it'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l export -x -a 'python' -d 'qmpsh --export python LOG: write the commands of LOG to stdout as a standalone program on qemu.qmp that sends them again, waiting for the events seen before each, and exits 1 at the first error'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l replay -r -F -d 'send the commands of LOG again in order, as a script, waiting before each for the events seen before it'
+complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l record -r -F -d 'write each line that succeeds to FILE as it runs, as /save does: a script qmpsh can run again'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l version -d 'show program\'s version number and exit'

@@ -18,6 +18,7 @@ from qmpsh import __version__, config
 if TYPE_CHECKING:
     from qmpsh.launch import LaunchedQemu
     from qmpsh.logfile import Logfile
+    from qmpsh.record import Recorder
     from qmpsh.session import Session
     from qmpsh.transcript import Step
     from qmpsh.transport import Transport
@@ -185,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="send the commands of LOG (a -l log) again in order, as a script, waiting before each "
                              "for the events seen before it; a reply that differs from the recorded one (error or "
                              "return, other keys) is said on stderr and the exit status is 1")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write each line that succeeds to FILE (a new file) as it runs, as /save does: a "
+                             "script qmpsh can run again")
     parser.add_argument("--version", action="version", version=f"qmpsh {__version__}")
     return parser
 
@@ -507,7 +511,6 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
     """
     from qmpsh.render import Renderer, want_colour
     from qmpsh.session import Options, Session
-    from qmpsh.transport import ConnectFailure
 
     renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout),
                         interactive=mode.interactive, timestamps=args.timestamps)
@@ -520,8 +523,20 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
     if log is not None:
         log.warn = renderer.error
     steps = _replayed(args.replay)
-    transport = _transport(args, mode, address, log)
-    session = Session(renderer, options, transport, launched=launched, tap=log)
+    recorder = _recorder(args.record, mode.interactive)
+    try:
+        return await _session(Session(renderer, options, _transport(args, mode, address, log), launched=launched,
+                                      tap=log, recorder=recorder), args, mode, steps)
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+async def _session(session: Session, args: argparse.Namespace, mode: Mode, steps: list[Step]) -> _SessionEnd:
+    """Connect ``session``, and run the prompt, the replay or the script."""
+    from qmpsh.transport import ConnectFailure
+
+    renderer, transport, launched, recorder = session.renderer, session.transport, session.launched, session.recorder
     try:
         await session.connect(wait=args.wait_for_socket)
     except ConnectFailure as err:
@@ -534,6 +549,10 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
         from qmpsh.domain import TAINT_NOTE
 
         renderer.note(TAINT_NOTE)
+    if recorder is not None:
+        from qmpsh.toolbar import qemu_version
+
+        recorder.begin(transport.label, qemu_version(session))
     try:
         if mode.interactive:
             from qmpsh.repl import run_interactive
@@ -553,6 +572,23 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
         await _disconnect(session)
         renderer.flush()
     return _SessionEnd(mode.interactive, lost, session.failed, renderer.stdout_error)
+
+
+def _recorder(path: str | None, interactive: bool) -> Recorder | None:
+    """What /save and --record keep: at a terminal always, in a script only with --record FILE.
+
+    :raise _Refused: FILE exists, or cannot be made.
+    """
+    if path is None and not interactive:
+        return None
+    from qmpsh.record import Recorder, new_file
+
+    if path is None:
+        return Recorder()
+    try:
+        return Recorder(new_file(path))
+    except OSError as err:
+        raise _Refused(f"cannot record to {path}: {err.strerror}") from None
 
 
 def _replayed(path: str | None) -> list[Step]:

@@ -266,6 +266,34 @@ async def connect(session: Session, cmd: Builtin) -> bool:
     return await connect_to(session, cmd)
 
 
+async def save(session: Session, cmd: Builtin) -> bool:
+    """/save FILE: write the session so far as a script qmpsh can run again (a new file, never over one).
+
+    It holds the commands that succeeded, in order, as they were sent: key=value where that reads
+    back exactly, else JSON; the /wait, /job and /shell lines that succeeded; and a comment header
+    (date, QEMU version, address). Run it with: qmpsh ADDRESS < FILE. A script keeps such a record
+    only with --record FILE.
+    """
+    if len(cmd.words) != 1 or cmd.args:
+        session.renderer.error("usage: /save FILE")
+        return False
+    if session.recorder is None:
+        session.renderer.error("/save: a script keeps no record of itself; run it with --record FILE")
+        return False
+    from qmpsh.record import header
+    from qmpsh.record import save as write
+    from qmpsh.toolbar import qemu_version
+
+    path, lines = cmd.words[0], session.recorder.lines
+    try:
+        write(path, header(session.transport.label, qemu_version(session)) + lines)
+    except OSError as err:
+        session.renderer.error(f"/save: cannot write {path}: {err.strerror}")
+        return False
+    session.renderer.note(f"saved {len(lines)} line{'s' if len(lines) != 1 else ''} to {path}")
+    return True
+
+
 BUILTINS: dict[str, Handler] = {"wait": wait, "job": job, "jobs": jobs, "events": events, "tree": tree,
                                 "reconnect": reconnect, "connect": connect, "domains": domains, "shell": shell,
-                                "help": show_help, "quit": quit_shell}
+                                "save": save, "help": show_help, "quit": quit_shell}

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from qmpsh.syntax import Request
+    from qmpsh.syntax import Builtin, Request
 
 Event = Mapping[str, object]
 Predicate = Callable[[Event], bool]
@@ -170,6 +170,9 @@ class Subscriber:
     def on_answered(self, request: Request, reply: Mapping[str, object]) -> None:
         """A request the user ran was answered (``reply`` as the wire had it, qmpsh's id and all)."""
 
+    def on_builtin_done(self, builtin: Builtin, ok: bool) -> None:
+        """A built-in the user ran is done; ``ok``: it succeeded."""
+
     def on_connection_changed(self) -> None:
         """A new connection (a reconnect, or /connect): what was learnt from the old one is stale."""
 
@@ -202,6 +205,10 @@ class Subscribers(Subscriber):
     def on_answered(self, request: Request, reply: Mapping[str, object]) -> None:
         for subscriber in tuple(self._all):
             subscriber.on_answered(request, reply)
+
+    def on_builtin_done(self, builtin: Builtin, ok: bool) -> None:
+        for subscriber in tuple(self._all):
+            subscriber.on_builtin_done(builtin, ok)
 
     def on_connection_changed(self) -> None:
         for subscriber in tuple(self._all):

@@ -27,6 +27,7 @@ from qmpsh.transport import CommandError, Transport, TransportError, Unsendable,
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.jsontypes import JSON, SchemaInfo
     from qmpsh.launch import LaunchedQemu
+    from qmpsh.record import Recorder
     from qmpsh.schema import Schema
 
 T = TypeVar("T")
@@ -112,7 +113,8 @@ _GONE = frozenset({Runstate.LOST, Runstate.LEFT_LOST})  # lost
 
 class Session:
     def __init__(self, renderer: Renderer, options: Options, transport: Transport,
-                 launched: LaunchedQemu | None = None, tap: WireTap | None = None) -> None:
+                 launched: LaunchedQemu | None = None, tap: WireTap | None = None,
+                 recorder: Recorder | None = None) -> None:
         from qmpsh.commands import BUILTINS  # commands import Session for typing
 
         self.renderer = renderer
@@ -128,6 +130,9 @@ class Session:
         self.subscribers = Subscribers()  # the catalog, a progress bar ...: told of events and answered commands
         self.live = LiveState(self.query, lambda: self.transport.running and not self.lost)  # run state, jobs
         self.subscribers.add(self.live)
+        self.recorder = recorder  # what /save writes (at a terminal, and with --record): the lines a rerun needs
+        if recorder is not None:
+            self.subscribers.add(recorder)
         self._failed = False  # some line failed: exit status 1 in scripts
         self._state = Runstate.CONNECTED  # as it will be once connect() returns (nothing is run before)
         self.commands: list[str] = []  # from query-commands, for completion
@@ -413,21 +418,26 @@ class Session:
             self.renderer.skipped(item.reason, None if self.options.interactive else lineno)
             return True
         if isinstance(item, Builtin):
-            from qmpsh.commands import BUILTINS
-
-            lost_before = self.lost
-            try:
-                return await BUILTINS[item.name](self, item)
-            except CommandError as err:
-                self.renderer.error(f"/{item.name}: {err.error_class}: {err.desc}")
-                return False
-            except (TransportError, OSError, EOFError):
-                if lost_before:  # said when it happened; this line could not work without it
-                    self.renderer.error(f"/{item.name}: not connected to QEMU: /reconnect first")
-                else:
-                    await self.lose(f"during /{item.name}")
-                return False
+            ok = await self._run_builtin(item)
+            self.subscribers.on_builtin_done(item, ok)
+            return ok
         return await self.execute(item, lineno)
+
+    async def _run_builtin(self, builtin: Builtin) -> bool:
+        from qmpsh.commands import BUILTINS
+
+        lost_before = self.lost
+        try:
+            return await BUILTINS[builtin.name](self, builtin)
+        except CommandError as err:
+            self.renderer.error(f"/{builtin.name}: {err.error_class}: {err.desc}")
+            return False
+        except (TransportError, OSError, EOFError):
+            if lost_before:  # said when it happened; this line could not work without it
+                self.renderer.error(f"/{builtin.name}: not connected to QEMU: /reconnect first")
+            else:
+                await self.lose(f"during /{builtin.name}")
+            return False
 
     def fail(self, message: str) -> None:
         """A failure found outside the session's own lines (a replayed reply that differs): said, and the

@@ -1,0 +1,48 @@
+"""``--record FILE``: a script's successful lines written as they run, a script qmpsh runs again."""
+
+from __future__ import annotations
+
+from tests.conftest import qemu_img, run_qmpsh
+from tests.integration.test_export import mirror_with_pivot
+from tests.integration.test_seed_flows import header_backing, stopped
+
+
+def test_a_recorded_drive_mirror_runs_again_on_a_fresh_qemu(qemu_factory, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    recorded = tmp_path / "mirror.qmp"
+    vm = qemu_factory(workdir=first)
+    script = mirror_with_pivot().text.replace("(QEMU) quit", "block-job-cancel device=nojob\n(QEMU) quit")
+    run = run_qmpsh("--record", str(recorded), vm.socket, stdin=script, timeout=90)
+    assert run.returncode == 1, run.stderr  # the one failed line: not recorded
+    stopped(vm)
+    body = [line for line in recorded.read_text().splitlines() if not line.startswith("#")]
+    assert "/wait BLOCK_JOB_READY device=job0" in body and body[-1] == "quit", body
+    assert body.index("/wait BLOCK_JOB_READY device=job0") < body.index("block-job-complete device=job0"), body
+    assert not any("nojob" in line for line in body), body
+    assert recorded.stat().st_mode & 0o777 == 0o600
+
+    fresh = qemu_factory(workdir=second)
+    again = run_qmpsh(fresh.socket, stdin=recorded.read_text(), timeout=90)
+    assert again.returncode == 0, again.stderr
+    stopped(fresh)
+    for where in (first, second):
+        assert header_backing(where / "b.qcow2") == "a.qcow2" and header_backing(where / "e.qcow2") is None
+    assert qemu_img("compare", str(first / "e.qcow2"), str(second / "e.qcow2")).returncode == 0
+
+
+def test_recording_never_writes_over_a_file(qemu, tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my notes\n")
+    run = run_qmpsh("--record", str(mine), qemu.socket, stdin="query-status\n")
+    assert run.returncode == 2
+    assert run.stderr == f"qmpsh: cannot record to {mine}: File exists\n"
+    assert mine.read_text() == "my notes\n"
+
+
+def test_save_in_a_script_says_how_to_record(qemu, tmp_path):
+    run = run_qmpsh(qemu.socket, stdin=f"query-status\n/save {tmp_path / 'x.qmp'}\n")
+    assert run.returncode == 1
+    assert run.stderr == "error: /save: a script keeps no record of itself; run it with --record FILE\n"
+    assert not (tmp_path / "x.qmp").exists()
