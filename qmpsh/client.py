@@ -106,6 +106,10 @@ _NONCHARACTER_RE = re.compile(rb"\xef\xb7[\x90-\xaf]|\xef\xbf[\xbe\xbf]|[\xf0-\x
 _TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]')  # of compact JSON: no spaces
 
 
+#: What ``encode`` writes with, made once (``json.dumps`` with options makes an encoder per call).
+_STRICT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode(msg: Mapping[str, object]) -> bytes:
     """``msg`` as one line of strict JSON, the only kind QEMU reads.
 
@@ -117,7 +121,7 @@ def encode(msg: Mapping[str, object]) -> bytes:
         deep, a message too big for QEMU.
     """
     try:
-        data = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        data = _STRICT_JSON.encode(msg).encode()
     except UnicodeEncodeError:
         raise Unsendable("a lone surrogate in a string: not valid Unicode") from None
     except ValueError as err:  # NaN or Infinity; an integer of more digits than Python writes
@@ -178,36 +182,37 @@ class SocketTransport(QMPClient):
             self._tap.received(bytes(msg))  # the bytes as read: Message keeps them
         self.last_received = msg
         self.last_activity = time.monotonic()
-        if "event" not in msg:
-            self._answer(msg)
+        obj = msg._object  # the dict Message wraps: its own lookups go through Python code
+        if "event" not in obj:
+            self._answer(msg, obj)
         return msg
 
-    def _answer(self, msg: Message) -> None:
+    def _answer(self, msg: Message, obj: dict[str, object]) -> None:
         """Take the request ``msg`` answers off the unanswered; an error without an id answers the oldest.
 
         QEMU answers in order, and has no id to give when it could not read a request. It then reads
         the rest of that request on its own, with an id-less error for each piece: those answer no
         one, up to the next reply with an id.
         """
-        if "id" in msg:
-            exec_id = reply_id(msg)
+        if "id" in obj:
+            exec_id = reply_id(obj)
             if exec_id is not None:
                 self._unanswered.pop(exec_id, None)
             self._orphans = False
-        elif "error" in msg and self._unanswered and not self._orphans:
+        elif "error" in obj and self._unanswered and not self._orphans:
             oldest = next(iter(self._unanswered))
             del self._unanswered[oldest]
             msg["id"] = oldest  # from here on it is that request's reply, to qemu.qmp too
             self._orphans = True
 
     async def _on_message(self, msg: Message) -> None:
-        exec_id = None if "event" in msg else reply_id(msg)
+        obj = msg._object  # the dict Message wraps: read here and by the owner many times
+        exec_id = None if "event" in obj else reply_id(obj)
         if exec_id is not None and exec_id.startswith(OWN_ID_PREFIX):  # a reply to QMPClient's own request
             await super()._on_message(msg)  # to its caller (one given up on gets its reply late: dropped)
             return
-        obj = msg._object  # the dict Message wraps: the owner reads it many times
         self._on_received(obj)
-        waiter = self._waiting.get(exec_id) if exec_id is not None else None
+        waiter = self._waiting.pop(exec_id, None) if exec_id is not None else None
         if waiter is not None and not waiter.done():
             waiter.set_result(obj)
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
@@ -235,8 +240,7 @@ class SocketTransport(QMPClient):
             self._tap.sent(data)
         self._on_sent(request)
         waiter: asyncio.Future[Mapping[str, object]] = asyncio.get_running_loop().create_future()
-        self._waiting[exec_id] = waiter
-        waiter.add_done_callback(lambda _: self._waiting.pop(exec_id, None))
+        self._waiting[exec_id] = waiter  # until its reply comes, or the connection goes
         self._unanswered[exec_id] = None
         self._writer.write(data)
         return waiter
@@ -250,6 +254,7 @@ class SocketTransport(QMPClient):
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(TransportError("disconnected"))
+            self._waiting.clear()
 
     async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself (see ``transport.Transport.query``)."""

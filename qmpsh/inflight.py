@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,7 +36,7 @@ class Settings(Protocol):
     timeout: float | None  # seconds of silence before a request stops waiting
 
 
-@dataclass
+@dataclass(eq=False)
 class Flight:
     """One request sent (or about to be) and not answered yet."""
 
@@ -57,7 +57,10 @@ class Requests:
         self.options = options
         self._ids = itertools.count(1)
         self._in_flight: dict[str, Flight] = {}
-        self._pipeline: deque[Awaitable[bool]] = deque()
+        self._pipeline: deque[asyncio.Future[bool]] = deque()
+        #: The requests waited for under --timeout, oldest first: when sent, on what, the reply's future.
+        self._watched: dict[Flight, tuple[float, Transport, asyncio.Future[Mapping[str, object]]]] = {}
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def open(self, request: Request, lineno: int) -> Flight:
         """``request`` (checked) as a flight with an id of its own, awaited from now on."""
@@ -66,38 +69,90 @@ class Requests:
         self._in_flight[flight.exec_id] = flight
         return flight
 
-    async def reply(self, transport: Transport, flight: Flight) -> Mapping[str, object]:
-        """Send ``flight`` and wait for its reply (printed by ``on_reply`` as it arrives).
+    def send(self, transport: Transport, flight: Flight) -> asyncio.Future[Mapping[str, object]]:
+        """Send ``flight``; the future gets its reply (printed by ``on_reply`` as it arrives), or why
+        none came: see ``received``. Under --timeout the clock starts now: an idle prompt before
+        the send never counts.
 
-        :raise TimeoutError: --timeout seconds of silence since the send. The clock starts at the
-            send (an idle prompt before it does not count), and a server busy sending since (an
-            event flood) is alive. The flight is abandoned: a reply that comes later is late.
         :raise Unsendable: what the parser cannot see (a coerced value, a message too big for QEMU).
-        :raise TransportError, OSError, EOFError: the connection went.
+        :raise TransportError, OSError, EOFError: not connected.
         """
-        timeout = self.options.timeout
-        waiter: asyncio.Future[Mapping[str, object]] | None = None
         try:
             waiter = transport.submit(flight.message, flight.exec_id)
-            sent = time.monotonic()
-            if timeout is None:
-                return await waiter
-            while True:
-                idle = time.monotonic() - max(sent, transport.last_activity)
-                if idle >= timeout:
-                    raise TimeoutError
-                done, _ = await asyncio.wait((waiter,), timeout=timeout - idle)
-                if done:
-                    return waiter.result()
-        except (asyncio.CancelledError, TimeoutError):
-            flight.abandoned = True
-            raise
         except (Unsendable, TransportError, OSError, EOFError):
             self._in_flight.pop(flight.exec_id, None)
             raise
-        finally:
-            if waiter is not None:
-                waiter.cancel()  # when the caller stopped waiting (Ctrl-C, timeout)
+        if self.options.timeout is not None:
+            self._watch(transport, flight, waiter)
+        return waiter
+
+    def received(self, flight: Flight, waiter: asyncio.Future[Mapping[str, object]]) -> Mapping[str, object]:
+        """The reply ``waiter`` (from ``send``, done) got.
+
+        :raise TimeoutError: --timeout seconds of silence since the send; a server busy sending
+            since (an event flood) is alive. The flight is abandoned: a reply that comes later is late.
+        :raise TransportError, OSError, EOFError: the connection went.
+        """
+        self._watched.pop(flight, None)
+        try:
+            return waiter.result()
+        except TimeoutError:  # an OSError, but the flight stays: its reply will be late
+            raise
+        except (TransportError, OSError, EOFError):
+            self._in_flight.pop(flight.exec_id, None)
+            raise
+
+    async def reply(self, transport: Transport, flight: Flight) -> Mapping[str, object]:
+        """Send ``flight`` and wait for its reply: ``send``, then ``received``, and their errors.
+
+        A caller that stops waiting (Ctrl-C) abandons the flight: a reply that comes later is late.
+        """
+        waiter = self.send(transport, flight)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self._watched.pop(flight, None)
+            flight.abandoned = True
+            waiter.cancel()
+            raise
+        except (TimeoutError, TransportError, OSError, EOFError):
+            pass  # received() raises it again
+        return self.received(flight, waiter)
+
+    # -- the timeout: one watchdog for every request waited for -------------
+
+    def _watch(self, transport: Transport, flight: Flight, waiter: asyncio.Future[Mapping[str, object]]) -> None:
+        """Fail ``waiter`` with TimeoutError after --timeout seconds of silence since now.
+
+        One timer serves every request (a timer per request costs more than the rest of its
+        bookkeeping): it wakes at the oldest request's deadline and moves it on while the server is
+        busy.
+        """
+        self._watched[flight] = (time.monotonic(), transport, waiter)
+        if self._watchdog is None:
+            self._arm(self._watched[flight])
+
+    def _arm(self, oldest: tuple[float, Transport, asyncio.Future[Mapping[str, object]]]) -> None:
+        sent, transport, _ = oldest
+        assert self.options.timeout is not None
+        deadline = max(sent, transport.last_activity) + self.options.timeout
+        self._watchdog = asyncio.get_running_loop().call_at(deadline, self._bark)
+
+    def _bark(self) -> None:
+        """The oldest request's deadline: fail every request silent for --timeout seconds, rearm for the next."""
+        self._watchdog = None
+        timeout = self.options.timeout
+        assert timeout is not None
+        while self._watched:
+            flight, oldest = next(iter(self._watched.items()))
+            sent, transport, waiter = oldest
+            if time.monotonic() - max(sent, transport.last_activity) < timeout:
+                self._arm(oldest)
+                return
+            del self._watched[flight]
+            if not waiter.done():
+                flight.abandoned = True  # a reply that comes from now on is late
+                waiter.set_exception(TimeoutError())
 
     def silence(self, flight: Flight) -> str:
         """What timed out, said after ``flight`` did: the first request still unanswered (pipelined,
@@ -111,13 +166,16 @@ class Requests:
 
     # -- pipelining ----------------------------------------------------------
 
-    def pipeline(self, outcome: Awaitable[bool]) -> Awaitable[bool] | None:
-        """Keep ``outcome`` (a request sent without waiting); the oldest one, to wait for now, once
-        PIPELINE_DEPTH are in flight."""
+    def pipeline(self, outcome: asyncio.Future[bool]) -> list[asyncio.Future[bool]]:
+        """Keep ``outcome`` (a request sent without waiting); once PIPELINE_DEPTH are in flight, the
+        oldest half, to wait for now: replies come in order, so the script wakes once per half
+        instead of once per reply."""
         self._pipeline.append(outcome)
-        return self._pipeline.popleft() if len(self._pipeline) >= PIPELINE_DEPTH else None
+        if len(self._pipeline) < PIPELINE_DEPTH:
+            return []
+        return [self._pipeline.popleft() for _ in range(PIPELINE_DEPTH // 2)]
 
-    def next_pipelined(self) -> Awaitable[bool] | None:
+    def next_pipelined(self) -> asyncio.Future[bool] | None:
         """The oldest outcome still to wait for, taken from the pipeline; None when it is empty."""
         return self._pipeline.popleft() if self._pipeline else None
 

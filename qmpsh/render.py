@@ -38,6 +38,15 @@ _JSON_TOKEN = re.compile(
 _NOT_JSON = re.compile(r'("(?:[^"\\]|\\.)*")|(-?Infinity|NaN)')  # strings, to skip; then NaN and Infinity
 
 
+def _encoders(indent: int | None) -> tuple[json.JSONEncoder, json.JSONEncoder]:
+    """The printer's encoders, strict (no NaN) and lenient: made once, as ``json.dumps`` would make them per call."""
+    return (json.JSONEncoder(indent=indent, ensure_ascii=False, allow_nan=False),
+            json.JSONEncoder(indent=indent, ensure_ascii=False))
+
+
+_COMPACT, _PRETTY = _encoders(None), _encoders(4)
+
+
 def _paint(match: re.Match[str]) -> str:
     string, colon, number, literal = match.groups()
     if string is not None:
@@ -109,11 +118,11 @@ class Renderer:
         A server can send NaN and Infinity (Python's json reads them); JSON has neither, so they
         print as the strings "NaN", "Infinity" and "-Infinity".
         """
-        indent = 4 if self.pretty else None
+        strict_encoder, lenient_encoder = _PRETTY if self.pretty else _COMPACT
         try:
-            text, strict = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False), True
+            text, strict = strict_encoder.encode(obj), True
         except ValueError:
-            text = json.dumps(obj, indent=indent, ensure_ascii=False)
+            text = lenient_encoder.encode(obj)
             text, strict = _NOT_JSON.sub(lambda m: m.group(1) or f'"{m.group(2)}"', text), False
         return (colour_json(text) if self.colour else text), strict
 

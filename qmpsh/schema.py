@@ -54,6 +54,7 @@ class Schema:
         self.types: dict[str, Entry] = {}
         self.commands: dict[str, Entry] = {}
         self.events: dict[str, Entry] = {}
+        self._member_tables: dict[str, dict[str, Member]] = {}  # by _member_table
         for entry in entries:
             name = str(entry.get("name"))
             meta = entry.get("meta-type")
@@ -252,7 +253,7 @@ class Schema:
 
     def _coerce_object(self, type_name: str, value: Mapping[str, object], path: tuple[str, ...],
                        open_: bool = False) -> dict[str, object]:
-        members = {m.name: m for m in self.members(type_name, value)}
+        members = self._member_table(type_name, value)
         tag = self.tag(type_name)
         if tag and isinstance(value.get(tag), str) and value[tag] not in self.variant_cases(type_name):
             cases = self.variant_cases(type_name)
@@ -274,6 +275,15 @@ class Schema:
             where = ".".join((*path, missing[0]))
             raise SchemaError(f"missing required argument '{where}'", (*path, missing[0]))
         return out
+
+    def _member_table(self, type_name: str, given: Mapping[str, object]) -> dict[str, Member]:
+        """An object's members by name: made once per type, but for a flat union's (they depend on ``given``)."""
+        if self.tag(type_name) is not None:
+            return {m.name: m for m in self.members(type_name, given)}
+        table = self._member_tables.get(type_name)
+        if table is None:
+            table = self._member_tables[type_name] = {m.name: m for m in self.members(type_name)}
+        return table
 
     def _coerce_alternate(self, type_name: str, value: object, path: tuple[str, ...]) -> object:
         branches = self.alternatives(type_name)

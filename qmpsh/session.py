@@ -385,8 +385,10 @@ class Session:
                     ok, self._failed = False, True
                     continue
                 due = self.requests.pipeline(outcome)
-                if due is not None:
-                    ok = await self._settle(due) and ok
+                if due:
+                    await asyncio.wait((due[-1],))  # the last due is answered after the others
+                for answered in due:
+                    ok = await self._settle(answered) and ok
                 continue
             ok = await self.drain() and ok
             if self.stopped:
@@ -450,12 +452,39 @@ class Session:
     async def execute(self, request: Request, lineno: int = 1) -> bool:
         """Check and send one request and wait for its reply (printed by requests.on_reply as it arrives)."""
         flight = await self._send(request, lineno)
-        return await self._outcome(flight) if flight is not None else False
+        if flight is None:
+            return False
+        try:
+            reply = await self.requests.reply(self.transport, flight)
+        except (Unsendable, TransportError, OSError, EOFError) as err:  # TimeoutError is an OSError
+            return await self._unanswered(flight, err)
+        return self._answered(flight, reply)
 
     async def submit(self, request: Request, lineno: int = 1) -> asyncio.Future[bool] | None:
-        """Check and send one request without waiting for its reply (None: rejected, nothing sent)."""
+        """Check and send one request without waiting for its reply (None: rejected, nothing sent).
+
+        The future is settled when the reply comes, by a callback: a task only for what has no reply.
+        """
         flight = await self._send(request, lineno)
-        return asyncio.ensure_future(self._outcome(flight)) if flight is not None else None
+        if flight is None:
+            return None
+        try:
+            waiter = self.requests.send(self.transport, flight)
+        except (Unsendable, TransportError, OSError, EOFError) as err:
+            return asyncio.ensure_future(self._unanswered(flight, err))
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(lambda _: self._settle_submitted(flight, waiter, outcome))
+        return outcome
+
+    def _settle_submitted(self, flight: Flight, waiter: asyncio.Future[Mapping[str, object]],
+                          outcome: asyncio.Future[bool]) -> None:
+        try:
+            reply = self.requests.received(flight, waiter)
+        except (TransportError, OSError, EOFError) as err:  # TimeoutError is an OSError
+            unanswered = asyncio.ensure_future(self._unanswered(flight, err))
+            unanswered.add_done_callback(lambda _: _copy_outcome(unanswered, outcome))
+            return
+        outcome.set_result(self._answered(flight, reply))
 
     async def _send(self, request: Request, lineno: int) -> Flight | None:
         if self._state in _GONE:
@@ -470,31 +499,31 @@ class Session:
         self._happen(Happening.QUIT_SENT if checked.command == "quit" else Happening.SENT)
         return flight
 
-    async def _outcome(self, flight: Flight) -> bool:
+    def _answered(self, flight: Flight, reply: Mapping[str, object]) -> bool:
+        """A request's reply came (and is printed): whether the line succeeded."""
+        self._happen(Happening.ANSWERED if "return" in reply else Happening.REFUSED)
+        self.subscribers.on_answered(flight.request, reply)
+        return "return" in reply and not flight.not_json
+
+    async def _unanswered(self, flight: Flight, err: Exception) -> bool:
+        """A request got no reply: ``err`` says why (see ``inflight.Requests``); whether that is a success."""
         request = flight.request
-        try:
-            reply = await self.requests.reply(self.transport, flight)
-        except Unsendable as err:  # what the parser cannot see: a coerced value, a message too big for QEMU
+        if isinstance(err, Unsendable):  # what the parser cannot see: a coerced value, a message too big for QEMU
             self._happen(Happening.REFUSED)
             self.renderer.line_error(request.command, f"not sent: {err}", self.requests.where(flight))
             return False
-        except TimeoutError:
+        if isinstance(err, TimeoutError):
             what = self.requests.silence(flight)
             if self.options.interactive:
                 self.renderer.error(f"{what}; a late reply will be shown as late")
             else:
                 self.connection_lost(f" ({what})")
             return False
-        except (TransportError, OSError, EOFError):
-            if self.quit_sent:
-                self._happen(Happening.BROKEN)  # the end quit asked for
-                return True
-            await self.lose(f"while waiting for the reply to {request.command}")
-            return False
-        ok = "return" in reply and not flight.not_json
-        self._happen(Happening.ANSWERED if "return" in reply else Happening.REFUSED)
-        self.subscribers.on_answered(request, reply)
-        return ok
+        if self.quit_sent:
+            self._happen(Happening.BROKEN)  # the end quit asked for
+            return True
+        await self.lose(f"while waiting for the reply to {request.command}")
+        return False
 
     async def query(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a command for qmpsh itself: not printed, not counted as a line."""
@@ -536,3 +565,13 @@ def _column_for(request: Request, path: tuple[str, ...]) -> int:
     if not path:
         return request.columns.get("", 0)
     return len(request.source)  # a missing argument: the end of the line
+
+
+def _copy_outcome(source: asyncio.Future[bool], to: asyncio.Future[bool]) -> None:
+    """Settle ``to`` as ``source`` was settled."""
+    if source.cancelled():
+        to.cancel()
+    elif (error := source.exception()) is not None:
+        to.set_exception(error)
+    else:
+        to.set_result(source.result())

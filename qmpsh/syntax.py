@@ -45,6 +45,9 @@ _COMMAND_NAME_RE = re.compile(COMMAND_NAME)
 _INT_RE = re.compile(INTEGER)
 _FLOAT_RE = re.compile(FLOAT)
 _BARE_RE = re.compile(r"[^\s\"'{}\[\]\\]+")  # a string that needs no quotes
+#: Text with no bracket, no quote and nothing but ASCII: nothing opens in it, and no character needs a check.
+_PLAIN_RE = re.compile(r"""[^{}\[\]"'\x80-\U0010FFFF]*""")
+_WORD_RE = re.compile(r"\S+")
 _OPENERS = {"{": "}", "[": "]"}
 _CLOSERS = {"}": "{", "]": "["}
 #: How deep brackets may nest in a line, and how many levels a dotted key may have. QMP arguments
@@ -201,6 +204,8 @@ def _scan(text: str, stack: list[tuple[str, int]], base: int = 0) -> None:
 
 def tokens(text: str) -> list[tuple[str, int]]:
     """Split at whitespace outside quotes and brackets: (token, offset) pairs."""
+    if _PLAIN_RE.fullmatch(text):  # no quotes, no brackets: the words between whitespace
+        return [(word.group(), word.start()) for word in _WORD_RE.finditer(text)]
     out: list[tuple[str, int]] = []
     depth = 0
     quote = ""
@@ -664,7 +669,11 @@ class _Gatherer:
             if body.startswith("/") and (body[1:].split(maxsplit=1) or [""])[0] in RAW_BUILTINS:
                 self._take(_Line(body, "", [raw], lineno, indent))  # sh's text: its brackets are not ours
                 return
-            line = self._open = _Line(body, MARKERS[match.group(1)] if match else "", [raw], lineno, indent)
+            line = _Line(body, MARKERS[match.group(1)] if match else "", [raw], lineno, indent)
+            if _PLAIN_RE.fullmatch(body):  # one whole line, nothing to scan in it
+                self._take(line)
+                return
+            self._open = line
             self._parts, self._length, self._stack, base, raw = [body], len(body), [], 0, body
         try:
             _scan(raw, self._stack, base)
