@@ -99,7 +99,7 @@ _qmpsh()
     $split && return
 
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --replay --record --version' -- "$cur"))
+        COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error -x --echo --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --replay --record --version' -- "$cur"))
         return
     fi
     ((addresses == 0)) && _qmpsh_sockets

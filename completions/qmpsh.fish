@@ -62,6 +62,7 @@ complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s l -l logfile -r -F -d 'appe
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s N -l skip-negotiation -d 'no greeting or capabilities negotiation'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s H -l hmp -d 'HMP mode: lines are human monitor commands'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s e -l exit-on-error -d 'stop at the first failed line'
+complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s x -l echo -d 'in scripts, print each input line to stderr before its output, as sh -x does'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l no-schema -d 'send key=value arguments as typed: no checking or coercion against the QMP schema'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l color -l colour -x -a 'auto always never' -d 'colour output: auto, always or never'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l events -x -a '(__qmpsh_events)' -d 'which events print inline: all, only:NAME[,NAME...] or hide:NAME[,NAME...]'

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no greeting or capabilities negotiation (e.g. for qemu-ga)")
     parser.add_argument("-H", "--hmp", action="store_true", help="HMP mode: lines are human monitor commands")
     parser.add_argument("-e", "--exit-on-error", action="store_true", help="stop at the first failed line")
+    parser.add_argument("-x", "--echo", action="store_true",
+                        help="in scripts, print each input line to stderr (as '+ LINE') before its output, as sh -x "
+                             "does; requests then go one at a time")
     parser.add_argument("--no-schema", action="store_true",
                         help="send key=value arguments as typed: no checking or coercion against the QMP schema")
     parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto", metavar="WHEN",
@@ -525,7 +528,8 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error,
                       interactive=mode.interactive, use_schema=not args.no_schema, event_filter=args.events,
                       reconnect=args.reconnect,
-                      pipeline=not mode.interactive and not args.verbose and not args.exit_on_error,
+                      pipeline=not (mode.interactive or args.verbose or args.exit_on_error or args.echo),
+                      echo=args.echo,
                       timeout=_reply_timeout(args.timeout, mode.interactive),
                       libvirt=mode.target is Target.DOMAIN, libvirt_uri=args.connect)
     if log is not None:

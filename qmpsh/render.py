@@ -244,6 +244,10 @@ class Renderer:
 
     # -- notes and errors ----------------------------------------------------
 
+    def echo(self, line: str) -> None:
+        """An input line, before what it prints (-x, as ``sh -x`` does)."""
+        self.err(f"{_NOTE}+ {line}{_RESET}" if self.colour else f"+ {line}")
+
     def note(self, text: str) -> None:
         self.err(f"{_NOTE}{text}{_RESET}" if self.colour else text)
 

@@ -58,6 +58,7 @@ class Options:
     timeout: float | None = None  # seconds to wait for a reply (and for the greeting)
     reconnect: bool = False  # interactive: reconnect by itself, with backoff, when the connection is lost
     pipeline: bool = False  # scripts: send requests without waiting for earlier replies
+    echo: bool = False  # -x: each script line on stderr before what it prints
     libvirt: bool = False  # --domain: the session uses libvirt (Tab lists its domains)
     libvirt_uri: str | None = None  # -c: libvirt's URI for --domain, /domains and /connect NAME
 
@@ -346,6 +347,8 @@ class Session:
     async def run_line(self, line: str, lineno: int) -> bool:
         """Line ``lineno`` of a script: run what it completes. True while more lines are needed
         (brackets or a transaction are still open)."""
+        if self.options.echo:
+            self.renderer.echo(line)
         parsed = self.reader.add_line(line, lineno)
         if parsed.incomplete:
             return True
