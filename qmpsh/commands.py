@@ -293,6 +293,55 @@ async def save(session: Session, cmd: Builtin) -> bool:
     return True
 
 
+SOURCE_DEPTH = 16  # /source inside /source, at most this deep (a file that sources itself ends here)
+_sourcing: list[str] = []  # the files /source runs now, outermost first
+
+
+async def source(session: Session, cmd: Builtin) -> bool:
+    """/source FILE: run the script FILE here, each line shown (+ LINE) before what it prints.
+
+    It stops at the first line that fails, and says which; Ctrl-C stops it too. Tab completes FILE.
+    """
+    if len(cmd.words) != 1 or cmd.args:
+        session.renderer.error("usage: /source FILE")
+        return False
+    path = cmd.words[0]
+    if len(_sourcing) >= SOURCE_DEPTH:
+        session.renderer.error(f"/source: {path}: files source each other more than {SOURCE_DEPTH} deep")
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as script:
+            lines = script.read().splitlines()
+    except OSError as err:
+        session.renderer.error(f"/source: cannot read {path}: {err.strerror}")
+        return False
+    _sourcing.append(path)
+    try:
+        return await _run_lines(session, path, lines)
+    finally:
+        _sourcing.pop()
+
+
+async def _run_lines(session: Session, path: str, lines: list[str]) -> bool:
+    from qmpsh.syntax import Reader
+
+    reader = Reader(BUILTINS, hmp=session.options.hmp)  # its own: the prompt's reader is between lines
+    for lineno, line in enumerate(lines, 1):
+        session.renderer.echo(line)
+        parsed = reader.add_line(line, lineno)
+        if parsed.incomplete:
+            continue
+        if not await session.run_items(parsed.items) or session.stopped:
+            session.renderer.error(f"/source: stopped at {path}:{lineno}: {line}")
+            return False
+    unfinished = reader.end_of_input()
+    if unfinished is not None:
+        session.fail_parse(unfinished)
+        session.renderer.error(f"/source: stopped at the end of {path}: its last input is not finished")
+        return False
+    return True
+
+
 BUILTINS: dict[str, Handler] = {"wait": wait, "job": job, "jobs": jobs, "events": events, "tree": tree,
                                 "reconnect": reconnect, "connect": connect, "domains": domains, "shell": shell,
-                                "save": save, "help": show_help, "quit": quit_shell}
+                                "save": save, "source": source, "help": show_help, "quit": quit_shell}

@@ -116,12 +116,17 @@ class DomainName:
 
 
 @dataclass(frozen=True)
+class FileName:
+    prefix: str
+
+
+@dataclass(frozen=True)
 class Nothing:
     pass
 
 
 Wanted = (CommandName | BuiltinName | ArgName | ArgValue | EventName | EventKey | HelpTopic | HmpWord | DomainName
-          | Nothing)
+          | FileName | Nothing)
 
 
 def wanted(text: str, hmp: bool = False) -> Wanted:
@@ -145,7 +150,7 @@ def wanted(text: str, hmp: bool = False) -> Wanted:
 
 def _builtin_argument(here: Context) -> Wanted:
     """What a built-in's word is: /wait's event and its data keys, /help's topic and its arguments,
-    /connect's domain."""
+    /connect's domain, the file of /source and /save."""
     first = len(here.words) == 1  # the word right after the built-in's name
     if here.command == "/wait":
         return EventName(here.prefix) if first else EventKey(here.words[1], here.prefix, here.given)
@@ -153,10 +158,25 @@ def _builtin_argument(here: Context) -> Wanted:
         return HelpTopic(here.prefix) if first else ArgName(here.words[1], here.prefix, here.given)
     if here.command == "/connect" and first:
         return DomainName(here.prefix)
+    if here.command in ("/source", "/save") and first:
+        return FileName(here.prefix)
     return Nothing()
 
 
 # -- candidates --------------------------------------------------------------------
+
+
+def files(prefix: str) -> list[Candidate]:
+    """The files and directories (``dir/``) whose path starts with ``prefix``; hidden ones only when
+    the name typed so far starts with a dot."""
+    folder, slash, start = prefix.rpartition("/")
+    where = folder + slash  # "" (here), "/" or "dir/"
+    try:
+        entries = sorted(os.scandir(os.path.expanduser(where) or "."), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    return [Candidate(where + entry.name + ("/" if entry.is_dir() else ""), "directory" if entry.is_dir() else "file")
+            for entry in entries if entry.name.startswith(start) and (start.startswith(".") or entry.name[0] != ".")]
 
 
 @dataclass(frozen=True)
@@ -197,6 +217,8 @@ class Sources:
             return self._hmp_word(want)
         if isinstance(want, DomainName):
             return [Candidate(n, "domain") for n in rank(want.prefix, self._domains())]
+        if isinstance(want, FileName):
+            return files(want.prefix)
         if schema is None:
             return []
         if isinstance(want, EventName):
