@@ -68,7 +68,10 @@ def model() -> tuple[list[Option], argparse.Action]:
     parser = build_parser()
     options = [Option(a) for a in parser._actions if a.option_strings]
     positionals = [a for a in parser._actions if not a.option_strings]
-    assert len(positionals) == 1 and VALUES[positionals[0].dest] == "socket", "one positional: ADDRESS"
+    # ADDRESS, then script FILEs: the shells complete the first as an address (sockets, directories);
+    # the words after it are completed the same way, which leads to a script's directory too
+    assert [a.dest for a in positionals] == ["address", "files"] and VALUES["address"] == "socket", \
+        "positionals: ADDRESS FILE..."
     return options, positionals[0]
 
 

@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("address", nargs="?", metavar="ADDRESS",
                         help="QMP server: a unix socket path or HOST:PORT (default: $QMP_SOCKET)")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="script files to run in order instead of stdin (- is stdin); a file may start with "
+                             "a #! line such as '#!/usr/bin/env -S qmpsh -e' (the address from $QMP_SOCKET, "
+                             "--domain or --launch)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print each command sent, as JSON, before its reply")
     parser.add_argument("-p", "--pretty", action="store_true", help="indent JSON output")
@@ -360,9 +364,25 @@ def _arguments(own: list[str], qemu_args: list[str]) -> tuple[argparse.Namespace
     if defaults:  # the file's values become defaults: options given on the command line win
         parser.set_defaults(**defaults)
         args = parser.parse_args(own)
+    _script_files(parser, args)
     target = _target(parser, args, qemu_args)
     address = (args.address or os.environ.get("QMP_SOCKET") or "") if target is Target.SOCKET else ""
-    return args, Mode(target, address, sys.stdin.isatty() and args.replay is None)
+    return args, Mode(target, address, sys.stdin.isatty() and args.replay is None and not args.files)
+
+
+def _script_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """ADDRESS FILE...: the first word is a script file too (a #! script's own path, or -) when
+    --domain, --launch or $QMP_SOCKET says where QEMU is. A FILE that cannot be read is a usage error."""
+    elsewhere = args.domain is not None or args.launch or bool(os.environ.get("QMP_SOCKET"))
+    first = args.address
+    if first is not None and elsewhere and args.export is None and (first == "-" or os.path.isfile(first)):
+        args.files.insert(0, first)
+        args.address = None
+    if args.files and args.replay is not None:
+        parser.error("--replay runs the commands of its LOG: give no script FILE")
+    for path in args.files:
+        if path != "-" and not os.access(path, os.R_OK):
+            parser.error(f"cannot read script {path}")
 
 
 def _target(parser: argparse.ArgumentParser, args: argparse.Namespace, qemu_args: list[str]) -> Target:
@@ -576,6 +596,10 @@ async def _session(session: Session, args: argparse.Namespace, mode: Mode, steps
             from qmpsh.replay import replay
 
             await replay(session, steps, args.replay)
+        elif args.files:
+            from qmpsh.script import run_files
+
+            await run_files(session, args.files)
         else:
             from qmpsh.script import run_script
 

@@ -105,6 +105,7 @@ class Renderer:
         self.since = time.time()  # what relative timestamps count from: the last command sent
         self.sink: Callable[[str], None] | None = None  # replaces stdout while a progress bar is live
         self.stdout_error: OSError | None = None
+        self.input_name: str | None = None  # the script file lines come from now: named with their number
         self._flush_pending = False
 
     # -- low level ---------------------------------------------------------
@@ -255,9 +256,13 @@ class Renderer:
         prefix = f"{_ERROR}error:{_RESET}" if self.colour else "error:"
         self.err(f"{prefix} {text}")
 
+    def where(self, lineno: int) -> str:
+        """Line ``lineno`` of the input: ``FILE:N`` in a script file, else ``line N``."""
+        return f"{self.input_name}:{lineno}" if self.input_name is not None else f"line {lineno}"
+
     def parse_error(self, error: ParseError, with_line: bool) -> None:
         """One line saying what and where, then the source line with a caret."""
-        line = f"line {error.lineno}" if with_line else ""
+        line = self.where(error.lineno) if with_line else ""
         if not error.source:
             self.error(f"{line}: {error.message}" if line else error.message)
             return
@@ -279,7 +284,7 @@ class Renderer:
 
     def late_reply(self, command: str, lineno: int) -> None:
         """Said right before a reply that comes after its line stopped waiting."""
-        self.note(f"late reply to {command} (line {lineno}):")
+        self.note(f"late reply to {command} ({self.where(lineno)}):")
 
     def ignored_reply(self, msg: Mapping[str, object]) -> None:
         """A reply to no request qmpsh sent: shown, and not taken for any line's."""
@@ -288,7 +293,7 @@ class Renderer:
 
     def line_error(self, command: str, what: str, lineno: int | None) -> None:
         """An error about a line's request, with the line's number when there is one (scripts)."""
-        where = "" if lineno is None else f"line {lineno}: "
+        where = "" if lineno is None else f"{self.where(lineno)}: "
         self.error(f"{where}{command}: {what}")
 
     def command_error(self, command: str, reply: Mapping[str, object], lineno: int) -> None:
@@ -301,7 +306,7 @@ class Renderer:
 
     def skipped(self, reason: str, lineno: int | None) -> None:
         """An item not run, and why (the line is named in scripts)."""
-        self.note(f"skipped {reason}" + ("" if lineno is None else f" (line {lineno})"))
+        self.note(f"skipped {reason}" + ("" if lineno is None else f" ({self.where(lineno)})"))
 
 
 #: Said of a reply or an event that held NaN or Infinity.

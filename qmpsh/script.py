@@ -85,6 +85,30 @@ class _Lines:
         return line
 
 
+async def run_files(session: Session, paths: list[str]) -> None:
+    """Run script files in order (``-`` is stdin), each to its end, until the session is stopped.
+
+    Errors name the file and the line (``FILE:N``); a file that cannot be read fails, and the next runs.
+    """
+    for path in paths:
+        if session.stopped:
+            break
+        if path == "-":
+            await run_script(session)
+            continue
+        try:
+            stream = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed below
+        except OSError as err:
+            session.fail(f"cannot read {path}: {err.strerror}")
+            continue
+        with stream:
+            session.renderer.input_name = path
+            try:
+                await run_script(session, stream)
+            finally:
+                session.renderer.input_name = None
+
+
 async def run_script(session: Session, stream: TextIO = sys.stdin) -> None:
     """Run every line of ``stream``; multi-line inputs are gathered first (each line is parsed once)."""
     lineno = 0

@@ -367,6 +367,7 @@ class Session:
         """A script's input ended: wait for the replies still due, and fail input left unfinished."""
         await self.drain()
         error = self.reader.end_of_input()
+        self.reader.drop_pending()  # the next input (another script file) starts afresh
         if error is not None and not self.stopped:
             self.fail_parse(error)
             self._failed = True

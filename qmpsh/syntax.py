@@ -595,6 +595,8 @@ class _Gatherer:
         self._transaction: _Transaction | None = None
         self._shell: list[str] | None = None  # a pasted "$ command \\" whose next line continues it
         self._shell_lineno = 0
+        self._continued: list[str] | None = None  # the parts of a line whose ends a backslash continued
+        self._continued_lineno = 0
         self.last: tuple[str, int] = ("", 0)  # the last physical line and its number
 
     def forget(self) -> None:
@@ -608,6 +610,7 @@ class _Gatherer:
         other = copy.copy(self)
         other.items, other._parts, other._stack = [], list(self._parts), list(self._stack)
         other._shell = None if self._shell is None else list(self._shell)
+        other._continued = None if self._continued is None else list(self._continued)
         if self._open is not None:
             other._open = replace(self._open, sources=list(self._open.sources))
         if self._transaction is not None:
@@ -618,7 +621,8 @@ class _Gatherer:
     @property
     def incomplete(self) -> bool:
         """Brackets or a transaction are open: more lines are needed."""
-        return self._open is not None or self._transaction is not None or self._shell is not None
+        return (self._open is not None or self._transaction is not None or self._shell is not None
+                or self._continued is not None)
 
     @property
     def in_brackets(self) -> bool:
@@ -635,12 +639,19 @@ class _Gatherer:
         """A pasted shell command ended with a backslash: its next line continues it."""
         return self._shell is not None
 
+    @property
+    def in_continued_line(self) -> bool:
+        """A line ended with a backslash: its next line continues it."""
+        return self._continued is not None
+
     def pending_from(self) -> int | None:
         """The line the open input (brackets, a transaction, a continued shell line) began on."""
         if self._transaction is not None:
             return self._transaction.lineno
         if self._open is not None:
             return self._open.lineno
+        if self._continued is not None:
+            return self._continued_lineno
         return self._shell_lineno if self._shell is not None else None
 
     def add(self, raw: str, lineno: int) -> None:
@@ -650,6 +661,11 @@ class _Gatherer:
         if self._shell is not None:
             self._shell_line(raw.strip())
             return
+        if self._open is None and (self._continued is not None or raw.endswith("\\")):
+            whole = self._continues(raw, lineno)
+            if whole is None:
+                return
+            raw, lineno = whole
         line = self._open
         if line is not None:
             base = self._length + 1
@@ -686,6 +702,22 @@ class _Gatherer:
             if bad:  # input bytes that are not UTF-8, or a lone surrogate typed as it is
                 line.scan_error = (_not_unicode(bad.group(), typed=True), bad.start())
             self._take(line)
+
+    def _continues(self, raw: str, lineno: int) -> tuple[str, int] | None:
+        """A line that ends with a backslash goes on on the next one, as in sh: None while it does, then
+        the whole line (its parts joined by a space) and the number of its first line. Comments and
+        pasted shell lines keep their own rules."""
+        if self._continued is None:
+            if raw.lstrip().startswith((COMMENT, "$")):
+                return raw, lineno
+            self._continued, self._continued_lineno = [], lineno
+        part = raw if not self._continued else raw.strip()
+        if part.endswith("\\"):
+            self._continued.append(part[:-1].rstrip())
+            return None
+        whole = " ".join(piece for piece in [*self._continued, part] if piece)
+        self._continued = None
+        return whole, self._continued_lineno
 
     def _shell_line(self, text: str) -> None:
         """A line of a pasted shell command (``$ qemu-img create ...``): not for QEMU, so it is
@@ -885,7 +917,7 @@ class Continuation:
         probe.add(last, self._lines + 1)
         if self._gatherer.in_brackets:
             return Context(probe.incomplete, At.JSON)  # a value that spans lines
-        if self._gatherer.in_shell_line:
+        if self._gatherer.in_shell_line or self._gatherer.in_continued_line:
             return Context(probe.incomplete)
         return _line_context(last, probe.incomplete, self._gatherer.in_transaction, self.hmp)
 
@@ -945,7 +977,10 @@ class Reader:
         if not self._lines.incomplete:
             return None
         last, lineno = self._lines.last
-        what = "a shell line ends with \\" if self._lines.in_shell_line else "a bracket or transaction is still open"
+        if self._lines.in_shell_line or self._lines.in_continued_line:
+            what = "a shell line ends with \\" if self._lines.in_shell_line else "its last line ends with \\"
+        else:
+            what = "a bracket or transaction is still open"
         return ParseError(f"unexpected end of input: {what}", last, len(last), lineno)
 
     def _without_echoes(self, parsed: list[Item]) -> list[Item]:
