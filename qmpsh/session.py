@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from qmpsh.events import EventFilter, EventLog, EventRing, Subscribers
 from qmpsh.inflight import Flight, Requests
-from qmpsh.live import LiveState
 from qmpsh.render import NOT_JSON_NOTE as _NOT_JSON
 from qmpsh.render import Renderer
 from qmpsh.syntax import Builtin, Item, ParseError, Reader, Request, Skipped
@@ -27,6 +26,7 @@ from qmpsh.transport import CommandError, Transport, TransportError, Unsendable,
 if TYPE_CHECKING:  # imported where used: a script without key=value arguments never needs them
     from qmpsh.jsontypes import JSON, SchemaInfo
     from qmpsh.launch import LaunchedQemu
+    from qmpsh.live import LiveState
     from qmpsh.record import Recorder
     from qmpsh.schema import Schema
 
@@ -129,8 +129,7 @@ class Session:
         self.events = EventLog()
         self.ring = EventRing()
         self.subscribers = Subscribers()  # the catalog, a progress bar ...: told of events and answered commands
-        self.live = LiveState(self.query, lambda: self.transport.running and not self.lost)  # run state, jobs
-        self.subscribers.add(self.live)
+        self._live: LiveState | None = None
         self.recorder = recorder  # what /save writes (at a terminal, and with --record): the lines a rerun needs
         if recorder is not None:
             self.subscribers.add(recorder)
@@ -140,6 +139,17 @@ class Session:
         self.schema: Schema | None = None  # None until loaded, or when the server has none
         self._schema_task: asyncio.Task[Schema | None] | None = None
         self.switched = asyncio.Event()  # set when switch() puts another transport in place
+
+    @property
+    def live(self) -> LiveState:
+        """The run state and the jobs, kept current (``live``): made when first asked for (the toolbar,
+        /job, leaving), so a script that never follows a job never loads it."""
+        if self._live is None:
+            from qmpsh.live import LiveState
+
+            self._live = LiveState(self.query, lambda: self.transport.running and not self.lost)
+            self.subscribers.add(self._live)
+        return self._live
 
     # -- the connection ----------------------------------------------------------
 

@@ -115,7 +115,19 @@ def test_replies_and_events_print_in_the_order_the_transport_hands_them(capsys):
     assert ok
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [
         STOP, {"return": {"status": "paused"}}, {"return": {}}]
-    assert session.live.run_state == "paused"  # from the event
+    assert session._live is None  # a script that follows no job never makes the live state
+
+
+def test_the_live_state_follows_run_state_events_once_made(capsys):
+    async def main() -> Session:
+        transport = MemoryTransport({"query-status": {"return": {"status": "paused"}}}, {"query-status": [STOP]})
+        session = Session(Renderer(), Options(use_schema=False), transport)
+        await session.connect()
+        assert session.live.run_state is None
+        await session.run("query-status\n")
+        return session
+
+    assert asyncio.run(main()).live.run_state == "paused"  # from the event
 
 
 def test_a_builtin_says_the_servers_error_in_the_transports_words(capsys):
