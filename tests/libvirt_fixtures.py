@@ -193,7 +193,22 @@ def stop_daemon(name: str) -> None:
             return
 
 
+#: The names of the domains the tests and the benchmark make.
+OUR_DOMAINS = ("qmpsh-test-", "qmpsh-bench-")
+
+
+def destroy_our_domains() -> None:
+    """Destroy every running domain the tests made: a domain's QEMU outlives the libvirtd that
+    started it, so one a test could not destroy (it failed half-way) would run on for good."""
+    listed = virsh("list", "--name", check=False)
+    for name in listed.stdout.split():
+        if name.startswith(OUR_DOMAINS):
+            virsh("destroy", name, check=False)
+
+
 def stop_daemons(daemons: Daemons) -> None:
+    if "libvirtd" in daemons.started:
+        destroy_our_domains()
     for name in reversed(daemons.started):
         stop_daemon(name)
     if daemons.kvm_masked:
