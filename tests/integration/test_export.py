@@ -16,6 +16,22 @@ from tests.integration.test_seed_flows import (BLOCK_JOB_COMPLETE, DRIVE_MIRROR,
                                                stopped)
 
 
+def workdirs(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory for the QEMU the session ran on, and one for the fresh QEMU that does it again."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    return first, second
+
+
+def same_pivot(first: Path, second: Path) -> None:
+    """Both QEMUs left the mirror's pivot: b.qcow2 on a.qcow2, and a standalone e.qcow2 of the same data."""
+    for where in (first, second):
+        assert header_backing(where / "b.qcow2") == "a.qcow2"
+        assert header_backing(where / "e.qcow2") is None
+    assert qemu_img("compare", str(first / "e.qcow2"), str(second / "e.qcow2")).returncode == 0
+
+
 def mirror_with_pivot() -> Script:
     script = Script().chain("AB").add(DRIVE_MIRROR.replace("node-D", "node-B"), "drive-mirror", echo=True)
     script.wait("BLOCK_JOB_READY").add(BLOCK_JOB_COMPLETE, "block-job-complete", echo=True, pasted_replies=1)
@@ -35,9 +51,7 @@ def run_program(program: Path, socket: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_exported_program_does_what_the_session_did(qemu_factory, tmp_path):
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir()
-    second.mkdir()
+    first, second = workdirs(tmp_path)
     log = tmp_path / "session.log"
     vm = qemu_factory(workdir=first)
     outcome = run_qmpsh("-l", str(log), vm.socket, stdin=mirror_with_pivot().text, timeout=90)
@@ -52,10 +66,7 @@ def test_the_exported_program_does_what_the_session_did(qemu_factory, tmp_path):
     assert replayed.returncode == 0, replayed.stderr
     stopped(fresh)
     # The same pivot: the guest's chain was mirrored to e.qcow2, standalone, with the same data.
-    for where in (first, second):
-        assert header_backing(where / "b.qcow2") == "a.qcow2"
-        assert header_backing(where / "e.qcow2") is None
-    assert qemu_img("compare", str(first / "e.qcow2"), str(second / "e.qcow2")).returncode == 0
+    same_pivot(first, second)
 
 
 def test_the_program_fails_loudly_at_the_first_error_reply(qemu_factory, tmp_path):

@@ -4,14 +4,13 @@ script against a fresh QEMU, which ends with the same chain and the same data.""
 from __future__ import annotations
 
 from tests.conftest import qemu_img, run_qmpsh
+from tests.integration.test_export import workdirs
 from tests.integration.test_seed_flows import Script, header_backing, stopped
 from tests.interactive.ptyterm import CTRL_D, Terminal
 
 
 def test_a_session_saved_at_the_prompt_runs_again_as_a_script(qemu_factory, tmp_path):
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir()
-    second.mkdir()
+    first, second = workdirs(tmp_path)
     saved = tmp_path / "stream.qmp"
     vm = qemu_factory(workdir=first)
     term = Terminal(vm.socket)
