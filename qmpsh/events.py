@@ -178,16 +178,21 @@ class Subscriber:
 
 
 class Subscribers(Subscriber):
-    """The subscribers of one session, told in the order they subscribed."""
+    """The subscribers of one session, told in the order they subscribed.
+
+    Kept as a tuple, made anew when one comes or goes: telling them (once per event) copies nothing,
+    and one that leaves while they are told is still told this time.
+    """
 
     def __init__(self) -> None:
-        self._all: list[Subscriber] = []
+        self._all: tuple[Subscriber, ...] = ()
 
     def add(self, subscriber: Subscriber) -> None:
-        self._all.append(subscriber)
+        self._all = (*self._all, subscriber)
 
     def remove(self, subscriber: Subscriber) -> None:
-        self._all.remove(subscriber)
+        at = self._all.index(subscriber)
+        self._all = self._all[:at] + self._all[at + 1:]
 
     @contextlib.contextmanager
     def subscribed(self, subscriber: Subscriber) -> Iterator[None]:
@@ -199,17 +204,17 @@ class Subscribers(Subscriber):
             self.remove(subscriber)
 
     def on_event(self, event: Event) -> None:
-        for subscriber in tuple(self._all):  # one may leave while told
+        for subscriber in self._all:
             subscriber.on_event(event)
 
     def on_answered(self, request: Request, reply: Mapping[str, object]) -> None:
-        for subscriber in tuple(self._all):
+        for subscriber in self._all:
             subscriber.on_answered(request, reply)
 
     def on_builtin_done(self, builtin: Builtin, ok: bool) -> None:
-        for subscriber in tuple(self._all):
+        for subscriber in self._all:
             subscriber.on_builtin_done(builtin, ok)
 
     def on_connection_changed(self) -> None:
-        for subscriber in tuple(self._all):
+        for subscriber in self._all:
             subscriber.on_connection_changed()
