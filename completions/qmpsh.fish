@@ -76,7 +76,7 @@ complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l launch -d 'start QEMU for t
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l workdir -x -a '(__fish_complete_directories)' -d 'with --launch: run QEMU in DIR and keep it'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l domain -x -d 'instead of ADDRESS, the monitor of the running libvirt domain NAME'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s c -l connect -x -d 'with --domain: libvirt\'s URI, as virsh -c takes it'
-complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l export -x -a 'python' -d 'qmpsh --export python LOG: write the commands of LOG to stdout as a standalone program on qemu.qmp that sends them again, waiting for the events seen before each, and exits 1 at the first error'
+complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l export -x -a 'python' -d 'qmpsh --export python FILE: write the commands of FILE to stdout as a standalone program on qemu.qmp that sends them again, waiting for the events seen before each or its /wait and /job lines, and exits 1 at the first error'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l replay -r -F -d 'send the commands of LOG again in order, as a script, waiting before each for the events seen before it'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l record -r -F -d 'write each line that succeeds to FILE as it runs, as /save does: a script qmpsh can run again'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -l version -d 'show program\'s version number and exit'

@@ -186,9 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --domain: libvirt's URI, as virsh -c takes it (default: $LIBVIRT_DEFAULT_URI, "
                              "else libvirt's default)")
     parser.add_argument("--export", choices=("python",), metavar="FORMAT",
-                        help="qmpsh --export python LOG: write the commands of LOG (a -l log) to stdout as a "
-                             "standalone program on qemu.qmp that sends them again, waiting for the events seen "
-                             "before each, and exits 1 at the first error; then exit")
+                        help="qmpsh --export python FILE: write the commands of FILE (a -l log, a script, or "
+                             "a /save or --record file) to stdout as a standalone program on qemu.qmp that sends "
+                             "them again, waiting for the events seen before each (a log) or its /wait and /job "
+                             "lines (a script), and exits 1 at the first error; then exit. A script's key=value "
+                             "line with arguments is refused (the schema would coerce it): JSON, ! lines and "
+                             "/save files are exact")
     parser.add_argument("--replay", metavar="LOG",
                         help="send the commands of LOG (a -l log) again in order, as a script, waiting before each "
                              "for the events seen before it; a reply that differs from the recorded one (error or "
@@ -201,12 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _export(path: str) -> None:
-    """--export python LOG: the log as a program on stdout; :raise _Refused: the log cannot be read."""
-    from qmpsh.export import python_program
-    from qmpsh.transcript import TranscriptError, read_file
+    """--export python FILE: a log, script or /save file as a program on stdout; :raise _Refused: it cannot be."""
+    from qmpsh.export import export_file
+    from qmpsh.transcript import TranscriptError
 
     try:
-        program = python_program(read_file(path), path)
+        program = export_file(path)
     except TranscriptError as err:
         raise _Refused(err) from None
     sys.stdout.write(program)
@@ -392,8 +395,8 @@ def _target(parser: argparse.ArgumentParser, args: argparse.Namespace, qemu_args
     """
     if args.export is not None:
         if not args.address or args.launch or args.domain is not None or args.record or args.replay:
-            parser.error("--export python LOG: give the -l log to export, and no --launch, --domain, --record "
-                         "or --replay")
+            parser.error("--export python FILE: give the -l log, script or /save file to export, and no "
+                         "--launch, --domain, --record or --replay")
         return Target.EXPORT
     if qemu_args and not args.launch:
         parser.error("QEMU arguments after -- need --launch")

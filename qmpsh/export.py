@@ -1,30 +1,47 @@
 """``--export python``: a session's steps as a standalone Python program on qemu.qmp's QMPClient.
 
-The program takes the address as its first argument (or ``QMP_SOCKET``), connects, sends the
-same commands in order, waits before each for the events the original session had seen, and
-exits 1 at the first error reply or event that does not come. It is meant to be read, and pasted
-into a test: one call per step, the arguments as Python literals.
+FILE is a ``-l`` log (JSON lines with a direction and a message), a ``/save`` or ``--record``
+file (its first line is the comment header ``record.header`` writes), or a script. The program
+takes the address as its first argument (or ``QMP_SOCKET``), connects, sends the same commands in
+order, waits for the same events, and exits 1 at the first error reply, event that does not come,
+failed job or ``/shell`` command. It is meant to be read, and pasted into a test: one call per
+step, the arguments as Python literals.
+
+A script is read with qmpsh's own parser, without a schema. A key=value line with arguments is
+sent after QEMU's schema has coerced it (``id=1`` may go as the string "1", ``bitmaps=b0`` as
+``["b0"]``), which cannot be known without the schema, so a script's such line is refused, naming
+FILE:LINE: JSON lines, ``!`` lines (sent as typed) and lines without arguments are exact. A
+``/save`` file's key=value lines are exact: it writes one only where it parses back to the
+message as it was sent. ``/wait``, ``/job`` and ``/shell`` become calls; ``/quit`` ends the
+steps; other built-ins are refused.
 """
 
 from __future__ import annotations
 
 import json
 import pprint
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
+from qmpsh.syntax import Builtin, ParseError, Reader, Request, Skipped
 from qmpsh.transcript import Step, TranscriptError
+
+#: The first line of a ``/save`` or ``--record`` file (``record.header``).
+SAVED_HEADER = "# qmpsh session, "
 
 _PROLOGUE = '''#!/usr/bin/env python3
 """{title}
 
 Made by qmpsh --export python from {source}. Runs its QMP commands in order against the QEMU
-at ADDRESS (the first argument, or $QMP_SOCKET: a unix socket path or HOST:PORT), waiting for the
-events the session saw before each one. Exits 1 at the first error reply, or an event that does
-not come within TIMEOUT seconds.
+at ADDRESS (the first argument, or $QMP_SOCKET: a unix socket path or HOST:PORT), waiting for
+the events {waits}
+Exits 1 at the first error reply, event that does not come within TIMEOUT seconds, failed job
+or failed shell command.
 """
 
 import asyncio
 import os
+import subprocess
 import sys
 
 from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
@@ -32,34 +49,85 @@ from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 TIMEOUT = 60.0  # seconds to wait for an event
 
 
-class Events:
-    """Every event since connecting; ``expect`` takes the first one not taken yet that matches."""
+class Failed(Exception):
+    """A job ended in error, or was cancelled."""
 
-    def __init__(self, listener: EventListener) -> None:
+
+def job_of(event: dict) -> str | None:
+    """The job an event is about: JOB_STATUS_CHANGE's id, BLOCK_JOB_*'s device."""
+    data = event.get("data", {{}})
+    if event["event"] == "JOB_STATUS_CHANGE":
+        return data.get("id")
+    return data.get("device", data.get("id")) if event["event"].startswith("BLOCK_JOB_") else None
+
+
+def holds(data: object, wanted: dict) -> bool:
+    """Whether ``data`` has every key=value of ``wanted`` (nested objects too; 1 matches "1"), as qmpsh's /wait."""
+    return isinstance(data, dict) and all(
+        key in data and (holds(data[key], value) if isinstance(value, dict)
+                         else data[key] == value or str(data[key]) == str(value))
+        for key, value in wanted.items())
+
+
+class Events:
+    """Every event since connecting, each taken at most once, by ``expect`` or ``job``.
+
+    A job's creation drops the events of an earlier job with the same id (an id can be used again
+    once its job has gone), so the old job's end is never taken for the new one's.
+    """
+
+    def __init__(self, qmp: QMPClient, listener: EventListener) -> None:
+        self.qmp = qmp
         self.listener = listener
         self.unclaimed: list[dict] = []
 
-    async def expect(self, name: str, data: dict | None = None) -> dict:
+    async def expect(self, name: str, data: dict | None = None, timeout: float | None = TIMEOUT) -> dict:
         """The event ``name`` whose data holds ``data``: one already received, or the next to come."""
-        wanted = data or {{}}
+        return await self.take(lambda event: event["event"] == name and holds(event.get("data", {{}}), data or {{}}),
+                               f"{{name}} {{data or ''}}", timeout)
 
-        def matches(event: dict) -> bool:
-            got = event.get("data", {{}})
-            return event["event"] == name and all(got.get(key) == value for key, value in wanted.items())
+    async def job(self, job_id: str, timeout: float | None = None) -> dict:
+        """Wait until job ``job_id`` is ready (mirror, active commit) or over, as qmpsh's /job; fail if it failed."""
 
-        for index, event in enumerate(self.unclaimed):
-            if matches(event):
-                return self.unclaimed.pop(index)
+        def over(event: dict) -> bool:
+            return job_of(event) == job_id and (
+                event["event"] in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
+                or event["event"] == "JOB_STATUS_CHANGE" and event["data"]["status"] == "concluded")
+
+        def ends(event: dict) -> bool:  # a READY the job's end followed is stale
+            ready = event["event"] == "BLOCK_JOB_READY" and job_of(event) == job_id
+            return over(event) or ready and not any(map(over, self.unclaimed))
+
+        event = await self.take(ends, f"job {{job_id}} ready or over", timeout)
+        error = event["data"].get("error")
+        if event["event"] == "JOB_STATUS_CHANGE":  # not a block job: its error is in query-jobs
+            error = next((job.get("error") for job in await self.qmp.execute("query-jobs") if job["id"] == job_id),
+                         None)
+        if error or event["event"] == "BLOCK_JOB_CANCELLED":
+            raise Failed(f"job {{job_id}}: {{error or 'cancelled'}}")
+        return event
+
+    async def take(self, fits, what: str, timeout: float | None) -> dict:
+        """The first event not taken yet that ``fits``, waiting up to ``timeout`` seconds for it (None: no end)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + TIMEOUT
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.listener.empty():  # what has come so far, in order, before looking
+            self.add(dict(await self.listener.get()))
         while True:
+            for index, event in enumerate(self.unclaimed):
+                if fits(event):
+                    return self.unclaimed.pop(index)
             try:
-                event = dict(await asyncio.wait_for(self.listener.get(), deadline - loop.time()))
+                left = None if deadline is None else deadline - loop.time()
+                event = await asyncio.wait_for(self.listener.get(), left)
             except TimeoutError:
-                raise TimeoutError(f"no {{name}} {{wanted}} within {{TIMEOUT:g}} s") from None
-            if matches(event):
-                return event
-            self.unclaimed.append(event)
+                raise TimeoutError(f"no {{what}} within {{timeout:g}} s") from None
+            self.add(dict(event))
+
+    def add(self, event: dict) -> None:
+        if event["event"] == "JOB_STATUS_CHANGE" and event["data"]["status"] == "created":
+            self.unclaimed = [old for old in self.unclaimed if job_of(old) != job_of(event)]
+        self.unclaimed.append(event)
 
 
 async def steps(qmp: QMPClient, events: Events) -> None:
@@ -81,7 +149,7 @@ async def main() -> None:
     with qmp.listen(listener):
         await qmp.connect(address())
         try:
-            await steps(qmp, Events(listener))
+            await steps(qmp, Events(qmp, listener))
         finally:
             await qmp.disconnect()
 
@@ -91,9 +159,17 @@ if __name__ == "__main__":
         asyncio.run(main())
     except ExecuteError as err:
         sys.exit(f"error: {{err.sent['execute']}}: {{err.error.error.class_}}: {{err}}")
-    except (QMPError, TimeoutError, OSError, EOFError) as err:  # cannot connect, or the connection went
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"error: {{err.cmd}}: exit status {{err.returncode}}")
+    except (QMPError, Failed, TimeoutError, OSError, EOFError) as err:  # cannot connect, or the connection went
         sys.exit(f"error: {{err}}")
 '''
+
+_INDENT = "    "
+
+
+class ExportError(TranscriptError):
+    """A FILE that cannot be written as a program: the message says where and why."""
 
 
 def _literal(value: object, indent: int) -> str:
@@ -102,24 +178,163 @@ def _literal(value: object, indent: int) -> str:
     return text.replace("\n", "\n" + " " * indent)
 
 
+def _call(start: str, *arguments: object, **keywords: object) -> str:
+    """``start`` (``await f(``) with the arguments as literals (None and empty ones left out), closed."""
+    text = f"{_INDENT}{start}"
+    given = [a for a in arguments if a is not None and a != {}] + [_Keyword(k, v) for k, v in keywords.items()]
+    for index, argument in enumerate(given):
+        text += (", " if index else "") + (repr(argument) if isinstance(argument, _Keyword)
+                                           else _literal(argument, len(text.rpartition("\n")[2]) + bool(index) * 2))
+    return text + ")"
+
+
+class _Keyword(NamedTuple):
+    name: str
+    value: object
+
+    def __repr__(self) -> str:
+        return f"{self.name}={self.value!r}"
+
+
+def _execute(message: Mapping[str, object], where: str) -> str:
+    """The call that sends ``message``; :raise ExportError: QMPClient cannot send it as it is (``exec-oob``, an id)."""
+    name = message.get("execute")
+    if not isinstance(name, str) or set(message) - {"execute", "arguments"}:
+        raise ExportError(f"{where}: QMPClient.execute cannot send this as it was sent: {json.dumps(message)}")
+    return _call("await qmp.execute(", name, message.get("arguments"))
+
+
+def _program(body: list[str], source: str, title: str, waits: str) -> str:
+    if all(line.lstrip().startswith("#") for line in body):
+        body = [*body, f"{_INDENT}pass  # nothing to send"]
+    return (_PROLOGUE.format(title=title, source=json.dumps(source), waits=waits) + "\n".join(body) + "\n"
+            + _EPILOGUE.format(name="qmpsh-export"))
+
+
 def python_program(steps: Iterable[Step], source: str, title: str = "A qmpsh session, replayed") -> str:
-    """The program text for ``steps`` (read from ``source``, named in its docstring).
+    """The program text for a log's ``steps`` (read from ``source``, named in its docstring).
 
     :raise TranscriptError: a command QMPClient cannot send as it was sent (``exec-oob``, ``control``).
     """
     body: list[str] = []
     for step in steps:
-        for event in step.before:
-            call = f"    await events.expect({event.name!r}"
-            body.append(call + (f", {_literal(dict(event.data), len(call) + 2)})" if event.data else ")"))
-        name = step.command.get("execute")
-        if not isinstance(name, str) or set(step.command) - {"execute", "arguments"}:
-            raise TranscriptError(f"{source}:{step.lineno}: QMPClient.execute cannot send this as it was sent: "
-                                  f"{json.dumps(step.command)}")
-        arguments = step.command.get("arguments")
-        call = f"    await qmp.execute({name!r}"
-        body.append(call + (f", {_literal(arguments, len(call) + 2)})" if arguments else ")"))
-    if not body:
-        body.append("    pass  # the log holds no command")
-    return (_PROLOGUE.format(title=title, source=json.dumps(source)) + "\n".join(body) + "\n"
-            + _EPILOGUE.format(name="qmpsh-export"))
+        body += [_call("await events.expect(", event.name, dict(event.data)) for event in step.before]
+        body.append(_execute(step.command, f"{source}:{step.lineno}"))
+    return _program(body, source, title, "the session saw before each one.")
+
+
+# -- scripts ----------------------------------------------------------------------------------
+
+
+def _wait(builtin: Builtin) -> str:
+    if len(builtin.words) != 1:
+        raise ValueError("usage: /wait EVENT [key=value ...] [timeout=SECONDS]")
+    wanted = dict(builtin.args)
+    timeout = wanted.pop("timeout", None)
+    if timeout is None:
+        return _call("await events.expect(", builtin.words[0], wanted)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ValueError(f"/wait: timeout must be a number of seconds (0: no end), not {timeout!r}")
+    return _call("await events.expect(", builtin.words[0], wanted, timeout=float(timeout) or None)
+
+
+def _job(builtin: Builtin) -> str:
+    timeout = builtin.args.get("timeout")
+    if len(builtin.words) != 1 or set(builtin.args) - {"timeout"} or isinstance(timeout, bool) \
+            or not isinstance(timeout, (int, float, type(None))):
+        raise ValueError("usage: /job JOB-ID [timeout=SECONDS]")
+    if timeout:
+        return _call("await events.job(", builtin.words[0], timeout=float(timeout))
+    return _call("await events.job(", builtin.words[0])
+
+
+def _shell(builtin: Builtin) -> str:
+    if not builtin.text:
+        raise ValueError("usage: /shell COMMAND")
+    return _call("subprocess.run(", builtin.text, shell=True, check=True)
+
+
+#: The built-ins a program does too, each as its statement; :raise ValueError: a line they refuse.
+_BUILTINS: dict[str, Callable[[Builtin], str]] = {
+    "wait": _wait, "job": _job, "shell": _shell, "quit": lambda _: f"{_INDENT}return  # /quit",
+}
+
+
+def _statement(item: Request | Builtin, saved: bool, where: str) -> str:
+    """The program's statement for a script's item; :raise ExportError: it has none, or not an exact one."""
+    if isinstance(item, Builtin):
+        make = _BUILTINS.get(item.name)
+        if make is None:
+            raise ExportError(f"{where}: /{item.name} has no place in a program (it exports /wait, /job, /shell "
+                              "and /quit)")
+        try:
+            return make(item)
+        except ValueError as err:
+            raise ExportError(f"{where}: {err}") from None
+    coerced = item.form == "transaction" or (item.form == "kv" and bool(item.message.get("arguments")))
+    if coerced and not item.force and not saved:
+        raise ExportError(f"{where}: key=value arguments are sent as QEMU's schema coerces them, which --export "
+                          "cannot know: write the line as JSON or start it with ! (sent as typed), or export the "
+                          "--record file of a run")
+    return _execute(item.message, where)
+
+
+def _comment(text: str) -> str:
+    """A script's comment as a Python comment: a character Python could read as a line's end is escaped."""
+    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode() for c in text)
+
+
+def script_program(lines: list[str], source: str) -> str:
+    """The program for a script or ``/save`` file's ``lines`` (read from ``source``).
+
+    Comments between lines are kept (a ``#!`` first line is not); ``$`` lines and pasted replies,
+    which qmpsh skips, are left out. :raise ExportError: FILE:LINE and why, at the first line
+    that cannot be exported (or does not parse).
+    """
+    from qmpsh.commands import BUILTINS
+
+    saved = bool(lines) and lines[0].startswith(SAVED_HEADER)
+    reader = Reader(builtins=BUILTINS)
+    body: list[str] = []
+    pending = False  # a line's brackets, transaction or backslash are still open
+    for lineno, line in enumerate(lines, 1):
+        text = line.strip()
+        if not pending and text.startswith("#"):
+            if not (lineno == 1 and text.startswith("#!")):
+                body.append(_INDENT + _comment(text))
+            continue
+        parsed = reader.add_line(line, lineno)
+        pending = parsed.incomplete
+        for item in parsed.items:
+            where = f"{source}:{item.lineno}"
+            if isinstance(item, ParseError):
+                raise ExportError(f"{where}: {item.message}")
+            if not isinstance(item, Skipped):
+                body.append(_statement(item, saved, where))
+    unfinished = reader.end_of_input()
+    if unfinished is not None:
+        raise ExportError(f"{source}:{unfinished.lineno}: {unfinished.message}")
+    kind = "A qmpsh session, saved" if saved else "A qmpsh script"
+    return _program(body, source, f"{kind}, as a program", "its /wait and /job lines wait for.")
+
+
+def is_log(lines: list[str]) -> bool:
+    """Whether ``lines`` are a ``-l`` log: the first that is not blank is a JSON entry with a direction."""
+    first = next((line for line in lines if line.strip()), "")
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and "direction" in entry and "message" in entry
+
+
+def export_file(path: str) -> str:
+    """The program for FILE at ``path``, whichever kind it is; :raise ExportError: it cannot be read or exported."""
+    from qmpsh.transcript import read
+
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+            lines = file.read().split("\n")  # as qmpsh reads a script: by newlines only
+    except OSError as err:
+        raise ExportError(f"cannot read {path}: {err.strerror}") from None
+    return python_program(read(lines, path), path) if is_log(lines) else script_program(lines, path)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import qemu_img, run_qmpsh, seed_args
+from tests.conftest import REPO, qemu_img, qmpsh_env, run_qmpsh, seed_args
 from tests.integration.test_seed_flows import (BLOCK_JOB_COMPLETE, DRIVE_MIRROR, QUIT, Script, header_backing,
                                                stopped)
 
@@ -85,3 +85,70 @@ def test_the_program_fails_loudly_at_the_first_error_reply(qemu_factory, tmp_pat
     assert replayed.stderr == ("error: blockdev-snapshot-sync: GenericError: Cannot find device='' nor "
                                "node-name='node-A'\n"), replayed.stderr
 
+
+
+# -- a script file, and the --record file of its run ---------------------------------------------
+
+STREAM_SCRIPT = """\
+#!/usr/bin/env -S qmpsh -e
+# The overlay: made by qemu-img, then put over node-A.
+/shell qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 b.qcow2
+{"execute": "blockdev-snapshot-sync",
+ "arguments": {"node-name": "node-A", "snapshot-file": "b.qcow2", "snapshot-node-name": "node-B",
+               "format": "qcow2", "mode": "existing"}}
+!human-monitor-command command-line='qemu-io -d /machine/peripheral/virtio0/virtio-backend "write -P 0x22 1M 2M"'
+# Stream a.qcow2 into b.qcow2, then again with the same job id: the first job's end must not end the second's wait.
+!block-stream device=node-B \\
+    job-id=job0
+/wait BLOCK_JOB_COMPLETED device=job0
+!block-stream device=node-B job-id=job0
+/job job0
+query-block
+quit
+"""
+
+
+def calls(program: str) -> list[str]:
+    """The lines of the program's steps that do something (no comments)."""
+    body = program.split("async def steps(", 1)[1].split("\n\n\n", 1)[0].splitlines()[1:]
+    return [line.strip() for line in body if not line.strip().startswith("#")]
+
+
+def test_an_exported_script_and_its_record_do_what_the_script_did(qemu_factory, tmp_path):
+    first, second = workdirs(tmp_path)
+    script, recorded = tmp_path / "stream.qmp", tmp_path / "stream-record.qmp"
+    script.write_text(STREAM_SCRIPT)
+    vm = qemu_factory(workdir=first)
+    env = qmpsh_env(PYTHONPATH=str(REPO))  # /shell runs in qmpsh's directory: QEMU's here
+    ran = run_qmpsh("--record", str(recorded), vm.socket, str(script), cwd=first, env=env, timeout=90)
+    assert ran.returncode == 0, ran.stderr
+    stopped(vm)
+
+    program = exported(script, tmp_path)
+    text = program.read_text()
+    assert "    # Stream a.qcow2 into b.qcow2, then again" in text and "#!/usr/bin/env -S qmpsh" not in text
+    assert calls(text)[0] == "subprocess.run('qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 b.qcow2', " \
+                             "shell=True, check=True)", text
+    assert "await events.expect('BLOCK_JOB_COMPLETED', {'device': 'job0'})" in calls(text)
+    assert "await events.job('job0')" in calls(text)
+    # The --record file (key=value lines, as sent) is exported to the same steps.
+    assert calls(run_qmpsh("--export", "python", str(recorded)).stdout) == calls(text)
+
+    fresh = qemu_factory(workdir=second)
+    again = subprocess.run([sys.executable, str(program), fresh.socket], capture_output=True, text=True,
+                           timeout=90, cwd=second)
+    assert again.returncode == 0, again.stderr
+    stopped(fresh)
+    for where in (first, second):
+        assert header_backing(where / "b.qcow2") is None  # streamed: standalone
+    assert qemu_img("compare", str(first / "b.qcow2"), str(second / "b.qcow2")).returncode == 0
+
+
+def test_an_exported_script_fails_at_an_error_reply(qemu, tmp_path):
+    script = tmp_path / "bad.qmp"
+    script.write_text('query-status\n{"execute": "block-stream", "arguments": {"device": "nonode"}}\n'
+                      "/shell touch never\n")
+    ran = run_program(exported(script, tmp_path), qemu.socket)
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.startswith("error: block-stream: GenericError: "), ran.stderr
+    assert not (REPO / "never").exists()
