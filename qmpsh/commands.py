@@ -270,8 +270,9 @@ async def save(session: Session, cmd: Builtin) -> bool:
     """/save FILE: write the session so far as a script qmpsh can run again (a new file, never over one).
 
     It holds the commands that succeeded, in order, as they were sent: key=value where that reads
-    back exactly, else JSON; the /wait, /job and /shell lines that succeeded; and a comment header
-    (date, QEMU version, address). Run it with: qmpsh ADDRESS < FILE. A script keeps such a record
+    back exactly, else JSON; the /wait, /job, /shell and /connect lines that succeeded (a rerun
+    moves to the same other QEMU at the same point); and a comment header (date, QEMU version,
+    the address it started at). Run it with: qmpsh ADDRESS < FILE. A script keeps such a record
     only with --record FILE.
     """
     if len(cmd.words) != 1 or cmd.args:

@@ -3,8 +3,9 @@
 What is kept: every command that succeeded, in order, as it was sent (after the schema's
 coercion): a key=value line where that parses back to exactly the same message (with a leading
 ``!`` when it was sent unchecked, so a rerun sends it unchecked too), one line of JSON otherwise;
-and the ``/wait``, ``/job`` and ``/shell`` lines that succeeded, which a rerun needs as much as
-the commands (a job must be ready before ``block-job-complete``). Queries for qmpsh itself,
+and the ``/wait``, ``/job``, ``/shell`` and ``/connect`` lines that succeeded, which a rerun needs as
+much as the commands (a job must be ready before ``block-job-complete``; the commands after a
+``/connect`` went to another QEMU, and a rerun sends them there too, not to the first one). Queries for qmpsh itself,
 failed lines and the built-ins that only show things are left out; so is a reply that came after
 its line stopped waiting (Ctrl-C), which a rerun may need: the saved script says nothing of it.
 """
@@ -25,8 +26,8 @@ from qmpsh.transport import qemu_version
 if TYPE_CHECKING:
     from qmpsh.transport import Transport
 
-#: The built-ins a rerun needs: they wait for QEMU, or make the files its commands use.
-RECORDED_BUILTINS = frozenset({"wait", "job", "shell"})
+#: The built-ins a rerun needs: they wait for QEMU, make the files its commands use, or say which QEMU.
+RECORDED_BUILTINS = frozenset({"wait", "job", "shell", "connect"})
 
 
 def command_line(message: Mapping[str, object]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import run_qmpsh
 from tests.integration.test_export import mirror_with_pivot, same_pivot, workdirs
 from tests.integration.test_seed_flows import stopped
@@ -49,3 +51,18 @@ def test_a_run_that_cannot_connect_leaves_no_record_file(tmp_path):
     run = run_qmpsh("--record", str(record), str(tmp_path / "nothing.sock"), stdin="query-status\n")
     assert run.returncode == 3
     assert not record.exists()
+
+
+def test_a_record_keeps_the_connect_that_moved_the_session_and_a_rerun_moves_too(qemu_factory, tmp_path):
+    """The lines after /connect went to another QEMU: the record says so with the /connect line itself."""
+    first, second = workdirs(tmp_path)
+    one, two = qemu_factory(workdir=first), qemu_factory(workdir=second)
+    recorded = tmp_path / "two.qmp"
+    script = f"query-status\n/connect {two.socket}\ncont\n"
+    assert run_qmpsh("--record", str(recorded), one.socket, stdin=script).returncode == 0
+    body = [line for line in recorded.read_text().splitlines() if not line.startswith("#")]
+    assert body == ["query-status", f"/connect {two.socket}", "cont"]
+    again = run_qmpsh(one.socket, stdin=recorded.read_text() + "query-status\n")
+    assert again.returncode == 0, again.stderr
+    # The last query-status went to the second QEMU, which cont started: the first is still in prelaunch.
+    assert json.loads(again.stdout.splitlines()[-1])["return"]["status"] == "running"
