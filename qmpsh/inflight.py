@@ -3,8 +3,9 @@
 Every request the user runs gets an id of qmpsh's own (``qmpsh-N``); the reply that comes back
 with it is printed as its line's reply, with the user's own ``"id"`` (raw JSON) in place of ours.
 A reply that comes after its line stopped waiting (Ctrl-C, a timeout at a terminal) is printed
-as late; one with an id nobody sent is noted and ignored. What the connection's state makes of a
-reply, a timeout or a loss is the session's to decide.
+as late, and told to ``on_late`` (the session's subscribers: ``/save`` keeps a late success); one
+with an id nobody sent is noted and ignored. What the connection's state makes of a reply, a
+timeout or a loss is the session's to decide.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,6 +62,8 @@ class Requests:
         #: The requests waited for under --timeout, oldest first: when sent, on what, the reply's future.
         self._watched: dict[Flight, tuple[float, Transport, asyncio.Future[Mapping[str, object]]]] = {}
         self._watchdog: asyncio.TimerHandle | None = None
+        #: Told of a late reply once it is printed: its line had given up, but QEMU ran the command.
+        self.on_late: Callable[[Request, Mapping[str, object]], None] = lambda request, reply: None
 
     def open(self, request: Request, lineno: int) -> Flight:
         """``request`` (checked) as a flight with an id of its own, awaited from now on."""
@@ -204,6 +207,8 @@ class Requests:
             self.renderer.line_error(flight.request.command, NOT_JSON_NOTE, self.where(flight))
         if "return" not in reply and not self.options.interactive:
             self.renderer.command_error(flight.request.command, reply, flight.lineno)
+        if flight.abandoned:
+            self.on_late(flight.request, msg)
 
 
 def as_user_sees(msg: Mapping[str, object], flight: Flight) -> dict[str, object]:

@@ -6,8 +6,10 @@ coercion): a key=value line where that parses back to exactly the same message (
 and the ``/wait``, ``/job``, ``/shell`` and ``/connect`` lines that succeeded, which a rerun needs as
 much as the commands (a job must be ready before ``block-job-complete``; the commands after a
 ``/connect`` went to another QEMU, and a rerun sends them there too, not to the first one). Queries for qmpsh itself,
-failed lines and the built-ins that only show things are left out; so is a reply that came after
-its line stopped waiting (Ctrl-C), which a rerun may need: the saved script says nothing of it.
+failed lines and the built-ins that only show things are left out. A command whose reply came
+after its line stopped waiting (Ctrl-C, a timeout at a terminal) is kept when that late reply is a
+success, where the reply came: QEMU answers commands in the order they were sent, so it stands
+before the commands sent after it (a built-in run in the meantime may stand before it).
 """
 
 from __future__ import annotations

@@ -133,6 +133,7 @@ class Session:
         self.recorder = recorder  # what /save writes (at a terminal, and with --record): the lines a rerun needs
         if recorder is not None:
             self.subscribers.add(recorder)
+        self.requests.on_late = self.subscribers.on_answered  # the line gave up, QEMU ran the command
         self._failed = False  # some line failed: exit status 1 in scripts
         self._state = Runstate.CONNECTED  # as it will be once connect() returns (nothing is run before)
         self.commands: list[str] = []  # from query-commands, for completion

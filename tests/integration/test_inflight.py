@@ -108,3 +108,26 @@ def test_a_script_that_ends_inside_brackets_fails_and_runs_nothing_of_it(server,
     assert [json.loads(line) for line in captured.out.splitlines()] == [{"return": {}}]
     assert captured.err.startswith("error: line 2, column 26: unexpected end of input"), captured.err
     assert [r["execute"] for r in user_requests(server)] == ["query-status"]
+
+
+def test_a_command_that_succeeds_late_is_kept_for_save(server, capsys):
+    """The line gave up on query-status, but QEMU ran it: /save keeps it, before the next command."""
+    from qmpsh.record import Recorder
+
+    server.when("query-status", delay(0.6), reply(STATUS), times=1)
+    server.when("query-name", reply(NAME))
+    recorder = Recorder()
+    options = Options(use_schema=False, interactive=True, timeout=0.3)
+
+    async def main() -> None:
+        session = Session(Renderer(), options, SocketTransport(str(server.path)), recorder=recorder)
+        await session.connect()
+        try:
+            assert not await session.run("query-status")
+            await asyncio.sleep(0.5)
+            assert await session.run("query-name")
+        finally:
+            await session.transport.close()
+
+    asyncio.run(main())
+    assert recorder.lines == ["query-status", "query-name"]
