@@ -36,6 +36,9 @@ VALUES = {
     "replay": "file",
     "record": "file",
 }
+#: Options after which the first positional is a FILE too: a log or script to export, or a script
+#: run on the QEMU that --launch starts or --domain names.
+NO_ADDRESS = ("--export", "--launch", "--domain")
 EVENT_FORMS = [("all", "print every event"), ("only:", "print only these events (NAME,NAME...)"),
                ("hide:", "print every event but these (NAME,NAME...)")]
 
@@ -68,8 +71,8 @@ def model() -> tuple[list[Option], argparse.Action]:
     parser = build_parser()
     options = [Option(a) for a in parser._actions if a.option_strings]
     positionals = [a for a in parser._actions if not a.option_strings]
-    # ADDRESS, then script FILEs: the shells complete the first as an address (sockets, directories);
-    # the words after it are completed the same way, which leads to a script's directory too
+    # ADDRESS, then script FILEs: the shells complete the first as an address (sockets, directories),
+    # the words after it as files; with an option that takes ADDRESS's place (NO_ADDRESS) every word is a FILE
     assert [a.dest for a in positionals] == ["address", "files"] and VALUES["address"] == "socket", \
         "positionals: ADDRESS FILE..."
     return options, positionals[0]
@@ -122,8 +125,9 @@ _qmpsh()
     local cur prev words cword split
     _init_completion -s -n : || return
 
-    local i addresses=0
+    local i addresses=0  # ADDRESS given (or an option that takes its place): the words now are FILEs
     for ((i = 1; i < cword; i++)); do
+        [[ ${{words[i]}} == @({'|'.join(NO_ADDRESS)}) ]] && addresses=1
         case ${{words[i]}} in
             --)  # QEMU's arguments follow (with --launch)
                 _filedir
@@ -146,7 +150,11 @@ _qmpsh()
         COMPREPLY=($(compgen -W '{all_options}' -- "$cur"))
         return
     fi
-    ((addresses == 0)) && _qmpsh_sockets
+    if ((addresses == 0)); then
+        _qmpsh_sockets
+    else
+        _filedir  # script FILEs
+    fi
 }} &&
     complete -F _qmpsh qmpsh
 """
@@ -196,6 +204,7 @@ def zsh(options: list[Option], address: argparse.Action) -> str:
             specs.append(f"'{exclusions}'{{{','.join(names)}}}'{described}{argument}'")
     address_help = _zsh_message(short_help(address.help or "") or "QMP server")
     specs.append(f"':{address_help}:_qmpsh_address'")
+    specs.append("'*:script file:_files'")
     lines = " \\\n        ".join(specs)
     forms = " ".join(f"'{_zsh_quote(form.replace(':', chr(92) + ':'))}:{_zsh_quote(text)}'"
                      for form, text in EVENT_FORMS if form.endswith(":"))
@@ -212,6 +221,10 @@ def zsh(options: list[Option], address: argparse.Action) -> str:
 # A unix socket, or a directory to look for one in; HOST:PORT matches no file and is left as typed.
 (( $+functions[_qmpsh_address] )) ||
 _qmpsh_address() {{
+    if (( ${{words[(I)({'|'.join(NO_ADDRESS)})(|=*)]}} )); then  # they take ADDRESS's place: a FILE
+        _files
+        return
+    fi
     _wanted files expl 'unix socket' _path_files -g '*(-=,-/)'
 }}
 
@@ -246,6 +259,10 @@ def _fish_quote(text: str) -> str:
 
 def fish(options: list[Option]) -> str:
     takes_value = " ".join(s for o in options if not o.flag for s in o.strings)
+    valued = {s for o in options if not o.flag for s in o.strings}
+    no_address_valued = " ".join(s for s in NO_ADDRESS if s in valued)
+    no_address_flags = " ".join(s for s in NO_ADDRESS if s not in valued)
+    no_address_joined = " ".join(f"'{s}=*'" for s in NO_ADDRESS if s in valued)
     lines = []
     for o in options:
         parts = ["complete -c qmpsh -n 'not __qmpsh_after_dashdash'"]
@@ -273,10 +290,11 @@ function __qmpsh_after_dashdash --description 'QEMU arguments follow: -- is on t
     contains -- -- (commandline -opc)
 end
 
-function __qmpsh_needs_address --description 'no ADDRESS yet'
+function __qmpsh_positional --description 'the word to complete: address, file (after ADDRESS), or none'
     set -l tokens (commandline -opc)
     set -e tokens[1]
     set -l skip 0
+    set -l given 0
     for token in $tokens
         if test $skip = 1
             set skip 0
@@ -285,14 +303,20 @@ function __qmpsh_needs_address --description 'no ADDRESS yet'
         switch $token
             case --
                 return 1
+            case {no_address_valued}
+                set given 1
+                set skip 1
+            case {no_address_flags} {no_address_joined}
+                set given 1
             case {takes_value}
                 set skip 1
             case '-*'
             case '*'
-                return 1
+                set given 1
         end
     end
-    return 0
+    test $skip = 1; and return 1  # an option's value
+    test $given = 1; and echo file; or echo address
 end
 
 function __qmpsh_sockets --description 'unix sockets, and directories to look for them in'
@@ -316,7 +340,8 @@ function __qmpsh_events --description 'the forms of --events'
 end
 
 complete -c qmpsh -f
-complete -c qmpsh -n '__qmpsh_needs_address' -a '(__qmpsh_sockets)'
+complete -c qmpsh -n 'string match -q address -- (__qmpsh_positional)' -a '(__qmpsh_sockets)'
+complete -c qmpsh -n 'string match -q file -- (__qmpsh_positional)' -F
 complete -c qmpsh -n '__qmpsh_after_dashdash' -F
 {chr(10).join(lines)}
 """

@@ -20,8 +20,9 @@ _qmpsh()
     local cur prev words cword split
     _init_completion -s -n : || return
 
-    local i addresses=0
+    local i addresses=0  # ADDRESS given (or an option that takes its place): the words now are FILEs
     for ((i = 1; i < cword; i++)); do
+        [[ ${words[i]} == @(--export|--launch|--domain) ]] && addresses=1
         case ${words[i]} in
             --)  # QEMU's arguments follow (with --launch)
                 _filedir
@@ -102,6 +103,10 @@ _qmpsh()
         COMPREPLY=($(compgen -W '-h --help -v --verbose -p --pretty --no-pretty -l --logfile -N --skip-negotiation -H --hmp -e --exit-on-error -x --echo --no-schema --color --colour --events --timestamps --timeout --wait-for-socket --reconnect --history-size --editing-mode --launch --workdir --domain -c --connect --export --replay --record --version' -- "$cur"))
         return
     fi
-    ((addresses == 0)) && _qmpsh_sockets
+    if ((addresses == 0)); then
+        _qmpsh_sockets
+    else
+        _filedir  # script FILEs
+    fi
 } &&
     complete -F _qmpsh qmpsh

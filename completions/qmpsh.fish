@@ -7,10 +7,11 @@ function __qmpsh_after_dashdash --description 'QEMU arguments follow: -- is on t
     contains -- -- (commandline -opc)
 end
 
-function __qmpsh_needs_address --description 'no ADDRESS yet'
+function __qmpsh_positional --description 'the word to complete: address, file (after ADDRESS), or none'
     set -l tokens (commandline -opc)
     set -e tokens[1]
     set -l skip 0
+    set -l given 0
     for token in $tokens
         if test $skip = 1
             set skip 0
@@ -19,14 +20,20 @@ function __qmpsh_needs_address --description 'no ADDRESS yet'
         switch $token
             case --
                 return 1
+            case --export --domain
+                set given 1
+                set skip 1
+            case --launch '--export=*' '--domain=*'
+                set given 1
             case -l --logfile --color --colour --events --timestamps --timeout --wait-for-socket --history-size --editing-mode --workdir --domain -c --connect --export --replay --record
                 set skip 1
             case '-*'
             case '*'
-                return 1
+                set given 1
         end
     end
-    return 0
+    test $skip = 1; and return 1  # an option's value
+    test $given = 1; and echo file; or echo address
 end
 
 function __qmpsh_sockets --description 'unix sockets, and directories to look for them in'
@@ -52,7 +59,8 @@ function __qmpsh_events --description 'the forms of --events'
 end
 
 complete -c qmpsh -f
-complete -c qmpsh -n '__qmpsh_needs_address' -a '(__qmpsh_sockets)'
+complete -c qmpsh -n 'string match -q address -- (__qmpsh_positional)' -a '(__qmpsh_sockets)'
+complete -c qmpsh -n 'string match -q file -- (__qmpsh_positional)' -F
 complete -c qmpsh -n '__qmpsh_after_dashdash' -F
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s h -l help -d 'show this help message and exit'
 complete -c qmpsh -n 'not __qmpsh_after_dashdash' -s v -l verbose -d 'print each command sent, as JSON, before its reply'

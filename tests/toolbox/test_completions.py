@@ -54,6 +54,13 @@ CASES = [
     ("qmpsh --workdir ", {"vms"}),
     ("qmpsh --launch -- ", {"notes.txt", "qmp.sock", "vms"}),
     ("qmpsh -", OPTIONS),
+    # script FILEs after ADDRESS, any file; and in ADDRESS's place after an option that takes it
+    ("qmpsh qmp.sock ", {"notes.txt", "qmp.sock", "vms"}),
+    ("qmpsh -l notes.txt qmp.sock notes.txt ", {"notes.txt", "qmp.sock", "vms"}),
+    ("qmpsh qmp.sock --color ", {"auto", "always", "never"}),
+    ("qmpsh --export python ", {"notes.txt", "qmp.sock", "vms"}),
+    ("qmpsh --domain vm1 ", {"notes.txt", "qmp.sock", "vms"}),
+    ("qmpsh --launch ", {"notes.txt", "qmp.sock", "vms"}),
 ]
 
 
