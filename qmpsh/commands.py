@@ -286,7 +286,7 @@ async def save(session: Session, cmd: Builtin) -> bool:
 
     path, lines = cmd.words[0], session.recorder.lines
     try:
-        write(path, header(session.transport) + lines)
+        write(path, header(session.recorder.first or session.transport) + lines)
     except OSError as err:
         session.renderer.error(f"/save: cannot write {path}: {err.strerror}")
         return False

@@ -264,6 +264,9 @@ def _statement(item: Request | Builtin, saved: bool, where: str) -> str:
     """The program's statement for a script's item; :raise ExportError: it has none, or not an exact one."""
     if isinstance(item, Builtin):
         make = _BUILTINS.get(item.name)
+        if make is None and item.name == "connect":
+            raise ExportError(f"{where}: /connect: a program talks to one QEMU (export what ran before and after "
+                              "this line as two files)")
         if make is None:
             raise ExportError(f"{where}: /{item.name} has no place in a program (it exports /wait, /job, /shell "
                               "and /quit)")

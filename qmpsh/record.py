@@ -79,6 +79,7 @@ class Recorder(Subscriber):
         self.checked = checked
         self.warn = warn
         self.error: OSError | None = None
+        self.first: Transport | None = None  # where the session began: the header names it, whatever /connect did
         self._sink: TextIO | None = None
 
     def begin(self, transport: Transport) -> None:
@@ -86,6 +87,7 @@ class Recorder(Subscriber):
 
         :raise OSError: it exists, or cannot be made.
         """
+        self.first = transport
         if self.path is not None:
             self._sink = new_file(self.path)
             self._write(header(transport))

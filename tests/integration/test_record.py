@@ -58,10 +58,14 @@ def test_a_record_keeps_the_connect_that_moved_the_session_and_a_rerun_moves_too
     first, second = workdirs(tmp_path)
     one, two = qemu_factory(workdir=first), qemu_factory(workdir=second)
     recorded = tmp_path / "two.qmp"
-    script = f"query-status\n/connect {two.socket}\ncont\n"
+    saved = tmp_path / "saved.qmp"
+    script = f"query-status\n/connect {two.socket}\ncont\n/save {saved}\n"
     assert run_qmpsh("--record", str(recorded), one.socket, stdin=script).returncode == 0
     body = [line for line in recorded.read_text().splitlines() if not line.startswith("#")]
     assert body == ["query-status", f"/connect {two.socket}", "cont"]
+    # /save's header names where the session began, as --record's does, not where it is now.
+    assert saved.read_text().splitlines()[0].endswith(f" at {one.socket}")
+    assert recorded.read_text().splitlines()[0].endswith(f" at {one.socket}")
     again = run_qmpsh(one.socket, stdin=recorded.read_text() + "query-status\n")
     assert again.returncode == 0, again.stderr
     # The last query-status went to the second QEMU, which cont started: the first is still in prelaunch.

@@ -70,7 +70,8 @@ def test_a_saved_files_key_value_lines_are_exact_and_kept():
      "line as JSON or start it with ! (sent as typed), or export the --record file of a run"),
     (["transaction(", "  block-dirty-bitmap-add node=n name=b", ")"], "s.qmp:1: key=value arguments are sent as"),
     (["/events"], "s.qmp:1: /events has no place in a program (it exports /wait, /job, /shell and /quit)"),
-    (["/connect vm2.sock"], "s.qmp:1: /connect has no place in a program"),
+    (["/connect vm2.sock"], "s.qmp:1: /connect: a program talks to one QEMU (export what ran before and after "
+                            "this line as two files)"),
     (["/wait"], "s.qmp:1: usage: /wait EVENT [key=value ...] [timeout=SECONDS]"),
     (["/wait STOP timeout=soon"], "s.qmp:1: /wait: timeout must be a number of seconds (0: no end), not 'soon'"),
     (["/job"], "s.qmp:1: usage: /job JOB-ID [timeout=SECONDS]"),
