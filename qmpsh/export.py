@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import pprint
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
 
 from qmpsh.syntax import Builtin, ParseError, Reader, Request, Skipped
 from qmpsh.transcript import Step, TranscriptError
@@ -180,20 +179,13 @@ def _literal(value: object, indent: int) -> str:
 
 def _call(start: str, *arguments: object, **keywords: object) -> str:
     """``start`` (``await f(``) with the arguments as literals (None and empty ones left out), closed."""
-    text = f"{_INDENT}{start}"
-    given = [a for a in arguments if a is not None and a != {}] + [_Keyword(k, v) for k, v in keywords.items()]
-    for index, argument in enumerate(given):
-        text += (", " if index else "") + (repr(argument) if isinstance(argument, _Keyword)
-                                           else _literal(argument, len(text.rpartition("\n")[2]) + bool(index) * 2))
+    text = _INDENT + start
+    for argument in (a for a in arguments if a is not None and a != {}):
+        text += "" if text.endswith("(") else ", "
+        text += _literal(argument, len(text.rpartition("\n")[2]))
+    for key, value in keywords.items():
+        text += ("" if text.endswith("(") else ", ") + f"{key}={value!r}"
     return text + ")"
-
-
-class _Keyword(NamedTuple):
-    name: str
-    value: object
-
-    def __repr__(self) -> str:
-        return f"{self.name}={self.value!r}"
 
 
 def _execute(message: Mapping[str, object], where: str) -> str:
