@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import pprint
+import sys
 from collections.abc import Callable, Iterable, Mapping
 
 from qmpsh.syntax import Builtin, ParseError, Reader, Request, Skipped
@@ -324,11 +325,13 @@ def is_log(lines: list[str]) -> bool:
 
 
 def export_file(path: str) -> str:
-    """The program for FILE at ``path``, whichever kind it is; :raise ExportError: it cannot be read or exported."""
+    """The program for FILE at ``path`` (``-``: stdin), whichever kind it is; :raise ExportError: it cannot be
+    read or exported."""
     from qmpsh.transcript import read
 
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+        with open(sys.stdin.fileno() if path == "-" else path, encoding="utf-8", errors="surrogateescape",
+                  closefd=path != "-") as file:
             lines = file.read().split("\n")  # as qmpsh reads a script: by newlines only
     except OSError as err:
         raise ExportError(f"cannot read {path}: {err.strerror}") from None

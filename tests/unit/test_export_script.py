@@ -103,6 +103,12 @@ def test_the_kind_of_file_is_told_by_its_first_line(tmp_path: Path):
     assert steps_of(export_file(str(script))) == ["await qmp.execute('query-status')"]
 
 
+def test_the_script_can_come_on_stdin():
+    exported = run_qmpsh("--export", "python", "-", stdin="# status\nquery-status\n")
+    assert exported.returncode == 0, exported.stderr
+    assert steps_of(exported.stdout) == ["# status", "await qmp.execute('query-status')"]
+
+
 def test_the_command_line_refuses_in_one_line_and_writes_nothing(tmp_path: Path):
     script = tmp_path / "s.qmp"
     script.write_text("query-status\n/tree\n")
