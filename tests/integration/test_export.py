@@ -114,10 +114,12 @@ def calls(program: str) -> list[str]:
     return [line.strip() for line in body if not line.strip().startswith("#")]
 
 
-def test_an_exported_script_and_its_record_do_what_the_script_did(qemu_factory, tmp_path):
+def both_ways(qemu_factory, tmp_path: Path, text: str) -> tuple[Path, Path, str]:
+    """``text`` run as a script file (with --record) on one QEMU, then exported and run on a fresh one;
+    the two work directories and the program. The --record file is exported to the same steps."""
     first, second = workdirs(tmp_path)
-    script, recorded = tmp_path / "stream.qmp", tmp_path / "stream-record.qmp"
-    script.write_text(STREAM_SCRIPT)
+    script, recorded = tmp_path / "script.qmp", tmp_path / "script-record.qmp"
+    script.write_text(text)
     vm = qemu_factory(workdir=first)
     env = qmpsh_env(PYTHONPATH=str(REPO))  # /shell runs in qmpsh's directory: QEMU's here
     ran = run_qmpsh("--record", str(recorded), vm.socket, str(script), cwd=first, env=env, timeout=90)
@@ -125,23 +127,49 @@ def test_an_exported_script_and_its_record_do_what_the_script_did(qemu_factory, 
     stopped(vm)
 
     program = exported(script, tmp_path)
-    text = program.read_text()
-    assert "    # Stream a.qcow2 into b.qcow2, then again" in text and "#!/usr/bin/env -S qmpsh" not in text
-    assert calls(text)[0] == "subprocess.run('qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 b.qcow2', " \
-                             "shell=True, check=True)", text
-    assert "await events.expect('BLOCK_JOB_COMPLETED', {'device': 'job0'})" in calls(text)
-    assert "await events.job('job0')" in calls(text)
     # The --record file (key=value lines, as sent) is exported to the same steps.
-    assert calls(run_qmpsh("--export", "python", str(recorded)).stdout) == calls(text)
-
+    assert calls(run_qmpsh("--export", "python", str(recorded)).stdout) == calls(program.read_text())
     fresh = qemu_factory(workdir=second)
     again = subprocess.run([sys.executable, str(program), fresh.socket], capture_output=True, text=True,
                            timeout=90, cwd=second)
     assert again.returncode == 0, again.stderr
     stopped(fresh)
+    return first, second, program.read_text()
+
+
+def test_an_exported_script_and_its_record_do_what_the_script_did(qemu_factory, tmp_path):
+    first, second, text = both_ways(qemu_factory, tmp_path, STREAM_SCRIPT)
+    assert "    # Stream a.qcow2 into b.qcow2, then again" in text and "#!/usr/bin/env -S qmpsh" not in text
+    assert calls(text)[0] == "subprocess.run('qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 b.qcow2', " \
+                             "shell=True, check=True)", text
+    assert "await events.expect('BLOCK_JOB_COMPLETED', {'device': 'job0'})" in calls(text)
+    assert "await events.job('job0')" in calls(text)
     for where in (first, second):
         assert header_backing(where / "b.qcow2") is None  # streamed: standalone
     assert qemu_img("compare", str(first / "b.qcow2"), str(second / "b.qcow2")).returncode == 0
+
+
+MIRROR_SCRIPT = """\
+!human-monitor-command command-line='qemu-io -d /machine/peripheral/virtio0/virtio-backend "write -P 0x11 0 4M"'
+!drive-mirror device=node-A job-id=job0 target=e.qcow2 sync=full format=qcow2
+/job job0
+!block-job-complete device=job0
+/job job0
+quit
+"""
+
+
+def test_an_exported_scripts_job_lines_wait_for_ready_then_for_the_end(qemu_factory, tmp_path):
+    """The first /job ends at BLOCK_JOB_READY, the second, after block-job-complete, at the job's end."""
+    first, second, text = both_ways(qemu_factory, tmp_path, MIRROR_SCRIPT)
+    steps = calls(text)
+    jobs = [index for index, line in enumerate(steps) if line == "await events.job('job0')"]
+    assert len(jobs) == 2 and jobs[0] < steps.index("await qmp.execute('block-job-complete', {'device': 'job0'})") \
+        < jobs[1], text
+    for where in (first, second):
+        assert header_backing(where / "e.qcow2") is None
+    assert qemu_img("compare", str(first / "e.qcow2"), str(second / "e.qcow2")).returncode == 0
+    assert qemu_img("compare", str(first / "a.qcow2"), str(second / "e.qcow2")).returncode == 0
 
 
 def test_an_exported_script_fails_at_an_error_reply(qemu, tmp_path):
