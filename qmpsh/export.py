@@ -40,6 +40,7 @@ or failed shell command.
 """
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -151,7 +152,8 @@ async def main() -> None:
         try:
             await steps(qmp, Events(qmp, listener))
         finally:
-            await qmp.disconnect()
+            with contextlib.suppress(EOFError):  # QEMU closed it first (after quit): the end asked for
+                await qmp.disconnect()
 
 
 if __name__ == "__main__":
