@@ -239,7 +239,7 @@ def test_junk_after_a_reply_is_reported_for_the_next_command(server):
     server.when("query-status", reply(STATUS), raw(b"garbage\n"))
     run = qmpsh("-v", str(server.path), stdin="query-status\nquery-name\n")
     assert run.returncode == 3, run
-    assert run.docs()[:2] == [{"execute": "query-status", "arguments": {}}, STATUS]
+    assert run.docs()[:2] == [{"execute": "query-status"}, STATUS]
     line = one_error_line(run)
     assert "connection to QEMU lost" in line and "not JSON: 'garbage'" in line, line
 
@@ -254,8 +254,8 @@ def test_reply_with_unknown_id_is_noted_and_the_real_reply_attributed(server, st
     server.when("query-name", reply(NAME))
     run = qmpsh("-v", str(server.path), stdin="query-status\nquery-name\n")
     assert run.returncode == 0, run
-    assert run.docs() == [{"execute": "query-status", "arguments": {}}, STATUS,
-                          {"execute": "query-name", "arguments": {}}, NAME], run
+    assert run.docs() == [{"execute": "query-status"}, STATUS,
+                          {"execute": "query-name"}, NAME], run
     lines = run.stderr.splitlines()
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("the server sent a reply with an unknown id, ignored: "), run.stderr
@@ -308,7 +308,7 @@ def test_error_without_id_and_nothing_in_flight_is_noted(server):
     server.when("query-status", reply(STATUS), raw(encode(PARSE_ERROR)), events(1, "DONE"))
     run = qmpsh("-v", "--no-schema", str(server.path), stdin="query-status\n/wait DONE\n")
     assert run.returncode == 0, run
-    assert [doc.get("event", doc) for doc in run.docs()] == [{"execute": "query-status", "arguments": {}}, STATUS,
+    assert [doc.get("event", doc) for doc in run.docs()] == [{"execute": "query-status"}, STATUS,
                                                               "DONE"]
     assert run.stderr == f"the server sent an error without an id, ignored: {json.dumps(PARSE_ERROR)}\n"
 
@@ -345,7 +345,7 @@ def test_malformed_reply_fails_the_line(server, answer):
     server.when("query-status", raw(answer))
     run = qmpsh("-v", str(server.path), stdin="query-status\nquery-name\n")
     assert run.returncode == 1, run
-    assert run.docs()[-2:] == [{"execute": "query-name", "arguments": {}}, {"return": {}}], run
+    assert run.docs()[-2:] == [{"execute": "query-name"}, {"return": {}}], run
     line = one_error_line(run)
     assert line.startswith("error: line 1: query-status: malformed reply"), line
 
@@ -519,8 +519,8 @@ def test_server_stops_answering_altogether(server):
     server.when("query-name", silence())
     run = qmpsh("--timeout", "1", "-v", str(server.path), stdin="query-status\nquery-name\nquery-status\n")
     assert run.returncode == 3, run
-    assert run.docs() == [{"execute": "query-status", "arguments": {}}, {"return": {}},
-                          {"execute": "query-name", "arguments": {}}]
+    assert run.docs() == [{"execute": "query-status"}, {"return": {}},
+                          {"execute": "query-name"}]
     assert one_error_line(run) == "error: connection to QEMU lost (no reply to query-name within 1 s)"
     assert run.elapsed < QUICK, run
 
@@ -545,14 +545,14 @@ def test_server_hangs_up_mid_reply(server, mode):
     assert line in [f"error: connection to QEMU lost while waiting for the reply to query-status: {r}"
                     for r in reasons], line
     assert run.elapsed < QUICK, run
-    assert run.stdout == ("" if not mode else '{"execute": "query-status", "arguments": {}}\n')
+    assert run.stdout == ("" if not mode else '{"execute": "query-status"}\n')
 
 
 def test_server_hangs_up_instead_of_replying(server):
     server.when("query-name", close())
     run = qmpsh("-v", str(server.path), stdin="query-status\nquery-name\nquery-status\n")
     assert run.returncode == 3, run
-    assert run.docs()[:2] == [{"execute": "query-status", "arguments": {}}, {"return": {}}]
+    assert run.docs()[:2] == [{"execute": "query-status"}, {"return": {}}]
     line = one_error_line(run)
     assert line.startswith("error: connection to QEMU lost while waiting for the reply to query-name: "), line
     assert line.endswith(("the server closed the connection", "the server reset the connection")), line

@@ -73,7 +73,7 @@ def test_mutated_seed_lines_never_raise(line, data):
 def test_kv_rendering_parses_back(name, arguments):
     (item,) = parse(format_kv(name, arguments)).items
     assert isinstance(item, Request)
-    assert item.message == {"execute": name, "arguments": arguments}
+    assert item.message == ({"execute": name, "arguments": arguments} if arguments else {"execute": name})
 
 
 # -- what reaches the wire --------------------------------------------------------
