@@ -87,7 +87,7 @@ def server(tmp_path: Path) -> Iterator[FakeQMPServer]:
 
 def user_requests(server: FakeQMPServer) -> list[dict]:
     """What qmpsh sent for the user's lines (not negotiation, not its own queries)."""
-    return [r for r in server.requests if isinstance(r, dict) and str(r.get("id", "")).startswith("qmpsh-")]
+    return [r for r in server.requests if isinstance(r, dict) and type(r.get("id")) is int]
 
 
 # ---------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def hold(conn: socket.socket, seconds: float = 4.0) -> None:
 @pytest.mark.parametrize("junk, reason", [
     (b"this is not json\n", "the server sent a line that is not JSON: 'this is not json'"),
     (b"\n", "the server sent a line that is not JSON"),
-    (b'{"return": {}, "id": "qmpsh-1"}{"return": {}}\n', "the server sent a line that is not JSON"),
+    (b'{"return": {}, "id": 1}{"return": {}}\n', "the server sent a line that is not JSON"),
     (b"[1, 2, 3]\n", "the server sent JSON that is not an object: [1, 2, 3]"),
     (b'"a string"\n', "the server sent JSON that is not an object"),
 ], ids=["text", "empty-line", "two-documents", "array", "string"])
@@ -209,8 +209,8 @@ def test_junk_while_waiting_loses_the_connection_clearly(server, junk, reason):
 
 
 @pytest.mark.parametrize("junk", [
-    b'{"return": "\xff\xfe", "id": "qmpsh-1"}\n',
-    b'{"return": ' + b"[" * 100_000 + b"]" * 100_000 + b', "id": "qmpsh-1"}\n',
+    b'{"return": "\xff\xfe", "id": 1}\n',
+    b'{"return": ' + b"[" * 100_000 + b"]" * 100_000 + b', "id": 1}\n',
 ], ids=["invalid-utf8", "nested-100000-deep"])
 def test_undecodable_reply_loses_the_connection_clearly(server, junk):
     server.when("query-status", raw(junk))
@@ -325,7 +325,7 @@ def strict_json(line: str) -> object:
 def test_nan_and_infinity_from_the_server_print_as_json(server, mode):
     """stdout stays JSON lines: NaN and Infinity print as strings, and the line with such a reply fails."""
     event = b'{"event": "ODD", "data": {"x": NaN}, "timestamp": {"seconds": 1, "microseconds": 2}}\n'
-    answer = b'{"return": {"a": NaN, "b": [Infinity, -Infinity], "c": 1.5, "d": "NaN"}, "id": "qmpsh-1"}\n'
+    answer = b'{"return": {"a": NaN, "b": [Infinity, -Infinity], "c": 1.5, "d": "NaN"}, "id": 1}\n'
     server.when("query-status", raw(event), raw(answer))
     run = qmpsh(*mode, str(server.path), stdin="query-status\nquery-name\n")
     assert run.returncode == 1, run
@@ -339,7 +339,7 @@ def test_nan_and_infinity_from_the_server_print_as_json(server, mode):
         "error: line 1: query-status: NaN or Infinity (not JSON) printed as strings"], run
 
 
-@pytest.mark.parametrize("answer", [b'{"id": "qmpsh-1"}\n', b'{"id": "qmpsh-1", "error": "boom"}\n'],
+@pytest.mark.parametrize("answer", [b'{"id": 1}\n', b'{"id": 1, "error": "boom"}\n'],
                          ids=["neither-return-nor-error", "error-not-an-object"])
 def test_malformed_reply_fails_the_line(server, answer):
     server.when("query-status", raw(answer))
