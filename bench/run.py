@@ -118,7 +118,7 @@ class Run:
     rss_mb: float | None  # peak resident set size (with rss=True and GNU time installed)
     out: bytes
     err: bytes
-    cpu: float | None = None  # user + system CPU seconds (with rss=True and GNU time installed)
+    cpu: float = 0.0  # user + system CPU seconds (wait4's)
 
 
 # Tools run in a scratch directory, never in the checkout: ``python -m``/``-c`` put the current directory
@@ -129,14 +129,16 @@ RUN_DIR = Path(tempfile.gettempdir())
 def run(argv: Sequence[str], stdin: bytes, env: dict[str, str], timeout: float = 300, rss: bool = False) -> Run:
     """Run ``argv`` with ``stdin`` through a pipe and stdout/stderr to files; time it.
 
-    With ``rss``, the tool runs under ``/usr/bin/time -f '%M %U %S'`` for its peak RSS and CPU time
-    (about 1 ms more wall time, the same for every tool).
+    CPU time (user + system) is ``wait4``'s, in microseconds; with ``rss`` it includes GNU time's
+    own (about a millisecond, the same in every run, so it cancels out of a difference of two runs).
+    With ``rss``, the tool runs under ``/usr/bin/time -f '%M'`` for its peak RSS (about 1 ms more
+    wall time, the same for every tool).
     """
     rss_file = None
     if rss and GNU_TIME:
         fd, rss_file = tempfile.mkstemp(prefix="rss-")
         os.close(fd)
-        argv = [GNU_TIME, "-q", "-f", "%M %U %S", "-o", rss_file, *argv]
+        argv = [GNU_TIME, "-q", "-f", "%M", "-o", rss_file, *argv]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=RUN_DIR)
@@ -154,7 +156,7 @@ def run(argv: Sequence[str], stdin: bytes, env: dict[str, str], timeout: float =
         watchdog = threading.Timer(timeout, proc.kill)
         watchdog.start()
         try:
-            _, status = os.waitpid(proc.pid, 0)
+            _, status, usage = os.wait4(proc.pid, 0)
         finally:
             watchdog.cancel()
         wall = time.perf_counter() - start
@@ -162,16 +164,51 @@ def run(argv: Sequence[str], stdin: bytes, env: dict[str, str], timeout: float =
         writer.join(timeout=5)
         out.seek(0)
         err.seek(0)
-        peak = cpu = None
+        peak = None
+        cpu = usage.ru_utime + usage.ru_stime
         if rss_file is not None:
             try:
                 fields = Path(rss_file).read_text().split()
-                if len(fields) >= 3:  # the last line: GNU time may say "Command exited ..." first
-                    peak = int(fields[-3]) / 1024
-                    cpu = float(fields[-2]) + float(fields[-1])
+                if fields:  # the last line: GNU time may say "Command exited ..." first
+                    peak = int(fields[-1]) / 1024
             finally:
                 os.unlink(rss_file)
         return Run(wall, proc.returncode, peak, out.read(), err.read(), cpu)
+
+
+@dataclass
+class PerCommand:
+    """Scripted runs of every tool with N lines and with empty stdin, and what they make per command."""
+
+    full: dict[str, list[Run]]
+    empty: dict[str, list[Run]]
+    lines: int
+    #: QEMU's CPU seconds during each run with the lines (from /proc, in 10 ms ticks), per tool.
+    server_cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    def wall(self, tool: str) -> float:
+        """ms/command: the median wall time with the lines minus the median with empty stdin, over N."""
+        return self._per_command([r.wall for r in self.full[tool]], [r.wall for r in self.empty[tool]])
+
+    def cpu(self, tool: str) -> float:
+        """CPU ms/command, counted as ``wall`` is."""
+        return self._per_command([r.cpu for r in self.full[tool]], [r.cpu for r in self.empty[tool]])
+
+    def server(self, tool: str) -> float | None:
+        """QEMU's CPU ms/command while serving ``tool`` (QEMU reads a request one byte per read, so
+        it costs more the more bytes a tool sends per command); None if unknown."""
+        samples = self.server_cpu.get(tool)
+        return median(samples) / self.lines * 1000 if samples else None
+
+    def _per_command(self, full: list[float], empty: list[float]) -> float:
+        return (median(full) - median(empty)) / self.lines * 1000
+
+    def samples(self) -> dict[str, object]:
+        return {"wall_s": {t: [round(r.wall, 4) for r in runs] for t, runs in self.full.items()},
+                "no_input_wall_s": {t: [round(r.wall, 4) for r in runs] for t, runs in self.empty.items()},
+                "cpu_s": {t: [round(r.cpu, 6) for r in runs] for t, runs in self.full.items()},
+                "no_input_cpu_s": {t: [round(r.cpu, 6) for r in runs] for t, runs in self.empty.items()},
+                "qemu_cpu_s": self.server_cpu}
 
 
 @dataclass
@@ -402,8 +439,9 @@ def bench_env(workdir: Path, qmpsh_src: Path | None = None, bytecode: bool = Tru
 
 class Bench:
     def __init__(self, sizes: Sizes, workdir: Path, log: Callable[[str], None],
-                 qmpsh_src: Path | None = None) -> None:
+                 qmpsh_src: Path | None = None, server_pid: int | None = None) -> None:
         self.sizes = sizes
+        self.server_pid = server_pid  # the QEMU every socket row talks to: its CPU per command is reported
         self.workdir = workdir
         self.log = log
         self.qmpsh_src = qmpsh_src
@@ -429,101 +467,70 @@ class Bench:
     def throughput(self, sock: str) -> None:
         n = self.sizes.lines
         self.log(f"scripted throughput: {n} query-status lines, {self.sizes.throughput_runs} runs per tool")
-        walls: dict[str, list[float]] = {t: [] for t in TOOLS}
-        empty: dict[str, list[float]] = {t: [] for t in TOOLS}
-        rss: dict[str, list[float | None]] = {t: [] for t in TOOLS}
-        cpu: dict[str, list[float]] = {t: [] for t in TOOLS}
-        cpu_empty: dict[str, list[float]] = {t: [] for t in TOOLS}
-        for _ in range(self.sizes.throughput_runs):
-            for tool in self.tools.values():
-                base = run(tool.argv(sock), b"", self.env, rss=True)
-                check_rc(base, f"{tool.name} with no input")
-                full = run(tool.argv(sock), self.input_for(tool, "query-status", n), self.env, rss=True)
-                check_rc(full, f"{tool.name} with {n} lines")
-                replies = full.out.count(b'"return"')
-                if replies != n:
-                    raise SystemExit(f"bench: {tool.name} printed {replies} replies for {n} commands")
-                empty[tool.name].append(base.wall)
-                walls[tool.name].append(full.wall)
-                rss[tool.name].append(full.rss_mb)
-                if full.cpu is not None and base.cpu is not None:
-                    cpu[tool.name].append(full.cpu)
-                    cpu_empty[tool.name].append(base.cpu)
-        per_cmd = {t: (median(walls[t]) - median(empty[t])) / n * 1000 for t in TOOLS}
-        qmpsh_ratio = per_cmd["qmpsh"] / per_cmd["raw"]
-        shell_ratio = per_cmd["qmp-shell"] / per_cmd["raw"]
+        runs = self.per_command(sock)
+        wall = {t: runs.wall(t) for t in TOOLS}
+        cpu = {t: runs.cpu(t) for t in TOOLS}
+        qmpsh_ratio = wall["qmpsh"] / wall["raw"]
+        shell_ratio = wall["qmp-shell"] / wall["raw"]
+        samples = runs.samples()
         self.rows[ROW_THROUGHPUT] = Row(
-            {t: round(per_cmd[t], 3) for t in TOOLS},
+            {t: round(wall[t], 3) for t in TOOLS},
             f"qmpsh/raw {qmpsh_ratio:.2f}, qmp-shell/raw {shell_ratio:.2f}", "qmpsh/raw <= 1.15",
             qmpsh_ratio <= 1.15,
             {"lines": n, "runs": self.sizes.throughput_runs,
              "qmpsh/raw": round(qmpsh_ratio, 3), "qmp-shell/raw": round(shell_ratio, 3),
-             "wall_s": {t: [round(w, 4) for w in walls[t]] for t in TOOLS},
-             "no_input_wall_s": {t: [round(w, 4) for w in empty[t]] for t in TOOLS}},
+             "wall_s": samples["wall_s"], "no_input_wall_s": samples["no_input_wall_s"]},
         )
-        if all(cpu.values()):
-            cpu_cmd = {t: (median(cpu[t]) - median(cpu_empty[t])) / n * 1000 for t in TOOLS}
-            self.rows[ROW_THROUGHPUT_CPU] = Row(
-                {t: round(cpu_cmd[t], 3) for t in TOOLS},
-                f"qmpsh/raw {cpu_cmd['qmpsh'] / max(cpu_cmd['raw'], 1e-9):.1f}; wall minus CPU = waiting for QEMU",
-                "qmpsh <= 0.07 ms", cpu_cmd["qmpsh"] <= 0.07,
-                {"cpu_s": {t: [round(c, 3) for c in v] for t, v in cpu.items()},
-                 "no_input_cpu_s": {t: [round(c, 3) for c in v] for t, v in cpu_empty.items()},
-                 "note": "GNU time's user+system, 10 ms resolution"})
-        else:
-            self.rows[ROW_THROUGHPUT_CPU] = Row({t: "n/a (no /usr/bin/time)" for t in TOOLS})
+        served = {t: runs.server(t) for t in TOOLS}
+        qemu_cpu = ("; QEMU's CPU ms/command serving " + ", ".join(f"{t} {v:.3f}" for t, v in served.items())
+                    if all(v is not None for v in served.values()) else "")
+        self.rows[ROW_THROUGHPUT_CPU] = Row(
+            {t: round(cpu[t], 3) for t in TOOLS},
+            f"qmpsh/raw {cpu['qmpsh'] / max(cpu['raw'], 1e-9):.1f}{qemu_cpu}",
+            "qmpsh <= 0.07 ms", cpu["qmpsh"] <= 0.07,
+            {"cpu_s": samples["cpu_s"], "no_input_cpu_s": samples["no_input_cpu_s"],
+             "note": "user+system from wait4, microseconds"})
         self.rows[ROW_THROUGHPUT_WALL] = Row(
-            {t: round(median(walls[t]), 3) for t in TOOLS},
-            "start-up (no input): " + ", ".join(f"{t} {median(empty[t]) * 1000:.0f} ms" for t in TOOLS),
+            {t: round(median([r.wall for r in runs.full[t]]), 3) for t in TOOLS},
+            "start-up (no input): " + ", ".join(f"{t} {median([r.wall for r in runs.empty[t]]) * 1000:.0f} ms"
+                                                for t in TOOLS),
             "", None, {"lines": n})
-        self.rows[ROW_RSS] = Row({t: peak(rss[t]) for t in TOOLS}, "", "", None, {"lines": n})
+        self.rows[ROW_RSS] = Row({t: peak([r.rss_mb for r in runs.full[t]]) for t in TOOLS}, "", "", None, {"lines": n})
 
-    def per_command(self, sock: str, options: dict[str, tuple[str, ...]] | None = None
-                    ) -> tuple[dict[str, float], dict[str, float] | None, dict[str, object]]:
-        """Scripted ms/command of every tool, wall and CPU (None without GNU time), and the samples.
-
-        As in the throughput row: the median with ``lines`` query-status lines minus the median with empty
-        stdin, over runs interleaved across tools; ``options`` are extra arguments per tool name.
-        """
+    def per_command(self, sock: str, options: dict[str, tuple[str, ...]] | None = None) -> PerCommand:
+        """Every tool run with ``lines`` query-status lines and with empty stdin, interleaved across tools
+        (``options``: extra arguments per tool name); each run's output is checked for every reply."""
         n = self.sizes.lines
-        full: dict[str, list[Run]] = {t: [] for t in TOOLS}
-        empty: dict[str, list[Run]] = {t: [] for t in TOOLS}
+        runs = PerCommand({t: [] for t in TOOLS}, {t: [] for t in TOOLS}, n, {t: [] for t in TOOLS})
         for _ in range(self.sizes.throughput_runs):
             for tool in self.tools.values():
                 argv = tool.argv(sock, *(options or {}).get(tool.name, ()))
                 base = run(argv, b"", self.env, rss=True)
                 check_rc(base, f"{tool.name} with no input")
+                before = cpu_seconds(self.server_pid) if self.server_pid else None
                 result = run(argv, self.input_for(tool, "query-status", n), self.env, rss=True)
+                after = cpu_seconds(self.server_pid) if self.server_pid else None
                 check_rc(result, f"{tool.name} with {n} lines")
+                if before is not None and after is not None:
+                    runs.server_cpu[tool.name].append(after - before)
                 replies = result.out.count(b'"return"')
                 if replies != n:
                     raise SystemExit(f"bench: {tool.name} printed {replies} replies for {n} commands")
-                empty[tool.name].append(base)
-                full[tool.name].append(result)
-
-        wall = {t: (median([r.wall for r in full[t]]) - median([r.wall for r in empty[t]])) / n * 1000 for t in TOOLS}
-        cpu_full = {t: [r.cpu for r in full[t] if r.cpu is not None] for t in TOOLS}
-        cpu_empty = {t: [r.cpu for r in empty[t] if r.cpu is not None] for t in TOOLS}
-        cpu = ({t: (median(cpu_full[t]) - median(cpu_empty[t])) / n * 1000 for t in TOOLS}
-               if all(cpu_full.values()) and all(cpu_empty.values()) else None)
-        samples: dict[str, object] = {
-            "lines": n, "runs": self.sizes.throughput_runs, "options": options or {},
-            "wall_s": {t: [round(r.wall, 4) for r in full[t]] for t in TOOLS},
-            "no_input_wall_s": {t: [round(r.wall, 4) for r in empty[t]] for t in TOOLS},
-            "cpu_s": cpu_full, "no_input_cpu_s": cpu_empty}
-        return wall, cpu, samples
+                runs.empty[tool.name].append(base)
+                runs.full[tool.name].append(result)
+        return runs
 
     def per_command_row(self, sock: str, target: float, options: dict[str, tuple[str, ...]] | None = None,
                         extra: dict[str, object] | None = None) -> Row:
         """A throughput row over ``per_command``: ms/command per tool, met when qmpsh/raw <= ``target``."""
-        wall, cpu, samples = self.per_command(sock, options)
+        runs = self.per_command(sock, options)
+        wall = {t: runs.wall(t) for t in TOOLS}
         ratio = wall["qmpsh"] / wall["raw"]
-        text = f"qmpsh/raw {ratio:.2f}, qmp-shell/raw {wall['qmp-shell'] / wall['raw']:.2f}"
-        if cpu is not None:
-            text += f"; CPU qmpsh {cpu['qmpsh']:.3f} ms/command"
-        detail = {"qmpsh/raw": round(ratio, 3),
-                  "cpu_ms_per_command": None if cpu is None else {t: round(v, 3) for t, v in cpu.items()},
-                  **(extra or {}), **samples}
+        text = (f"qmpsh/raw {ratio:.2f}, qmp-shell/raw {wall['qmp-shell'] / wall['raw']:.2f}; "
+                f"CPU qmpsh {runs.cpu('qmpsh'):.3f} ms/command")
+        detail = {"qmpsh/raw": round(ratio, 3), "cpu_ms_per_command": {t: round(runs.cpu(t), 3) for t in TOOLS},
+                  **(extra or {}), "lines": runs.lines, "runs": self.sizes.throughput_runs,
+                  "options": options or {}, **runs.samples()}
         return Row({t: round(wall[t], 3) for t in TOOLS}, text, f"qmpsh/raw <= {target}", ratio <= target, detail)
 
     def throughput_hog(self, sock: str) -> None:
@@ -1168,7 +1175,7 @@ def main(argv: list[str] | None = None) -> int:
                 qmpsh_src = REPO  # the venv's qmpsh is another checkout's (run from a git worktree): measure this one
         qemu = Qemu(workdir)
         try:
-            bench = Bench(sizes, workdir, log, qmpsh_src)
+            bench = Bench(sizes, workdir, log, qmpsh_src, qemu.proc.pid)
             where = imported_qmpsh(bench.env)
             if qmpsh_src is not None and not where.startswith(str(qmpsh_src)):
                 raise SystemExit(f"bench: --qmpsh-rev: qmpsh would be imported from {where}, not {qmpsh_src}")

@@ -24,7 +24,7 @@ from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.protocol import Runstate
 from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
-from qmpsh.transport import (CommandError, ConnectFailure, MessageHook, TransportError, Unsendable, WireTap,
+from qmpsh.transport import (CommandError, ConnectFailure, MessageHook, RequestId, TransportError, Unsendable, WireTap,
                              close_within_grace, reply_id)
 
 if TYPE_CHECKING:
@@ -159,8 +159,8 @@ class SocketTransport(QMPClient):
         self.connections = 0
         self.last_received: Message | None = None  # to explain a failed negotiation
         self.last_activity = time.monotonic()  # when the server last sent anything: it is alive
-        self._waiting: dict[str, asyncio.Future[Mapping[str, object]]] = {}  # user requests sent by submit()
-        self._unanswered: dict[str, None] = {}  # ids of every request sent and not answered yet, oldest first
+        self._waiting: dict[RequestId, asyncio.Future[Mapping[str, object]]] = {}  # user requests sent by submit()
+        self._unanswered: dict[RequestId, None] = {}  # ids of every request sent and not answered yet, oldest first
         self._orphans = False  # an id-less error answered the oldest request: more may follow, no one's
         self._on_sent: MessageHook = _ignore
         self._on_received: MessageHook = _ignore
@@ -208,7 +208,7 @@ class SocketTransport(QMPClient):
     async def _on_message(self, msg: Message) -> None:
         obj = msg._object  # the dict Message wraps: read here and by the owner many times
         exec_id = None if "event" in obj else reply_id(obj)
-        if exec_id is not None and exec_id.startswith(OWN_ID_PREFIX):  # a reply to QMPClient's own request
+        if isinstance(exec_id, str) and exec_id.startswith(OWN_ID_PREFIX):  # a reply to QMPClient's own request
             await super()._on_message(msg)  # to its caller (one given up on gets its reply late: dropped)
             return
         self._on_received(obj)
@@ -219,7 +219,7 @@ class SocketTransport(QMPClient):
         # shown by on_received; qemu.qmp would drop it or treat an id-less
         # error as fatal.
 
-    def submit(self, msg: Mapping[str, object], exec_id: str) -> asyncio.Future[Mapping[str, object]]:
+    def submit(self, msg: Mapping[str, object], exec_id: RequestId) -> asyncio.Future[Mapping[str, object]]:
         """Send a user's request under ``exec_id``; the future gets the reply.
 
         This is the per-command hot path of scripts that pipe thousands of

@@ -25,6 +25,7 @@ from qmpsh.transport import (
     CommandError,
     ConnectFailure,
     MessageHook,
+    RequestId,
     TransportError,
     WireTap,
     close_within_grace,
@@ -123,7 +124,7 @@ class DomainTransport:
     def version(self) -> Mapping[str, object] | None:
         return self._version
 
-    def submit(self, msg: Mapping[str, object], exec_id: str) -> asyncio.Future[Mapping[str, object]]:
+    def submit(self, msg: Mapping[str, object], exec_id: RequestId) -> asyncio.Future[Mapping[str, object]]:
         """Queue a user's request under ``exec_id`` (see ``transport.Transport.submit``)."""
         if not self.running:
             raise TransportError("not connected")

@@ -1,6 +1,7 @@
 """Requests on their way: ids, the table of requests sent and not answered, pipelining, timeouts.
 
-Every request the user runs gets an id of qmpsh's own (``qmpsh-N``); the reply that comes back
+Every request the user runs gets an id of qmpsh's own, a number (1, 2, ...: QEMU reads a request one
+byte per read, so a short id saves it time on every command); the reply that comes back
 with it is printed as its line's reply, with the user's own ``"id"`` (raw JSON) in place of ours.
 A reply that comes after its line stopped waiting (Ctrl-C, a timeout at a terminal) is printed
 as late, and told to ``on_late`` (the session's subscribers: ``/save`` keeps a late success); one
@@ -20,12 +21,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from qmpsh.render import NOT_JSON_NOTE, Renderer
 from qmpsh.syntax import Request
-from qmpsh.transport import TransportError, Unsendable, reply_id
+from qmpsh.transport import RequestId, TransportError, Unsendable, reply_id
 
 if TYPE_CHECKING:
     from qmpsh.transport import Transport
 
-ID_PREFIX = "qmpsh-"
 PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
 
 
@@ -43,7 +43,7 @@ class Flight:
 
     request: Request
     lineno: int
-    exec_id: str  # qmpsh's id for it on the wire
+    exec_id: int  # qmpsh's id for it on the wire
     message: dict[str, object]  # what is sent, without any id
     user_id: object = None  # the "id" the user wrote in raw JSON, shown in place of ours
     abandoned: bool = False  # the line stopped waiting (Ctrl-C, a timeout): its reply is late
@@ -57,7 +57,7 @@ class Requests:
         self.renderer = renderer
         self.options = options
         self._ids = itertools.count(1)
-        self._in_flight: dict[str, Flight] = {}
+        self._in_flight: dict[RequestId, Flight] = {}
         self._pipeline: deque[asyncio.Future[bool]] = deque()
         #: The requests waited for under --timeout, oldest first: when sent, on what, the reply's future.
         self._watched: dict[Flight, tuple[float, Transport, asyncio.Future[Mapping[str, object]]]] = {}
@@ -68,7 +68,7 @@ class Requests:
     def open(self, request: Request, lineno: int) -> Flight:
         """``request`` (checked) as a flight with an id of its own, awaited from now on."""
         message = dict(request.message)
-        flight = Flight(request, lineno, f"{ID_PREFIX}{next(self._ids)}", message, message.pop("id", None))
+        flight = Flight(request, lineno, next(self._ids), message, message.pop("id", None))
         self._in_flight[flight.exec_id] = flight
         return flight
 
@@ -186,8 +186,8 @@ class Requests:
 
     def on_sent(self, msg: Mapping[str, object]) -> None:
         """-v: a request as it goes out, with the user's id."""
-        exec_id = msg.get("id")
-        flight = self._in_flight.get(exec_id) if isinstance(exec_id, str) else None
+        exec_id = reply_id(msg)
+        flight = self._in_flight.get(exec_id) if exec_id is not None else None
         if flight is not None and self.options.verbose:
             self.renderer.document(as_user_sees(msg, flight))
 

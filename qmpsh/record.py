@@ -33,14 +33,17 @@ RECORDED_BUILTINS = frozenset({"wait", "job", "shell", "connect"})
 
 
 def command_line(message: Mapping[str, object]) -> str:
-    """``message`` as a script line: key=value if it parses back to the same message, else JSON."""
+    """``message`` as a script line: key=value if it parses back to the same message, else JSON.
+
+    No arguments and ``"arguments": {}`` are the same message to QMP (a key=value line sends neither).
+    """
     name = message.get("execute")
     arguments = message.get("arguments", {})
     if isinstance(name, str) and isinstance(arguments, dict) and set(message) <= {"execute", "arguments"}:
         line = format_kv(name, arguments)
         items = parse(line).items
         if len(items) == 1 and isinstance(items[0], Request) \
-                and items[0].message == {"execute": name, "arguments": arguments}:
+                and items[0].command == name and items[0].message.get("arguments", {}) == arguments:
             return line
     return json.dumps(message, ensure_ascii=False)
 

@@ -322,7 +322,7 @@ class Session:
 
     async def check(self, request: Request, lineno: int) -> Request | None:
         """The request with its command and arguments checked and coerced by the schema; None if wrong."""
-        args = request.message.get("arguments")
+        args = request.message.get("arguments", {})  # a key=value line without arguments has none
         if (request.force or not self.options.use_schema or request.form not in ("kv", "transaction")
                 or not isinstance(args, dict)):
             return request
@@ -340,6 +340,8 @@ class Session:
             hint = " (a leading ! sends it anyway)" if request.form == "kv" else ""
             self.fail_parse(ParseError(f"{err}{hint}", request.source, column, lineno))
             return None
+        if not coerced and "arguments" not in request.message:
+            return request
         return replace(request, message={**request.message, "arguments": coerced})
 
     # -- running input -------------------------------------------------------

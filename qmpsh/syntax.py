@@ -768,7 +768,10 @@ class _Gatherer:
             except ParseError as err:
                 self.items.append(err)
                 return
-            self.items.append(Request({"execute": name, "arguments": args}, "kv", line.lineno,
+            # No "arguments" member when there are none: QEMU reads a QMP message one byte per read,
+            # so every byte sent costs it about 2 microseconds (15 of 45 bytes for query-status).
+            message: dict[str, object] = {"execute": name, "arguments": args} if args else {"execute": name}
+            self.items.append(Request(message, "kv", line.lineno,
                                       from_prompt=line.marker == "prompt", force=force,
                                       source=line.sources[0], columns=columns))
 

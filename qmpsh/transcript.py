@@ -2,7 +2,7 @@
 seen before running it, and the reply it got.
 
 qmpsh's own queries (completion, the toolbar, ``/job``'s polling) carry other ids than the user's
-commands (``qmpsh-N``) and are left out, with their replies. The events a step waits for are the
+commands (numbers) and are left out, with their replies. The events a step waits for are the
 ones that arrived after the previous command was sent and before this one was: the user saw them
 before going on (a BLOCK_JOB_READY before ``block-job-complete``). They are named by what
 identifies them (the job, the device, the node, the status), never by progress or time.
@@ -14,7 +14,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from qmpsh.inflight import ID_PREFIX
+
+#: The ids of users' commands in logs written before Dec 2026 (now they are plain numbers).
+LEGACY_ID_PREFIX = "qmpsh-"
 
 #: Event data keys that say which thing an event is about or what state it reached.
 IDENTIFYING_KEYS = ("id", "device", "node-name", "node", "qom-path", "path", "job-id", "type", "status", "name",
@@ -64,7 +66,7 @@ def read(lines: Iterable[str], where: str = "log") -> list[Step]:
     """The steps of a ``-l`` log of one qmpsh run, in order.
 
     :raise TranscriptError: a line is not a log entry, or a second run starts (``-l`` appends, and
-        each run numbers its commands from qmpsh-1 again): ``where:LINE: why``.
+        each run numbers its commands from 1 again): ``where:LINE: why``.
     """
     steps: list[Step] = []
     by_id: dict[str, Step] = {}
@@ -74,8 +76,8 @@ def read(lines: Iterable[str], where: str = "log") -> list[Step]:
             continue
         direction, message = _entry(line, f"{where}:{lineno}")
         exec_id = message.get("id")
-        mine = isinstance(exec_id, str) and exec_id.startswith(ID_PREFIX)
-        if direction == "sent" and mine and exec_id in by_id:  # each run numbers its commands from qmpsh-1
+        mine = _is_ours(exec_id)
+        if direction == "sent" and mine and str(exec_id) in by_id:  # each run numbers its commands from 1
             raise TranscriptError(f"{where}:{lineno}: another qmpsh run starts here (-l appends to a log): "
                                   "keep one run in the file")
         if direction == "sent" and mine:
@@ -89,6 +91,14 @@ def read(lines: Iterable[str], where: str = "log") -> list[Step]:
         elif direction == "received" and mine and str(exec_id) in by_id:
             by_id[str(exec_id)].reply = {k: v for k, v in message.items() if k != "id"}
     return steps
+
+
+def _is_ours(exec_id: object) -> bool:
+    """Whether a logged id is one qmpsh gave a user's command: a number, or ``qmpsh-N`` in logs
+    written before Dec 2026; qemu.qmp's own queries have ``__qmp#N``."""
+    if isinstance(exec_id, str):
+        return exec_id.startswith(LEGACY_ID_PREFIX)
+    return isinstance(exec_id, int) and not isinstance(exec_id, bool)
 
 
 def read_file(path: str) -> list[Step]:

@@ -62,10 +62,14 @@ def qemu_version(transport: Transport) -> str:
     return f"{qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
 
 
-def reply_id(msg: Mapping[str, object]) -> str | None:
-    """A reply's id when it can be one of ours (a string); a server may send anything there."""
+#: A request's id: qmpsh's own are numbers (``1``, ``2``...), qemu.qmp's strings (``__qmp#00001``).
+RequestId = str | int
+
+
+def reply_id(msg: Mapping[str, object]) -> RequestId | None:
+    """A reply's id when it can be one of ours (a string or a number); a server may send anything there."""
     exec_id = msg.get("id")
-    return exec_id if isinstance(exec_id, str) else None
+    return exec_id if isinstance(exec_id, (str, int)) and not isinstance(exec_id, bool) else None
 
 
 @runtime_checkable
@@ -113,7 +117,7 @@ class Transport(Protocol):
     def version(self) -> Mapping[str, object] | None:
         """The server's version as its greeting gives it (``{"qemu": {"major": 7, ...}, "package": ...}``)."""
 
-    def submit(self, msg: Mapping[str, object], exec_id: str) -> asyncio.Future[Mapping[str, object]]:
+    def submit(self, msg: Mapping[str, object], exec_id: RequestId) -> asyncio.Future[Mapping[str, object]]:
         """Send a user's request under ``exec_id``; the future gets the reply, or TransportError if
         the connection goes first. Cancelling the future does not unsend a request already written;
         one still queued (a domain's, behind a command libvirt waits on) is never sent.

@@ -67,7 +67,7 @@ def test_the_users_id_comes_back_and_libvirts_never_shows(libvirt_domain: Domain
     assert json_lines(result.stdout) == [
         {"execute": "query-name", "id": "mine"},
         {"return": {"name": libvirt_domain.name}, "id": "mine"},
-        {"execute": "query-name", "arguments": {}},
+        {"execute": "query-name"},
         {"return": {"name": libvirt_domain.name}},
     ]
 

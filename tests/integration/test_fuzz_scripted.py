@@ -262,7 +262,7 @@ def run_script(sock_dir: Path, schema: dict, lines: list[str], tail: str | None,
                                     env=qmpsh_env(), cwd=REPO)
         except subprocess.TimeoutExpired as err:
             pytest.fail(f"qmpsh hung on:\n{text}\nstderr: {err.stderr!r}")
-        requests = [r for r in server.requests if isinstance(r, dict) and str(r.get("id", "")).startswith("qmpsh-")]
+        requests = [r for r in server.requests if isinstance(r, dict) and type(r.get("id")) is int]
     return Outcome(lines, tail, args, result.returncode, result.stdout.decode(), result.stderr.decode(), requests)
 
 

@@ -62,7 +62,7 @@ def test_each_request_has_an_id_of_its_own_and_the_user_sees_theirs(server, caps
     lines = ('query-status\n{"execute": "query-name", "id": "mine"}\n{"execute": "query-status", "id": 7}\n'
              'query-name\n')
     assert run(server, Options(use_schema=False, pipeline=True), lines) == [True]
-    assert [r["id"] for r in user_requests(server)] == ["qmpsh-1", "qmpsh-2", "qmpsh-3", "qmpsh-4"]
+    assert [r["id"] for r in user_requests(server)] == [1, 2, 3, 4]
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [
         {"return": {}}, {"return": {}, "id": "mine"}, {"return": {}, "id": 7}, {"return": {}}]
 
@@ -86,7 +86,7 @@ def test_a_late_reply_is_shown_as_late_and_not_taken_for_the_next_lines(server, 
 
 
 def test_a_reply_with_an_unknown_id_is_noted_and_the_line_gets_its_own(server, capsys):
-    stray = {"return": {"stray": 1}, "id": "qmpsh-99"}
+    stray = {"return": {"stray": 1}, "id": 99}
     server.when("query-status", raw(json.dumps(stray) + "\n"), reply(STATUS))
     assert run(server, Options(use_schema=False, pipeline=True), "query-status\nquery-name\n") == [True]
     captured = capsys.readouterr()

@@ -54,7 +54,7 @@ query-block-jobs
 def test_verbose_prints_each_command_before_its_reply(qemu):
     result = run_qmpsh("-v", qemu.socket, stdin='query-status\n{"execute": "query-name", "id": "mine"}\n')
     assert json_lines(result.stdout) == [
-        {"execute": "query-status", "arguments": {}},
+        {"execute": "query-status"},
         {"return": {"status": "prelaunch", "singlestep": False, "running": False}},
         {"execute": "query-name", "id": "mine"},
         {"return": {}, "id": "mine"},
@@ -163,7 +163,7 @@ def test_quit_is_success_and_qemu_exits(qemu):
     result = run_qmpsh("-v", qemu.socket, stdin="quit\nquery-status\n")
     assert result.returncode == 0, result.stderr
     out = json_lines(result.stdout)
-    assert out[0] == {"execute": "quit", "arguments": {}} and {"return": {}} in out
+    assert out[0] == {"execute": "quit"} and {"return": {}} in out
     assert [o["data"]["reason"] for o in out if o.get("event") == "SHUTDOWN"] == ["host-qmp-quit"]
     assert "query-status" not in result.stdout  # nothing is sent after quit
     qemu.process.wait(timeout=10)

@@ -44,8 +44,9 @@ def test_command_with_typed_values():
     }
 
 
-def test_command_without_arguments_sends_empty_arguments():
-    assert one("query-block-jobs").message == {"execute": "query-block-jobs", "arguments": {}}
+def test_command_without_arguments_sends_no_arguments_member():
+    # QEMU reads a message one byte per read: the 15 bytes of "arguments":{} cost it ~30 us per command
+    assert one("query-block-jobs").message == {"execute": "query-block-jobs"}
 
 
 def test_values_may_contain_equals_and_colons():
@@ -233,7 +234,7 @@ def test_unbalanced_json_waits_for_more_lines():
 
 
 def test_prompts_and_markers_are_stripped():
-    assert one("(QEMU) query-status").message == {"execute": "query-status", "arguments": {}}
+    assert one("(QEMU) query-status").message == {"execute": "query-status"}
     assert one("    (QEMU) query-status").from_prompt
     assert one('-> { "execute": "query-status" }').message == {"execute": "query-status"}
     assert one("TRANS> query-status").message["execute"] == "query-status"

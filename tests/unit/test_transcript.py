@@ -26,18 +26,18 @@ LOG = [
     entry("sent", {"execute": "qmp_capabilities", "id": "__qmp#00000"}),
     entry("received", {"return": {}, "id": "__qmp#00000"}),
     entry("received", {"event": "RESUME", "data": {}}),  # before the first command: nothing waits for it
-    entry("sent", {"execute": "drive-mirror", "id": "qmpsh-1",
+    entry("sent", {"execute": "drive-mirror", "id": 1,
                    "arguments": {"device": "node-D", "target": "e.qcow2", "sync": "full", "job-id": "job0"}}),
     entry("received", job_event("created")),
-    entry("received", {"return": {}, "id": "qmpsh-1"}),
+    entry("received", {"return": {}, "id": 1}),
     entry("sent", {"execute": "query-jobs", "id": "__qmp#00001"}),  # the toolbar's: not the user's
     entry("received", {"return": [], "id": "__qmp#00001"}),
     entry("received", job_event("running")),
     entry("received", job_event("ready")),
     entry("received", READY),
-    entry("sent", {"execute": "block-job-complete", "arguments": {"device": "job0"}, "id": "qmpsh-2"}),
-    entry("received", {"error": {"class": "GenericError", "desc": "no"}, "id": "qmpsh-2"}),
-    entry("sent", {"execute": "quit", "id": "qmpsh-3"}),
+    entry("sent", {"execute": "block-job-complete", "arguments": {"device": "job0"}, "id": 2}),
+    entry("received", {"error": {"class": "GenericError", "desc": "no"}, "id": 2}),
+    entry("sent", {"execute": "quit", "id": 3}),
 ]
 
 
@@ -57,13 +57,21 @@ def test_the_users_commands_with_the_events_seen_before_each_and_their_replies()
     assert [s.lineno for s in steps] == [4, 12, 14]
 
 
+def test_a_log_written_before_ids_were_numbers_reads_the_same():
+    """Until Dec 2026 qmpsh's ids were "qmpsh-N" strings; logs kept from then still replay."""
+    legacy = [line.replace('"id": 1,', '"id": "qmpsh-1",').replace('"id": 1}', '"id": "qmpsh-1"}')
+              .replace('"id": 2}', '"id": "qmpsh-2"}').replace('"id": 3}', '"id": "qmpsh-3"}') for line in LOG]
+    assert legacy != LOG and "qmpsh-3" in legacy[-1]
+    assert read(legacy) == read(LOG)
+
+
 def test_an_expected_event_is_named_by_what_identifies_it():
     assert str(expected(READY)) == 'BLOCK_JOB_READY device="job0" type="mirror"'
 
 
 def test_a_log_of_two_runs_is_refused_where_the_second_begins():
-    """-l appends: a second run's qmpsh-1 would replay its quit and its events as one session."""
-    second = [entry("sent", {"execute": "query-status", "id": "qmpsh-1"})]
+    """-l appends: a second run's command 1 would replay its quit and its events as one session."""
+    second = [entry("sent", {"execute": "query-status", "id": 1})]
     with pytest.raises(TranscriptError) as raised:
         read(LOG + second, "session.log")
     assert str(raised.value) == (f"session.log:{len(LOG) + 1}: another qmpsh run starts here (-l appends to a log): "
@@ -95,16 +103,16 @@ def test_the_program_runs_the_steps_in_order_and_is_valid_python():
 
 
 def test_what_the_log_holds_cannot_break_out_of_the_program():
-    odd = [entry("sent", {"execute": "x'); import os; os.system('true'); ('", "id": "qmpsh-1"}),
+    odd = [entry("sent", {"execute": "x'); import os; os.system('true'); ('", "id": 1}),
            entry("received", {"event": 'E"""', "data": {"id": "\\N{"}})]
-    odd.append(entry("sent", {"execute": "stop", "id": "qmpsh-2"}))
+    odd.append(entry("sent", {"execute": "stop", "id": 2}))
     program = python_program(read(odd), 'a"""b\\N{.log')
     calls = [node.func for node in ast.walk(ast.parse(program)) if isinstance(node, ast.Call)]
     assert not any(isinstance(f, ast.Attribute) and f.attr == "system" for f in calls)  # only inside a string
 
 
 def test_what_qmpclient_cannot_send_as_it_was_is_refused():
-    oob = [entry("sent", {"exec-oob": "migrate-pause", "id": "qmpsh-1"})]
+    oob = [entry("sent", {"exec-oob": "migrate-pause", "id": 1})]
     with pytest.raises(TranscriptError) as raised:
         python_program(read(oob, "s.log"), "s.log")
     assert str(raised.value).startswith("s.log:1: QMPClient.execute cannot send this as it was sent: ")
