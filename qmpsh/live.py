@@ -101,7 +101,13 @@ class LiveState(Subscriber):
             self._task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        """The keeping task ended (nothing left to keep, or it failed): an asker waits no more."""
+        """The keeping task ended (nothing left to keep, or it failed): an asker waits no more.
+
+        Only the current task's end counts: an ask made between a task's end and this callback (a
+        busy machine) started a new task, which serves it.
+        """
+        if task is not self._task:
+            return
         waiter, self._next_jobs = self._next_jobs, None
         if waiter is not None and not waiter.done():
             failure = None if task.cancelled() else task.exception()
