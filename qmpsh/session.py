@@ -13,7 +13,7 @@ import asyncio
 import enum
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from qmpsh.events import EventFilter, EventLog, EventRing, Subscribers
@@ -339,7 +339,7 @@ class Session:
             hint = " (a leading ! sends it anyway)" if request.form == "kv" else ""
             self.fail_parse(ParseError(f"{err}{hint}", request.source, column, lineno))
             return None
-        return replace(request, message={**request.message, "arguments": coerced})
+        return request._replace(message={**request.message, "arguments": coerced})
 
     # -- running input -------------------------------------------------------
 

@@ -22,8 +22,10 @@ import re
 import sys
 import warnings
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 #: Prompts and markers that documentation puts in front of a line, and what
 #: each says about that line.
@@ -62,6 +64,8 @@ _NOT_SENDABLE = ("[\ud800-\udfff\ufdd0-\ufdef"
                  + "]")
 _JSON_TOKEN_RE = re.compile(r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]')
 _INFINITE = "number too large: JSON has no Infinity"
+#: The empty default of the items' mappings, which nobody changes: one, read-only.
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 class ParseError(Exception):
@@ -82,8 +86,7 @@ class ParseError(Exception):
         return f"{self.source}\n{' ' * self.column}^"
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """A QMP message to send. ``form`` is how it was written: kv, json, transaction or hmp."""
 
     message: dict[str, object]
@@ -92,21 +95,20 @@ class Request:
     from_prompt: bool = False  # the line carried a pasted "(QEMU) " prompt
     force: bool = False  # a leading "!": send without checking against the schema
     source: str = ""  # the line as typed, for carets under schema errors
-    columns: Mapping[str, int] = field(default_factory=dict)  # dotted key ("" = command) -> column
+    columns: Mapping[str, int] = _NOTHING  # dotted key ("" = command) -> column
 
     @property
     def command(self) -> str:
         return str(self.message.get("execute", self.message.get("exec-oob", "")))
 
 
-@dataclass(frozen=True)
-class Builtin:
+class Builtin(NamedTuple):
     """A ``/name`` shell command: its bare words and its key=value arguments (or, for the
     built-ins in ``RAW_BUILTINS``, the rest of the line as it is, in ``text``)."""
 
     name: str
     words: tuple[str, ...] = ()
-    args: dict[str, object] = field(default_factory=dict)
+    args: Mapping[str, object] = _NOTHING
     lineno: int = 1
     text: str = ""
 
@@ -115,8 +117,7 @@ class Builtin:
 RAW_BUILTINS = frozenset({"shell"})
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
     """Pasted text that is deliberately not sent (a reply, an event, a doc echo)."""
 
     reason: str
@@ -126,8 +127,7 @@ class Skipped:
 Item = Request | Builtin | Skipped | ParseError
 
 
-@dataclass
-class Parsed:
+class Parsed(NamedTuple):
     items: list[Item]
     incomplete: bool = False  # brackets or a transaction are still open: more lines needed
 
@@ -806,8 +806,7 @@ class At(Enum):
     NOTHING = "nothing"  # "transaction(", a comment, a pasted shell or server line, a closed transaction
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     """What the text before the cursor is, read by the one grammar: the completer, the prompt's Enter
     and continuation lines all read it (pgcli's suggest_type over one parse)."""
 
@@ -819,7 +818,7 @@ class Context:
     words: tuple[str, ...] = ()  # the line's words before the cursor's, the command's name first
     path: str = ""  # KEY: the dotted key typed so far; VALUE: the key whose value it is
     prefix: str = ""  # what the cursor's word has typed of what completion would write
-    given: Mapping[str, object] = field(default_factory=dict)  # the arguments before the cursor, leniently
+    given: Mapping[str, object] = _NOTHING  # the arguments before the cursor, leniently
 
     @property
     def command(self) -> str:
