@@ -46,7 +46,7 @@ MARKER_RE = re.compile(rf"^\s*({MARKER})(?=\s|$)\s?")
 _COMMAND_NAME_RE = re.compile(COMMAND_NAME)
 _INT_RE = re.compile(INTEGER)
 _FLOAT_RE = re.compile(FLOAT)
-_BARE_RE = re.compile(r"[^\s\"'{}\[\]\\]+")  # a string that needs no quotes
+_BARE = r"[^\s\"'{}\[\]\\]+"  # a string that needs no quotes (compiled at first use: /save, --export)
 #: Text with no bracket, no quote and nothing but ASCII: nothing opens in it, and no character needs a check.
 #: The class is ASCII but " ' [ ] { }, in ranges: as [^{}\[\]"'\x80-\U0010FFFF] it took 2 ms to compile.
 _PLAIN_RE = re.compile(r"""[\x00-!#-&(-Z\\^-z|~\x7f]*""")
@@ -62,7 +62,8 @@ MAX_DEPTH = 64
 _NOT_SENDABLE = ("[\ud800-\udfff\ufdd0-\ufdef"
                  + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17))
                  + "]")
-_JSON_TOKEN_RE = re.compile(r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]')
+#: JSON's tokens, for the walk that runs only once raw JSON is known to be wrong (compiled at first use).
+_JSON_TOKEN = r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]'
 _INFINITE = "number too large: JSON has no Infinity"
 #: The empty default of the items' mappings, which nobody changes: one, read-only.
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
@@ -307,7 +308,7 @@ def _strict_fault(text: str) -> _Unbalanced | None:
     Walks the tokens, so it runs only once something is known to be wrong (or a \\u escape may be).
     """
     keys: list[set[str] | None] = []  # for each open bracket, the keys seen in it ({) or None ([)
-    for match in _JSON_TOKEN_RE.finditer(text):
+    for match in re.finditer(_JSON_TOKEN, text):
         string, colon = match.groups()
         token, at = string or match.group(), match.start()
         if token in ("{", "["):
@@ -1010,7 +1011,7 @@ def format_kv(command: str, arguments: dict[str, object]) -> str:
 def format_value(value: object) -> str:
     """A value in key=value form; strings are quoted only where needed."""
     if isinstance(value, str):
-        bare = _BARE_RE.fullmatch(value) and not any(c.isspace() for c in value)
+        bare = re.fullmatch(_BARE, value) and not any(c.isspace() for c in value)
         try:
             return value if bare and parse_value(value) == value else json.dumps(value)
         except _Unbalanced:  # reads as a number that cannot be sent ("1e999"): a string only when quoted
