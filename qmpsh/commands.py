@@ -158,7 +158,7 @@ async def events(session: Session, cmd: Builtin) -> bool:
         session.renderer.error(f"/events {mode} needs event names")
         return False
     try:
-        session.options.event_filter = EventFilter(mode, tuple(names))
+        session.options = session.options._replace(event_filter=EventFilter(mode, tuple(names)))
     except ValueError as err:
         session.renderer.error(f"/events: {err}")
         return False

@@ -22,7 +22,6 @@ import re
 import sys
 import warnings
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -133,16 +132,16 @@ class Parsed(NamedTuple):
     incomplete: bool = False  # brackets or a transaction are still open: more lines needed
 
 
-@dataclass
 class _Line:
     """One logical line: physical lines joined while brackets are open."""
 
-    text: str  # with any marker removed
-    marker: str  # "", "prompt", "request" or "server"
-    sources: list[str]  # the physical lines as typed
-    lineno: int  # 1-based number of the first physical line
-    indent: int  # columns removed from the first physical line
-    scan_error: tuple[str, int] | None = None  # (message, offset) of a bracket or quote fault
+    def __init__(self, text: str, marker: str, sources: list[str], lineno: int, indent: int) -> None:
+        self.text = text  # with any marker removed
+        self.marker = marker  # "", "prompt", "request" or "server"
+        self.sources = sources  # the physical lines as typed
+        self.lineno = lineno  # 1-based number of the first physical line
+        self.indent = indent  # columns removed from the first physical line
+        self.scan_error: tuple[str, int] | None = None  # (message, offset) of a bracket or quote fault
 
     def column(self, offset: int) -> int:
         """The column of ``offset`` in the first physical line (its last column if beyond)."""
@@ -615,7 +614,8 @@ class _Gatherer:
         other._shell = None if self._shell is None else list(self._shell)
         other._continued = None if self._continued is None else list(self._continued)
         if self._open is not None:
-            other._open = replace(self._open, sources=list(self._open.sources))
+            other._open = copy.copy(self._open)
+            other._open.sources = list(self._open.sources)
         if self._transaction is not None:
             other._transaction = copy.copy(self._transaction)
             other._transaction.actions = list(self._transaction.actions)
