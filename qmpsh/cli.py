@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import enum
+import gc
 import os
 import signal
 import sys
@@ -302,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
 
     What the run opens (the logfile, a launched QEMU) is owned by one ExitStack and closed in the
     reverse order: QEMU is stopped and its work directory cleaned up before the log is closed.
+
+    The interpreter's exit ends with garbage collections that look through every object the run
+    made, to free what no one can reach any more: 9 ms of a 70 ms start-up. By then everything that
+    writes (stdout, the logfile, --record, the history) has been flushed and closed, so the objects
+    are frozen at exit (``gc.freeze``): those collections pass them by and the process's end frees them.
     """
+    atexit.register(gc.freeze)
     closed = [name for name in ("stdin", "stdout", "stderr") if getattr(sys, name) is None]
     if closed:  # started with >&- or the like: the next file opened would take the stream's place
         if sys.stderr is not None:

@@ -102,8 +102,9 @@ OWN_ID_PREFIX = "__qmp#"  # the ids QMPClient gives the requests it sends itself
 QEMU_MAX_BYTES = 64 << 20
 QEMU_MAX_TOKENS = 2 << 20
 #: Unicode's noncharacters in UTF-8 (U+FDD0-FDEF, and U+xFFFE and U+xFFFF of every plane): QEMU refuses them.
-_NONCHARACTER_RE = re.compile(rb"\xef\xb7[\x90-\xaf]|\xef\xbf[\xbe\xbf]|[\xf0-\xf4][\x8f\x9f\xaf\xbf]\xbf[\xbe\xbf]")
-_TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]')  # of compact JSON: no spaces
+#: Both are needed only for unusual messages: re compiles (and caches) them at their first use.
+_NONCHARACTER = rb"\xef\xb7[\x90-\xaf]|\xef\xbf[\xbe\xbf]|[\xf0-\xf4][\x8f\x9f\xaf\xbf]\xbf[\xbe\xbf]"
+_TOKEN = rb'"(?:[^"\\]|\\.)*"|[^"{}\[\],:]+|[{}\[\],:]'  # of compact JSON: no spaces
 
 
 #: What ``encode`` writes with, made once (``json.dumps`` with options makes an encoder per call).
@@ -128,12 +129,12 @@ def encode(msg: Mapping[str, object]) -> bytes:
         raise Unsendable(f"not JSON: {err}") from None
     except RecursionError:
         raise Unsendable("nested too deeply") from None
-    if not data.isascii() and _NONCHARACTER_RE.search(data):
+    if not data.isascii() and re.search(_NONCHARACTER, data):
         raise Unsendable("a noncharacter (U+FFFF, U+FDD0...) in a string, which QEMU refuses")
     if len(data) > QEMU_MAX_TOKENS:  # no token is shorter than a byte: only a message this long can have too many
         if len(data) > QEMU_MAX_BYTES:
             raise Unsendable(f"more than {QEMU_MAX_BYTES >> 20} MiB, which QEMU refuses")
-        if len(_TOKEN_RE.findall(data)) > QEMU_MAX_TOKENS:
+        if len(re.findall(_TOKEN, data)) > QEMU_MAX_TOKENS:
             raise Unsendable(f"more than {QEMU_MAX_TOKENS} JSON tokens, which QEMU refuses")
     return data + b"\n"
 

@@ -7,7 +7,7 @@ import inspect
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from qmpsh.events import event_filter
@@ -122,7 +122,7 @@ def _help_builtin(session: Session, name: str) -> bool:
     return True
 
 
-async def _help_topic(session: Session, name: str, given: dict[str, object]) -> bool:
+async def _help_topic(session: Session, name: str, given: Mapping[str, object]) -> bool:
     from qmpsh import helptext
     from qmpsh.views import HelpTable
 
@@ -158,7 +158,7 @@ async def events(session: Session, cmd: Builtin) -> bool:
         session.renderer.error(f"/events {mode} needs event names")
         return False
     try:
-        session.options.event_filter = EventFilter(mode, tuple(names))
+        session.options = session.options._replace(event_filter=EventFilter(mode, tuple(names)))
     except ValueError as err:
         session.renderer.error(f"/events: {err}")
         return False

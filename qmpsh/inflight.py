@@ -16,7 +16,6 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from qmpsh.render import NOT_JSON_NOTE, Renderer
@@ -32,22 +31,31 @@ PIPELINE_DEPTH = 32  # requests in flight at once when pipelining
 class Settings(Protocol):
     """What requests read of the session's options (``session.Options``)."""
 
-    verbose: bool  # -v: show each request as it goes out
-    interactive: bool  # at a terminal: what is said about a request names no line
-    timeout: float | None  # seconds of silence before a request stops waiting
+    @property
+    def verbose(self) -> bool:
+        """-v: show each request as it goes out."""
+
+    @property
+    def interactive(self) -> bool:
+        """At a terminal: what is said about a request names no line."""
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds of silence before a request stops waiting."""
 
 
-@dataclass(eq=False)
 class Flight:
     """One request sent (or about to be) and not answered yet."""
 
-    request: Request
-    lineno: int
-    exec_id: int  # qmpsh's id for it on the wire
-    message: dict[str, object]  # what is sent, without any id
-    user_id: object = None  # the "id" the user wrote in raw JSON, shown in place of ours
-    abandoned: bool = False  # the line stopped waiting (Ctrl-C, a timeout): its reply is late
-    not_json: bool = False  # the reply held NaN or Infinity: printed as strings, and the line fails
+    def __init__(self, request: Request, lineno: int, exec_id: int, message: dict[str, object],
+                 user_id: object = None) -> None:
+        self.request = request
+        self.lineno = lineno
+        self.exec_id = exec_id  # qmpsh's id for it on the wire
+        self.message = message  # what is sent, without any id
+        self.user_id = user_id  # the "id" the user wrote in raw JSON, shown in place of ours
+        self.abandoned = False  # the line stopped waiting (Ctrl-C, a timeout): its reply is late
+        self.not_json = False  # the reply held NaN or Infinity: printed as strings, and the line fails
 
 
 class Requests:

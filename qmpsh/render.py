@@ -30,12 +30,14 @@ _ERROR = "\x1b[31;1m"
 _NOTE = "\x1b[2m"
 _EVENT = "\x1b[33;1m"
 
-_JSON_TOKEN = re.compile(
+# Patterns for colour and for replies that are not JSON, which a plain script never needs: re compiles
+# (and caches) them at their first use, not at every start.
+_JSON_TOKEN = (
     r'("(?:[^"\\]|\\.)*")(\s*:)?'  # string, maybe a key
     r"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"  # number
     r"|\b(true|false|null)\b"
 )
-_NOT_JSON = re.compile(r'("(?:[^"\\]|\\.)*")|(-?Infinity|NaN)')  # strings, to skip; then NaN and Infinity
+_NOT_JSON = r'("(?:[^"\\]|\\.)*")|(-?Infinity|NaN)'  # strings, to skip; then NaN and Infinity
 
 
 def _encoders(indent: int | None) -> tuple[json.JSONEncoder, json.JSONEncoder]:
@@ -58,7 +60,7 @@ def _paint(match: re.Match[str]) -> str:
 
 def colour_json(text: str) -> str:
     """ANSI-colour a JSON text (keys, strings, numbers, literals)."""
-    return _JSON_TOKEN.sub(_paint, text)
+    return re.sub(_JSON_TOKEN, _paint, text)
 
 
 def want_colour(choice: str, stream: TextIO) -> bool:
@@ -124,7 +126,7 @@ class Renderer:
             text, strict = strict_encoder.encode(obj), True
         except ValueError:
             text = lenient_encoder.encode(obj)
-            text, strict = _NOT_JSON.sub(lambda m: m.group(1) or f'"{m.group(2)}"', text), False
+            text, strict = re.sub(_NOT_JSON, lambda m: m.group(1) or f'"{m.group(2)}"', text), False
         return (colour_json(text) if self.colour else text), strict
 
     def out(self, text: str) -> None:

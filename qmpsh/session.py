@@ -13,8 +13,7 @@ import asyncio
 import enum
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from qmpsh.events import EventFilter, EventLog, EventRing, Subscribers
 from qmpsh.inflight import Flight, Requests
@@ -47,14 +46,15 @@ NO_ARGUMENT_NEEDED = frozenset({
 
 
 
-@dataclass
-class Options:
+class Options(NamedTuple):
+    """What the command line asks of a session. /events gives it new ones, with its inline filter replaced."""
+
     verbose: bool = False
     hmp: bool = False
     exit_on_error: bool = False
     interactive: bool = False
     use_schema: bool = True  # check and coerce key=value arguments against the live schema
-    event_filter: EventFilter = field(default_factory=EventFilter)  # which events print inline
+    event_filter: EventFilter = EventFilter()  # which events print inline
     timeout: float | None = None  # seconds to wait for a reply (and for the greeting)
     reconnect: bool = False  # interactive: reconnect by itself, with backoff, when the connection is lost
     pipeline: bool = False  # scripts: send requests without waiting for earlier replies
@@ -342,7 +342,7 @@ class Session:
             return None
         if not coerced and "arguments" not in request.message:
             return request
-        return replace(request, message={**request.message, "arguments": coerced})
+        return request._replace(message={**request.message, "arguments": coerced})
 
     # -- running input -------------------------------------------------------
 

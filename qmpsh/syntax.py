@@ -22,8 +22,9 @@ import re
 import sys
 import warnings
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from enum import Enum
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 #: Prompts and markers that documentation puts in front of a line, and what
 #: each says about that line.
@@ -44,9 +45,10 @@ MARKER_RE = re.compile(rf"^\s*({MARKER})(?=\s|$)\s?")
 _COMMAND_NAME_RE = re.compile(COMMAND_NAME)
 _INT_RE = re.compile(INTEGER)
 _FLOAT_RE = re.compile(FLOAT)
-_BARE_RE = re.compile(r"[^\s\"'{}\[\]\\]+")  # a string that needs no quotes
+_BARE = r"[^\s\"'{}\[\]\\]+"  # a string that needs no quotes (compiled at first use: /save, --export)
 #: Text with no bracket, no quote and nothing but ASCII: nothing opens in it, and no character needs a check.
-_PLAIN_RE = re.compile(r"""[^{}\[\]"'\x80-\U0010FFFF]*""")
+#: The class is ASCII but " ' [ ] { }, in ranges: as [^{}\[\]"'\x80-\U0010FFFF] it took 2 ms to compile.
+_PLAIN_RE = re.compile(r"""[\x00-!#-&(-Z\\^-z|~\x7f]*""")
 _WORD_RE = re.compile(r"\S+")
 _OPENERS = {"{": "}", "[": "]"}
 _CLOSERS = {"}": "{", "]": "["}
@@ -55,11 +57,15 @@ _CLOSERS = {"}": "{", "]": "["}
 MAX_DEPTH = 64
 #: Code points QEMU's JSON parser refuses in a string: surrogates, and the noncharacters (U+FDD0-FDEF,
 #: and the last two of every plane).
-_NOT_SENDABLE_RE = re.compile("[\ud800-\udfff\ufdd0-\ufdef"
-                              + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17))
-                              + "]")
-_JSON_TOKEN_RE = re.compile(r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]')
+#: A pattern, compiled (by re's cache) when the first text that is not ASCII is checked: compiling takes 0.5 ms.
+_NOT_SENDABLE = ("[\ud800-\udfff\ufdd0-\ufdef"
+                 + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17))
+                 + "]")
+#: JSON's tokens, for the walk that runs only once raw JSON is known to be wrong (compiled at first use).
+_JSON_TOKEN = r'("(?:[^"\\]|\\.)*")([ \t\n\r]*:)?|-?(?:Infinity|[0-9][0-9.eE+-]*)|NaN|[{}\[\]]'
 _INFINITE = "number too large: JSON has no Infinity"
+#: The empty default of the items' mappings, which nobody changes: one, read-only.
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 class ParseError(Exception):
@@ -80,8 +86,7 @@ class ParseError(Exception):
         return f"{self.source}\n{' ' * self.column}^"
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """A QMP message to send. ``form`` is how it was written: kv, json, transaction or hmp."""
 
     message: dict[str, object]
@@ -90,21 +95,20 @@ class Request:
     from_prompt: bool = False  # the line carried a pasted "(QEMU) " prompt
     force: bool = False  # a leading "!": send without checking against the schema
     source: str = ""  # the line as typed, for carets under schema errors
-    columns: Mapping[str, int] = field(default_factory=dict)  # dotted key ("" = command) -> column
+    columns: Mapping[str, int] = _NOTHING  # dotted key ("" = command) -> column
 
     @property
     def command(self) -> str:
         return str(self.message.get("execute", self.message.get("exec-oob", "")))
 
 
-@dataclass(frozen=True)
-class Builtin:
+class Builtin(NamedTuple):
     """A ``/name`` shell command: its bare words and its key=value arguments (or, for the
     built-ins in ``RAW_BUILTINS``, the rest of the line as it is, in ``text``)."""
 
     name: str
     words: tuple[str, ...] = ()
-    args: dict[str, object] = field(default_factory=dict)
+    args: Mapping[str, object] = _NOTHING
     lineno: int = 1
     text: str = ""
 
@@ -113,8 +117,7 @@ class Builtin:
 RAW_BUILTINS = frozenset({"shell"})
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
     """Pasted text that is deliberately not sent (a reply, an event, a doc echo)."""
 
     reason: str
@@ -124,22 +127,21 @@ class Skipped:
 Item = Request | Builtin | Skipped | ParseError
 
 
-@dataclass
-class Parsed:
+class Parsed(NamedTuple):
     items: list[Item]
     incomplete: bool = False  # brackets or a transaction are still open: more lines needed
 
 
-@dataclass
 class _Line:
     """One logical line: physical lines joined while brackets are open."""
 
-    text: str  # with any marker removed
-    marker: str  # "", "prompt", "request" or "server"
-    sources: list[str]  # the physical lines as typed
-    lineno: int  # 1-based number of the first physical line
-    indent: int  # columns removed from the first physical line
-    scan_error: tuple[str, int] | None = None  # (message, offset) of a bracket or quote fault
+    def __init__(self, text: str, marker: str, sources: list[str], lineno: int, indent: int) -> None:
+        self.text = text  # with any marker removed
+        self.marker = marker  # "", "prompt", "request" or "server"
+        self.sources = sources  # the physical lines as typed
+        self.lineno = lineno  # 1-based number of the first physical line
+        self.indent = indent  # columns removed from the first physical line
+        self.scan_error: tuple[str, int] | None = None  # (message, offset) of a bracket or quote fault
 
     def column(self, offset: int) -> int:
         """The column of ``offset`` in the first physical line (its last column if beyond)."""
@@ -258,7 +260,7 @@ def _not_unicode(char: str, typed: bool) -> str:
 
 def _surrogate(text: str) -> re.Match[str] | None:
     """The first code point in ``text`` that QEMU refuses (a surrogate, a noncharacter), so never sent."""
-    return None if text.isascii() else _NOT_SENDABLE_RE.search(text)
+    return None if text.isascii() else re.search(_NOT_SENDABLE, text)
 
 
 def _value_fault(value: object) -> str | None:
@@ -305,7 +307,7 @@ def _strict_fault(text: str) -> _Unbalanced | None:
     Walks the tokens, so it runs only once something is known to be wrong (or a \\u escape may be).
     """
     keys: list[set[str] | None] = []  # for each open bracket, the keys seen in it ({) or None ([)
-    for match in _JSON_TOKEN_RE.finditer(text):
+    for match in re.finditer(_JSON_TOKEN, text):
         string, colon = match.groups()
         token, at = string or match.group(), match.start()
         if token in ("{", "["):
@@ -612,7 +614,8 @@ class _Gatherer:
         other._shell = None if self._shell is None else list(self._shell)
         other._continued = None if self._continued is None else list(self._continued)
         if self._open is not None:
-            other._open = replace(self._open, sources=list(self._open.sources))
+            other._open = copy.copy(self._open)
+            other._open.sources = list(self._open.sources)
         if self._transaction is not None:
             other._transaction = copy.copy(self._transaction)
             other._transaction.actions = list(self._transaction.actions)
@@ -807,8 +810,7 @@ class At(Enum):
     NOTHING = "nothing"  # "transaction(", a comment, a pasted shell or server line, a closed transaction
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     """What the text before the cursor is, read by the one grammar: the completer, the prompt's Enter
     and continuation lines all read it (pgcli's suggest_type over one parse)."""
 
@@ -820,7 +822,7 @@ class Context:
     words: tuple[str, ...] = ()  # the line's words before the cursor's, the command's name first
     path: str = ""  # KEY: the dotted key typed so far; VALUE: the key whose value it is
     prefix: str = ""  # what the cursor's word has typed of what completion would write
-    given: Mapping[str, object] = field(default_factory=dict)  # the arguments before the cursor, leniently
+    given: Mapping[str, object] = _NOTHING  # the arguments before the cursor, leniently
 
     @property
     def command(self) -> str:
@@ -1012,7 +1014,7 @@ def format_kv(command: str, arguments: dict[str, object]) -> str:
 def format_value(value: object) -> str:
     """A value in key=value form; strings are quoted only where needed."""
     if isinstance(value, str):
-        bare = _BARE_RE.fullmatch(value) and not any(c.isspace() for c in value)
+        bare = re.fullmatch(_BARE, value) and not any(c.isspace() for c in value)
         try:
             return value if bare and parse_value(value) == value else json.dumps(value)
         except _Unbalanced:  # reads as a number that cannot be sent ("1e999"): a string only when quoted
