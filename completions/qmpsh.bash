@@ -22,7 +22,8 @@ _qmpsh()
 
     local i addresses=0  # ADDRESS given (or an option that takes its place): the words now are FILEs
     for ((i = 1; i < cword; i++)); do
-        [[ ${words[i]} == @(--export|--launch|--domain) ]] && addresses=1
+        # --opt=VALUE is one word here: readline splits it at "=", _init_completion -s joins it again
+        [[ ${words[i]} == @(--export|--launch|--domain)?(=*) ]] && addresses=1
         case ${words[i]} in
             --)  # QEMU's arguments follow (with --launch)
                 _filedir

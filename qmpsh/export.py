@@ -88,7 +88,10 @@ class Events:
                                f"{{name}} {{data or ''}}", timeout)
 
     async def job(self, job_id: str, timeout: float | None = None) -> dict:
-        """Wait until job ``job_id`` is ready (mirror, active commit) or over, as qmpsh's /job; fail if it failed."""
+        """Wait until job ``job_id`` is ready (mirror, active commit) or over, as qmpsh's /job; fail if it failed.
+
+        A job already over whose end an earlier ``/wait`` took is judged by query-jobs: concluded, or gone (no job).
+        """
 
         def over(event: dict) -> bool:
             return job_of(event) == job_id and (
@@ -99,7 +102,18 @@ class Events:
             ready = event["event"] == "BLOCK_JOB_READY" and job_of(event) == job_id
             return over(event) or ready and not any(map(over, self.unclaimed))
 
-        event = await self.take(ends, f"job {{job_id}} ready or over", timeout)
+        jobs = await self.qmp.execute("query-jobs")  # its reply comes after every event sent before it
+        info = next((job for job in jobs if job["id"] == job_id), None)
+        if info is None or info["status"] == "concluded":  # over: its end came, or an earlier /wait took it
+            event = await self.received(over)
+            if event is None:  # query-jobs is the answer, as qmpsh's /job
+                if info is None:
+                    raise Failed(f"no job {{job_id!r}}")
+                if info.get("error"):
+                    raise Failed(f"job {{job_id}}: {{info['error']}}")
+                return info
+        else:
+            event = await self.take(ends, f"job {{job_id}} ready or over", timeout)
         error = event["data"].get("error")
         if event["event"] == "JOB_STATUS_CHANGE":  # not a block job: its error is in query-jobs
             error = next((job.get("error") for job in await self.qmp.execute("query-jobs") if job["id"] == job_id),
@@ -112,18 +126,23 @@ class Events:
         """The first event not taken yet that ``fits``, waiting up to ``timeout`` seconds for it (None: no end)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while not self.listener.empty():  # what has come so far, in order, before looking
-            self.add(dict(await self.listener.get()))
-        while True:
-            for index, event in enumerate(self.unclaimed):
-                if fits(event):
-                    return self.unclaimed.pop(index)
+        while (found := await self.received(fits)) is None:
             try:
                 left = None if deadline is None else deadline - loop.time()
                 event = await asyncio.wait_for(self.listener.get(), left)
             except TimeoutError:
                 raise TimeoutError(f"no {{what}} within {{timeout:g}} s") from None
             self.add(dict(event))
+        return found
+
+    async def received(self, fits) -> dict | None:
+        """The first event received so far and not taken yet that ``fits``, taken now; None if there is none."""
+        while not self.listener.empty():  # what has come so far, in order, before looking
+            self.add(dict(await self.listener.get()))
+        for index, event in enumerate(self.unclaimed):
+            if fits(event):
+                return self.unclaimed.pop(index)
+        return None
 
     def add(self, event: dict) -> None:
         if event["event"] == "JOB_STATUS_CHANGE" and event["data"]["status"] == "created":

@@ -114,9 +114,10 @@ def calls(program: str) -> list[str]:
     return [line.strip() for line in body if not line.strip().startswith("#")]
 
 
-def both_ways(qemu_factory, tmp_path: Path, text: str) -> tuple[Path, Path, str]:
-    """``text`` run as a script file (with --record) on one QEMU, then exported and run on a fresh one;
-    the two work directories and the program. The --record file is exported to the same steps."""
+def both_ways(qemu_factory, tmp_path: Path, text: str, timeout: float = 90) -> tuple[Path, Path, str]:
+    """``text`` run as a script file (with --record) on one QEMU, then exported and run on a fresh one (within
+    ``timeout`` seconds); the two work directories and the program. The --record file is exported to the same
+    steps."""
     first, second = workdirs(tmp_path)
     script, recorded = tmp_path / "script.qmp", tmp_path / "script-record.qmp"
     script.write_text(text)
@@ -131,7 +132,7 @@ def both_ways(qemu_factory, tmp_path: Path, text: str) -> tuple[Path, Path, str]
     assert calls(run_qmpsh("--export", "python", str(recorded)).stdout) == calls(program.read_text())
     fresh = qemu_factory(workdir=second)
     again = subprocess.run([sys.executable, str(program), fresh.socket], capture_output=True, text=True,
-                           timeout=90, cwd=second)
+                           timeout=timeout, cwd=second)
     assert again.returncode == 0, again.stderr
     stopped(fresh)
     return first, second, program.read_text()
@@ -180,3 +181,31 @@ def test_an_exported_script_fails_at_an_error_reply(qemu, tmp_path):
     assert ran.returncode == 1, ran.stderr
     assert ran.stderr.startswith("error: block-stream: GenericError: "), ran.stderr
     assert not (REPO / "never").exists()
+
+
+OVERLAY = STREAM_SCRIPT.split("!human-monitor-command", 1)[0]  # b.qcow2 over a.qcow2, as node-B
+TAKEN_ENDS = """\
+# Both of the job's final events are taken by /wait: /job answers from query-jobs, as qmpsh's.
+/wait BLOCK_JOB_COMPLETED device=job0
+/wait JOB_STATUS_CHANGE id=job0 status=concluded
+/job job0
+"""
+
+
+def test_an_exported_job_line_after_its_end_was_waited_for_answers_from_query_jobs(qemu_factory, tmp_path):
+    """The job concluded (not dismissed) and its end taken: the program's /job does not wait for it (it hung)."""
+    script = OVERLAY + "!block-stream device=node-B job-id=job0 auto-dismiss=false\n" + TAKEN_ENDS + "quit\n"
+    first, second, text = both_ways(qemu_factory, tmp_path, script, timeout=20)
+    assert "await events.job('job0')" in calls(text)
+    for where in (first, second):
+        assert header_backing(where / "b.qcow2") is None
+
+
+def test_an_exported_job_line_fails_for_a_job_gone_with_its_end_taken(qemu, tmp_path):
+    """Dismissed when it concluded, its end taken: no such job, as qmpsh's /job says (exit 1, not a hang)."""
+    script = tmp_path / "gone.qmp"
+    script.write_text(OVERLAY + "!block-stream device=node-B job-id=job0\n" + TAKEN_ENDS + "/shell touch never\n")
+    ran = subprocess.run([sys.executable, str(exported(script, tmp_path)), qemu.socket], capture_output=True,
+                         text=True, timeout=20, cwd=tmp_path)
+    assert (ran.returncode, ran.stderr) == (1, "error: no job 'job0'\n")
+    assert not (tmp_path / "never").exists()

@@ -60,6 +60,9 @@ CASES = [
     ("qmpsh qmp.sock --color ", {"auto", "always", "never"}),
     ("qmpsh --export python ", {"notes.txt", "qmp.sock", "vms"}),
     ("qmpsh --domain vm1 ", {"notes.txt", "qmp.sock", "vms"}),
+    ("qmpsh --domain=vm1 ", {"notes.txt", "qmp.sock", "vms"}),
+    ("qmpsh --export=python ", {"notes.txt", "qmp.sock", "vms"}),
+    ("qmpsh --logfile=notes.txt ", {"qmp.sock", "vms"}),  # an option's joined value is not ADDRESS
     ("qmpsh --launch ", {"notes.txt", "qmp.sock", "vms"}),
 ]
 
@@ -261,6 +264,7 @@ TABS = [
     ("qmpsh vm", "<vms/END>"),  # a directory: no space, go on typing
     ("qmpsh vms/", "<vms/inner.sock><END>"),
     ("qmpsh qm", "<qmp.sock><END>"),
+    ("qmpsh --domain=vm1 no", "<--domain=vm1><notes.txt><END>"),  # a script FILE, not ADDRESS
 ]
 SHELLS = {
     "bash": (["--norc", "--noprofile", "-i"],

@@ -138,12 +138,17 @@ def test_the_programs_events_take_a_reused_job_ids_end_only_from_the_new_job():
         async def get(self) -> dict:
             return await self.queue.get()
 
+    class Running:  # query-jobs: the second job0 runs
+        async def execute(self, name: str) -> list[dict]:
+            assert name == "query-jobs"
+            return [{"id": "job0", "type": "stream", "status": "running"}]
+
     first = [status("job0", s) for s in ("created", "running", "waiting", "pending")]
     first += [{"event": "BLOCK_JOB_COMPLETED", "data": {"device": "job0", "type": "stream"}},
               status("job0", "concluded"), status("job0", "null"), status("job0", "created")]
 
     async def main() -> str:
-        events = namespace["Events"](None, Listener(first))  # type: ignore[operator]
+        events = namespace["Events"](Running(), Listener(first))  # type: ignore[operator]
         with pytest.raises(TimeoutError):
             await events.job("job0", timeout=0.1)
         events.listener.queue.put_nowait({"event": "BLOCK_JOB_COMPLETED", "data": {"device": "job0", "error": "EIO"}})
