@@ -5,7 +5,8 @@ private names (``PRIVATE_NAMES``; ``tests/unit/test_qemu_qmp.py`` checks that ea
 installed qemu.qmp, and that it is a version this module was checked against, ``VERIFIED``).
 ``SocketTransport`` implements ``transport.Transport``: it hands every message to its owner in
 wire order, as plain dicts, and raises ``transport``'s errors. It also replaces qemu.qmp's
-debug-logging hooks, which stringify every message even when nobody logs.
+debug-logging hooks, which stringify every message even when nobody logs, and its reader's step,
+which reads one message at a time, with one that hands on every whole message that has arrived.
 """
 
 from __future__ import annotations
