@@ -5,7 +5,8 @@ private names (``PRIVATE_NAMES``; ``tests/unit/test_qemu_qmp.py`` checks that ea
 installed qemu.qmp, and that it is a version this module was checked against, ``VERIFIED``).
 ``SocketTransport`` implements ``transport.Transport``: it hands every message to its owner in
 wire order, as plain dicts, and raises ``transport``'s errors. It also replaces qemu.qmp's
-debug-logging hooks, which stringify every message even when nobody logs.
+debug-logging hooks, which stringify every message even when nobody logs, and its reader's step,
+which reads one message at a time, with one that hands on every whole message that has arrived.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 VERIFIED = ("0.0.4", "0.0.6")
 #: Every private qemu.qmp name used here, by the class that has it. 0.0.3 lacks QMPClient's readbuflen.
 PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
-    QMPClient: ("_cb_outbound", "_cb_inbound", "_on_message", "_bh_disconnect", "_writer"),
+    QMPClient: ("_cb_outbound", "_cb_inbound", "_on_message", "_bh_recv_message", "_bh_disconnect", "_reader",
+                "_writer"),
     Message: ("_object",),
 }
 
@@ -62,6 +64,8 @@ def describe_address(address: Address) -> str:
 
 #: The longest message qmpsh reads (QEMU's schema is ~200 KiB; a guest can make replies far larger).
 READ_LIMIT = 512 * 1024 * 1024
+#: The most the reader takes from the socket's buffer at a time (what asyncio reads from a socket at once).
+READ_CHUNK = 256 * 1024
 #: How long connecting may take (greeting and negotiation) when no --timeout is given.
 CONNECT_TIMEOUT = 30.0
 
@@ -139,6 +143,22 @@ def encode(msg: Mapping[str, object]) -> bytes:
     return data + b"\n"
 
 
+def decode(line: bytes, whole: bool = True) -> dict[str, object]:
+    """One message read (a line, without its newline), as qemu.qmp's ``Message`` reads it, with its errors.
+
+    ``whole``: the line ended with a newline (not the last bytes before the server hung up).
+    :raise DeserializationError: not JSON (its ``raw`` ends with a newline when the line had one).
+    :raise UnexpectedTypeError: JSON that is not an object.
+    """
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DeserializationError("Failed to deserialize QMP message.", line + b"\n" if whole else line) from err
+    if not isinstance(obj, dict):
+        raise UnexpectedTypeError("QMP message is not a JSON object.", obj)
+    return obj
+
+
 def _ignore(msg: Mapping[str, object]) -> None:
     pass
 
@@ -163,6 +183,7 @@ class SocketTransport(QMPClient):
         self._waiting: dict[RequestId, asyncio.Future[Mapping[str, object]]] = {}  # user requests sent by submit()
         self._unanswered: dict[RequestId, None] = {}  # ids of every request sent and not answered yet, oldest first
         self._orphans = False  # an id-less error answered the oldest request: more may follow, no one's
+        self._partial = bytearray()  # the start of a message whose end has not been read yet
         self._on_sent: MessageHook = _ignore
         self._on_received: MessageHook = _ignore
         self._tap = tap
@@ -178,18 +199,18 @@ class SocketTransport(QMPClient):
             self._unanswered[exec_id] = None
         return msg
 
-    def _cb_inbound(self, msg: Message) -> Message:
+    def _cb_inbound(self, msg: Message) -> Message:  # the greeting and negotiation (then the reader below reads)
         if self._tap:
             self._tap.received(bytes(msg))  # the bytes as read: Message keeps them
         self.last_received = msg
         self.last_activity = time.monotonic()
-        obj = msg._object  # the dict Message wraps: its own lookups go through Python code
+        obj = msg._object  # the dict Message wraps
         if "event" not in obj:
-            self._answer(msg, obj)
+            self._answer(obj)
         return msg
 
-    def _answer(self, msg: Message, obj: dict[str, object]) -> None:
-        """Take the request ``msg`` answers off the unanswered; an error without an id answers the oldest.
+    def _answer(self, obj: dict[str, object]) -> None:
+        """Take the request reply ``obj`` answers off the unanswered; an error without an id answers the oldest.
 
         QEMU answers in order, and has no id to give when it could not read a request. It then reads
         the rest of that request on its own, with an id-less error for each piece: those answer no
@@ -203,15 +224,61 @@ class SocketTransport(QMPClient):
         elif "error" in obj and self._unanswered and not self._orphans:
             oldest = next(iter(self._unanswered))
             del self._unanswered[oldest]
-            msg["id"] = oldest  # from here on it is that request's reply, to qemu.qmp too
+            obj["id"] = oldest  # from here on it is that request's reply, to qemu.qmp too
             self._orphans = True
 
-    async def _on_message(self, msg: Message) -> None:
-        obj = msg._object  # the dict Message wraps: read here and by the owner many times
-        exec_id = None if "event" in obj else reply_id(obj)
-        if isinstance(exec_id, str) and exec_id.startswith(OWN_ID_PREFIX):  # a reply to QMPClient's own request
-            await super()._on_message(msg)  # to its caller (one given up on gets its reply late: dropped)
+    async def _bh_recv_message(self) -> None:
+        """The reader task's step: every whole message that has arrived, handed on in wire order.
+
+        qemu.qmp's step reads one message (a ``readline``, a ``Message``); this one reads what the socket
+        has (up to READ_CHUNK) and splits it into lines, so that a flood of events costs one step per
+        read. A fault ends the connection as qemu.qmp's would, after the messages before it: a line
+        that is not a JSON object, a message over READ_LIMIT, the server hanging up (after the last
+        bytes it sent, read as a message as qemu.qmp reads them).
+        """
+        assert self._reader is not None
+        chunk = await self._reader.read(READ_CHUNK)
+        if not chunk:
+            rest, self._partial = bytes(self._partial), bytearray()
+            if rest and (own := self._hand_on(rest, whole=False)) is not None:
+                await self._to_qmpclient(own)
+            raise EOFError
+        self.last_activity = time.monotonic()
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._partial += chunk
+            if len(self._partial) > READ_LIMIT:
+                raise ValueError(f"the server sent a message of more than {READ_LIMIT >> 20} MiB")
             return
+        lines = chunk[:end].split(b"\n")
+        if self._partial:
+            lines[0] = bytes(self._partial + lines[0])
+            if len(lines[0]) > READ_LIMIT:  # only the first line can be longer than a chunk
+                raise ValueError(f"the server sent a message of more than {READ_LIMIT >> 20} MiB")
+        self._partial = bytearray(chunk[end + 1:])
+        for line in lines:
+            if (own := self._hand_on(line)) is not None:
+                await self._to_qmpclient(own)
+
+    async def _to_qmpclient(self, reply: dict[str, object]) -> None:
+        """A reply to QMPClient's own request, to its caller (one given up on gets it late: dropped)."""
+        await super()._on_message(Message(reply, eager=False))
+
+    def _hand_on(self, line: bytes, whole: bool = True) -> dict[str, object] | None:
+        """One message read, to the owner (``on_received``) and its request's future.
+
+        A reply to QMPClient's own request is returned instead, for ``_to_qmpclient``.
+        """
+        obj = decode(line, whole)
+        if self._tap:
+            self._tap.received(line)
+        if "event" in obj:
+            self._on_received(obj)
+            return None
+        self._answer(obj)
+        exec_id = reply_id(obj)
+        if isinstance(exec_id, str) and exec_id.startswith(OWN_ID_PREFIX):
+            return obj
         self._on_received(obj)
         waiter = self._waiting.pop(exec_id, None) if exec_id is not None else None
         if waiter is not None and not waiter.done():
@@ -219,6 +286,7 @@ class SocketTransport(QMPClient):
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
         # shown by on_received; qemu.qmp would drop it or treat an id-less
         # error as fatal.
+        return None
 
     def submit(self, msg: Mapping[str, object], exec_id: RequestId) -> asyncio.Future[Mapping[str, object]]:
         """Send a user's request under ``exec_id``; the future gets the reply.
@@ -252,6 +320,7 @@ class SocketTransport(QMPClient):
         finally:
             self._unanswered.clear()
             self._orphans = False
+            self._partial = bytearray()
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(TransportError("disconnected"))
