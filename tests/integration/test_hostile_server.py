@@ -459,10 +459,10 @@ def test_messages_cut_anywhere_by_the_reads_arrive_whole_and_in_order(server):
     several messages in one write, and a last reply without its newline before the server hangs up
     (read as a message, as qemu.qmp reads it) each arrive whole, in wire order."""
     event = encode({"event": "ODD", "data": {"n": 1}, "timestamp": {"seconds": 1, "microseconds": 2}})
-    status = encode({**STATUS, "id": "qmpsh-1"})
+    status = encode({**STATUS, "id": 1})
     server.when("query-status", raw(event[:7]), delay(0.2), raw(event[7:] + status[:5]), delay(0.2),
                 raw(status[5:] + event))
-    server.when("query-name", raw(encode({**NAME, "id": "qmpsh-2"}).rstrip(b"\n")), close())
+    server.when("query-name", raw(encode({**NAME, "id": 2}).rstrip(b"\n")), close())
     run = qmpsh(str(server.path), stdin="query-status\nquery-name\n")
     assert run.docs() == [json.loads(event), STATUS, json.loads(event), NAME], run
     assert run.returncode == 0, run
