@@ -151,7 +151,7 @@ def decode(line: bytes, whole: bool = True) -> dict[str, object]:
     :raise UnexpectedTypeError: JSON that is not an object.
     """
     try:
-        obj = json.loads(line)
+        obj = json.loads(line.decode("utf-8", "surrogatepass"))  # QMP is UTF-8: json need not guess the encoding
     except json.JSONDecodeError as err:
         raise DeserializationError("Failed to deserialize QMP message.", line + b"\n" if whole else line) from err
     if not isinstance(obj, dict):
