@@ -64,10 +64,10 @@ def about(job_id: str) -> Predicate:
 
 def _created(event: Event) -> str | None:
     """The id of the job whose creation the event reports."""
+    if event.get("event") != "JOB_STATUS_CHANGE":  # (first: called for every event, and most are not)
+        return None
     data = event.get("data")
-    if event.get("event") == "JOB_STATUS_CHANGE" and isinstance(data, Mapping) and data.get("status") == "created":
-        return job_of(event)
-    return None
+    return job_of(event) if isinstance(data, Mapping) and data.get("status") == "created" else None
 
 
 def event_filter(name: str, wanted: Mapping[str, object]) -> Predicate:
