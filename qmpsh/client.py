@@ -333,7 +333,7 @@ class SocketTransport(QMPClient):
         except ExecuteError as err:
             raise CommandError(err.error_class, str(err)) from err
         except QMPError as err:
-            raise TransportError(str(err) or type(err).__name__) from err
+            raise TransportError((str(err) or type(err).__name__).splitlines()[0]) from err  # one line: the first
 
     @property
     def running(self) -> bool:

@@ -449,9 +449,11 @@ class Session:
         except CommandError as err:
             self.renderer.error(f"/{builtin.name}: {err.error_class}: {err.desc}")
             return False
-        except (TransportError, OSError, EOFError):
+        except (TransportError, OSError, EOFError) as err:
             if lost_before:  # said when it happened; this line could not work without it
                 self.renderer.error(f"/{builtin.name}: not connected to QEMU: /reconnect first")
+            elif self.transport.running:  # an answer it could not use (a server's odd reply): the line fails
+                self.renderer.error(f"/{builtin.name}: {err}")
             else:
                 await self.lose(f"during /{builtin.name}")
             return False

@@ -648,3 +648,14 @@ def test_logfile_in_a_missing_directory_fails_before_connecting(server, tmp_path
     time.sleep(0.2)  # an accept would have been recorded by now
     assert server.connections == [] and server.requests == []
     assert not log.parent.exists()
+
+
+def test_a_reply_to_qmpshs_own_query_that_is_no_reply_fails_the_line_not_the_session(server):
+    """/job asks query-jobs for itself; an answer with neither "return" nor "error" is the server's fault,
+    but the connection is still up: the line fails in one line, and the next line runs. It used to
+    close the connection and say "the server closed the connection" (exit status 3)."""
+    server.when("query-jobs", reply({"bogus": 1}))
+    run = qmpsh(str(server.path), stdin="/job job0\nquery-name\n")
+    assert run.stderr == "error: /job: QMP reply is missing a 'error' or 'return' member\n", run
+    assert run.docs() == [{"return": {}}], run  # query-name, answered: the session went on
+    assert run.returncode == 1, run
