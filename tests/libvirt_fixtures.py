@@ -328,6 +328,17 @@ def libvirt_domain(libvirt_daemons: Daemons) -> Iterator[Domain]:
         destroy_domain(domain)
 
 
+@pytest.fixture(scope="module")
+def own_domain(libvirt_daemons: Daemons) -> Iterator[Domain]:
+    """A domain of this module's own, for what must never happen to the shared one: its QEMU
+    stopped, then destroyed (by the module's last test)."""
+    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-own-")
+    try:
+        yield domain
+    finally:
+        destroy_domain(domain)
+
+
 @pytest.fixture(scope="session")
 def libvirt_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """The session's one event loop for libvirt: libvirt-python binds its events to one loop per process."""

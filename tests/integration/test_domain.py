@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -165,17 +164,6 @@ def test_the_connection_dropping_exits_3(libvirt_domain: Domain):
     assert err.removeprefix(NOTE) == ("error: connection to QEMU lost while waiting for the reply to query-name: "
                                       f"the connection to libvirtd at {libvirt_domain.uri} is closed: "
                                       "it failed (libvirtd stopped, or dropped this client)\n"), err
-
-
-@pytest.fixture(scope="module")
-def own_domain(libvirt_daemons: Daemons) -> Iterator[Domain]:
-    """A domain of this module's own, for what must never happen to the shared one: its QEMU
-    stopped, then destroyed (by the module's last test)."""
-    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-own-")
-    try:
-        yield domain
-    finally:
-        destroy_domain(domain)
 
 
 def test_a_monitor_that_never_answers_at_connect_exits_3_after_timeout(own_domain: Domain):

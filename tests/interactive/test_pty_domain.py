@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 
-import pytest
 
 from tests.conftest import Qemu
 from tests.interactive.ptyterm import ENTER, PROMPT, TAB, Terminal, parse_row
@@ -139,17 +137,6 @@ def test_reconnect_gets_a_dropped_libvirt_connection_back(libvirt_domain: Domain
         term.run("query-name", f'"name": "{libvirt_domain.name}"')
     finally:
         term.close()
-
-
-@pytest.fixture(scope="module")
-def own_domain(libvirt_daemons: Daemons) -> Iterator[Domain]:
-    """A domain of this module's own, for what must never happen to the shared one: its QEMU
-    stopped, then destroyed (by the module's last test)."""
-    domain = create_domain(libvirt_daemons.uri, "qmpsh-test-own-")
-    try:
-        yield domain
-    finally:
-        destroy_domain(domain)
 
 
 def test_a_request_given_up_on_before_its_turn_is_never_sent(own_domain: Domain):
