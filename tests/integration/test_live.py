@@ -36,13 +36,19 @@ async def until(check: Callable[[], object], what: str, session: Session) -> Non
             pass
 
 
+async def connected(qemu: Qemu) -> tuple[Session, Sent]:
+    """A session connected to ``qemu``, and the tap that sees what it sends."""
+    tap = Sent()
+    session = Session(Renderer(), Options(), SocketTransport(qemu.socket, tap=tap))
+    await session.connect()
+    return session, tap
+
+
 def test_run_state_and_jobs_are_kept_current(qemu: Qemu) -> None:
     """The run state from one query-status and then events; a job with progress, then gone."""
 
     async def test() -> None:
-        tap = Sent()
-        session = Session(Renderer(), Options(), SocketTransport(qemu.socket, tap=tap))
-        await session.connect()
+        session, tap = await connected(qemu)
         live = session.live
         try:
             for line in CHAIN.splitlines():
@@ -70,9 +76,7 @@ def test_run_state_and_jobs_are_kept_current(qemu: Qemu) -> None:
 
 def test_a_new_connection_forgets_the_old_state_and_asks_again(qemu: Qemu) -> None:
     async def test() -> None:
-        tap = Sent()
-        session = Session(Renderer(), Options(), SocketTransport(qemu.socket, tap=tap))
-        await session.connect()
+        session, tap = await connected(qemu)
         try:
             session.live.start()
             await until(lambda: session.live.run_state == "prelaunch", "the run state", session)
@@ -104,9 +108,7 @@ def test_following_a_job_polls_only_while_it_follows(qemu: Qemu) -> None:
     """A script's /job starts the polling; it stops once nothing is followed (no query every second after)."""
 
     async def test() -> None:
-        tap = Sent()
-        session = Session(Renderer(), Options(), SocketTransport(qemu.socket, tap=tap))
-        await session.connect()
+        session, tap = await connected(qemu)
         live = session.live
         try:
             with live.following():
@@ -128,8 +130,7 @@ def test_following_a_job_polls_only_while_it_follows(qemu: Qemu) -> None:
 
 def test_fresh_jobs_says_at_once_when_there_is_no_connection(qemu: Qemu) -> None:
     async def test() -> None:
-        session = Session(Renderer(), Options(), SocketTransport(qemu.socket))
-        await session.connect()
+        session, _ = await connected(qemu)
         await session.transport.close()
         with pytest.raises(TransportError):
             await asyncio.wait_for(session.live.fresh_jobs(), 2)
@@ -143,8 +144,7 @@ def test_an_ask_made_as_the_last_task_ends_is_answered(qemu: Qemu) -> None:
     then closed a healthy connection (the README tour failed 3 runs in 6 under two CPU hogs)."""
 
     async def test() -> None:
-        session = Session(Renderer(), Options(), SocketTransport(qemu.socket))
-        await session.connect()
+        session, _ = await connected(qemu)
         live = session.live
         assert await live.fresh_jobs() == ()
         ended = live._task
