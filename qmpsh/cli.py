@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import atexit
 import contextlib
@@ -13,17 +12,22 @@ import signal
 import sys
 import textwrap
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from qmpsh import __version__, config
 
 if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
+
     from qmpsh.launch import LaunchedQemu
     from qmpsh.logfile import Logfile
     from qmpsh.record import Recorder
     from qmpsh.session import Session
     from qmpsh.transcript import Step
     from qmpsh.transport import Transport
+
+    Arguments = argparse.Namespace | SimpleNamespace  # the parser's, or a plain command line's (_plain_arguments)
 
 
 class ExitStatus(enum.IntEnum):
@@ -36,6 +40,16 @@ class ExitStatus(enum.IntEnum):
 
 SCRIPT_TIMEOUT = 300.0
 DEFAULT_HISTORY_SIZE = 1000
+
+#: Every option's default, by the parser's dest: the one place they are set. The parser takes them
+#: (``set_defaults``), and so does a command line of only ADDRESS and FILEs read without the parser.
+DEFAULTS: dict[str, object] = {
+    "verbose": False, "pretty": False, "logfile": None, "skip_negotiation": False, "hmp": False,
+    "exit_on_error": False, "echo": False, "no_schema": False, "color": "auto", "events": "all",
+    "timestamps": "absolute", "timeout": None, "wait_for_socket": 0.0, "reconnect": False,
+    "history_size": DEFAULT_HISTORY_SIZE, "editing_mode": "emacs", "launch": False, "workdir": None,
+    "domain": None, "connect": None, "export": None, "replay": None, "record": None,
+}
 
 SUMMARY = "an interactive shell for the QEMU Machine Protocol (QMP)"
 DESCRIPTION = (
@@ -101,16 +115,16 @@ def _format_sections(sections: list[tuple[str, list[tuple[str, str]]]], width: i
 EPILOG = _format_sections(HELP_SECTIONS)
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
     """argparse's formatter, as wide as the terminal, found without shutil.
 
     argparse makes a formatter for every add_argument call, and its default width comes from
     shutil.get_terminal_size(): importing shutil (with bz2, lzma and zlib) costs a start-up 3 ms.
     This reads the size the same way: $COLUMNS, then stdout's terminal, then 80.
     """
+    import argparse
 
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_terminal_columns() - 2)
+    return argparse.RawDescriptionHelpFormatter(prog, width=_terminal_columns() - 2)
 
 
 def _terminal_columns() -> int:
@@ -127,11 +141,13 @@ def _terminal_columns() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="qmpsh",
         description=textwrap.fill(DESCRIPTION, 79),
         epilog=EPILOG,
-        formatter_class=_HelpFormatter,
+        formatter_class=_help_formatter,
     )
     parser.add_argument("address", nargs="?", metavar="ADDRESS",
                         help="QMP server: a unix socket path or HOST:PORT (default: $QMP_SOCKET)")
@@ -142,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print each command sent, as JSON, before its reply")
     parser.add_argument("-p", "--pretty", action="store_true", help="indent JSON output")
-    parser.add_argument("--no-pretty", dest="pretty", action="store_false", default=False,
+    parser.add_argument("--no-pretty", dest="pretty", action="store_false",
                         help="compact JSON output, even if the config file says pretty")
     parser.add_argument("-l", "--logfile", metavar="PATH",
                         help="append every message sent and received as timestamped JSON lines")
@@ -155,25 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "does; requests then go one at a time")
     parser.add_argument("--no-schema", action="store_true",
                         help="send key=value arguments as typed: no checking or coercion against the QMP schema")
-    parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto", metavar="WHEN",
+    parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), metavar="WHEN",
                         help="colour output: auto (a terminal and no NO_COLOR), always or never")
-    parser.add_argument("--events", metavar="SPEC", default="all", type=_event_filter,
+    parser.add_argument("--events", metavar="SPEC", type=_event_spec,
                         help="which events print inline: all, only:NAME[,NAME...] or hide:NAME[,NAME...] "
                              "(names may be globs such as BLOCK_JOB_*); /events changes it later")
-    parser.add_argument("--timestamps", choices=("absolute", "relative", "off"), default="absolute",
+    parser.add_argument("--timestamps", choices=("absolute", "relative", "off"),
                         help="how events show their time at a terminal (relative: since the last command)")
     parser.add_argument("--timeout", metavar="SECONDS", type=_seconds,
                         help="give up on a reply (and on the greeting) after SECONDS; scripts then exit 3 "
                              "(default: wait forever at a terminal, 300 s in scripts; 0 or inf: wait forever "
                              "for replies)")
-    parser.add_argument("--wait-for-socket", metavar="SECONDS", type=_seconds, default=0.0,
+    parser.add_argument("--wait-for-socket", metavar="SECONDS", type=_seconds,
                         help="retry the first connection for up to SECONDS while QEMU starts")
     parser.add_argument("--reconnect", action="store_true",
                         help="at a terminal, reconnect by itself (with backoff) when QEMU goes away")
-    parser.add_argument("--history-size", metavar="N", type=_count, default=DEFAULT_HISTORY_SIZE,
+    parser.add_argument("--history-size", metavar="N", type=_count,
                         help=f"keep the last N commands in the history file (default: {DEFAULT_HISTORY_SIZE}; "
                              "0: no history)")
-    parser.add_argument("--editing-mode", choices=("emacs", "vi"), default="emacs",
+    parser.add_argument("--editing-mode", choices=("emacs", "vi"),
                         help="key bindings for the input line (default: emacs)")
     parser.add_argument("--launch", action="store_true",
                         help="start QEMU for this session (QEMU arguments after --; none: the live block "
@@ -202,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write each line that succeeds to FILE (a new file) as it runs, as /save does: a "
                              "script qmpsh can run again")
     parser.add_argument("--version", action="version", version=f"qmpsh {__version__}")
+    parser.set_defaults(**DEFAULTS)
     return parser
 
 
@@ -221,16 +238,18 @@ def _non_negative(convert: Callable[[str], float], what: str, most: int | None =
     """An argparse type: ``convert`` the text, refusing what is not ``what`` (NaN), below zero or over ``most``."""
 
     def parse(text: str) -> float:
+        from argparse import ArgumentTypeError  # only when an option is given, and then argparse is loaded
+
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+            raise ArgumentTypeError(f"not {what}: {text!r}") from None
         if value != value:  # NaN: every comparison with it is false
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+            raise ArgumentTypeError(f"not {what}: {text!r}")
         if value < 0:
-            raise argparse.ArgumentTypeError("cannot be negative")
+            raise ArgumentTypeError("cannot be negative")
         if most is not None and value > most:
-            raise argparse.ArgumentTypeError(f"too large: at most {most}")
+            raise ArgumentTypeError(f"too large: at most {most}")
         return value
 
     return parse
@@ -240,13 +259,17 @@ _seconds = _non_negative(float, "a number of seconds")
 _count = _non_negative(int, "a whole number", most=sys.maxsize)  # a larger one is no index: islice refuses it
 
 
-def _event_filter(spec: str) -> object:
+def _event_spec(spec: str) -> str:
+    """--events SPEC, checked (the session parses it when it starts)."""
     from qmpsh.events import EventFilter
 
     try:
-        return EventFilter.parse(spec)
+        EventFilter.parse(spec)
     except ValueError as err:
+        import argparse
+
         raise argparse.ArgumentTypeError(str(err)) from None
+    return spec
 
 
 def _split_qemu_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -361,11 +384,30 @@ def _run_status(end: _SessionEnd) -> ExitStatus:
     return ExitStatus.FAILED if end.failed else ExitStatus.OK
 
 
-def _arguments(own: list[str], qemu_args: list[str]) -> tuple[argparse.Namespace, Mode]:
+def _arguments(own: list[str], qemu_args: list[str]) -> tuple[Arguments, Mode]:
     """The options (the config file's values under the command line's) and the mode they ask for.
 
     A usage error exits 2 through argparse; :raise _Refused: the config file cannot be used.
     """
+    args = _plain_arguments(own) or _parsed_arguments(own)
+    _script_files(args)
+    target = _target(args, qemu_args)
+    address = (args.address or os.environ.get("QMP_SOCKET") or "") if target is Target.SOCKET else ""
+    return args, Mode(target, address, sys.stdin.isatty() and args.replay is None and not args.files)
+
+
+def _plain_arguments(own: list[str]) -> SimpleNamespace | None:
+    """``ADDRESS [FILE...]`` and no config file: the defaults and those words, read without argparse
+    (importing it and building the parser are 2 ms of a 50 ms start-up). None for any other command line."""
+    if any(word.startswith("-") and word != "-" for word in own) or config.exists():
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**DEFAULTS, address=own[0] if own else None, files=own[1:])
+
+
+def _parsed_arguments(own: list[str]) -> argparse.Namespace:
+    """The command line read by the parser, over the config file's values; :raise _Refused: see _arguments."""
     parser = build_parser()
     args = parser.parse_args(own)  # --help and --version work whatever the config file says
     try:
@@ -375,13 +417,15 @@ def _arguments(own: list[str], qemu_args: list[str]) -> tuple[argparse.Namespace
     if defaults:  # the file's values become defaults: options given on the command line win
         parser.set_defaults(**defaults)
         args = parser.parse_args(own)
-    _script_files(parser, args)
-    target = _target(parser, args, qemu_args)
-    address = (args.address or os.environ.get("QMP_SOCKET") or "") if target is Target.SOCKET else ""
-    return args, Mode(target, address, sys.stdin.isatty() and args.replay is None and not args.files)
+    return args
 
 
-def _script_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _usage_error(message: str) -> NoReturn:
+    """Exit 2 with the usage line and ``message``, as argparse does for a bad option."""
+    build_parser().error(message)
+
+
+def _script_files(args: Arguments) -> None:
     """ADDRESS FILE...: the first word is a script file too (a #! script's own path, or -) when
     --domain, --launch or $QMP_SOCKET says where QEMU is. A FILE that cannot be read is a usage error."""
     elsewhere = args.domain is not None or args.launch or bool(os.environ.get("QMP_SOCKET"))
@@ -390,42 +434,42 @@ def _script_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.files.insert(0, first)
         args.address = None
     if args.files and args.replay is not None:
-        parser.error("--replay runs the commands of its LOG: give no script FILE")
+        _usage_error("--replay runs the commands of its LOG: give no script FILE")
     for path in args.files:
         if path != "-" and not os.access(path, os.R_OK):
-            parser.error(f"cannot read script {path}")
+            _usage_error(f"cannot read script {path}")
 
 
-def _target(parser: argparse.ArgumentParser, args: argparse.Namespace, qemu_args: list[str]) -> Target:
+def _target(args: Arguments, qemu_args: list[str]) -> Target:
     """What the arguments ask qmpsh to talk to; a combination that makes no sense is a usage error.
 
     :raise _Refused: --domain without libvirt-python.
     """
     if args.export is not None:
         if not args.address or args.launch or args.domain is not None or args.record or args.replay:
-            parser.error("--export python FILE: give the -l log, script or /save file to export, and no "
+            _usage_error("--export python FILE: give the -l log, script or /save file to export, and no "
                          "--launch, --domain, --record or --replay")
         return Target.EXPORT
     if qemu_args and not args.launch:
-        parser.error("QEMU arguments after -- need --launch")
+        _usage_error("QEMU arguments after -- need --launch")
     if args.launch and args.address:
-        parser.error("give either ADDRESS or --launch, not both")
+        _usage_error("give either ADDRESS or --launch, not both")
     if args.domain is not None:
         if args.address or args.launch or args.skip_negotiation:
-            parser.error("--domain takes the place of ADDRESS, --launch and --skip-negotiation")
+            _usage_error("--domain takes the place of ADDRESS, --launch and --skip-negotiation")
         if args.wait_for_socket:  # libvirt's connection has no socket to wait for: refused, not ignored
-            parser.error("--wait-for-socket is for a QMP socket (ADDRESS, --launch), not --domain")
+            _usage_error("--wait-for-socket is for a QMP socket (ADDRESS, --launch), not --domain")
         try:
             import qmpsh.domain  # noqa: F401 - the optional extra, libvirt-python
         except ImportError as err:
             raise _Refused(err) from None
         return Target.DOMAIN
     if args.connect is not None:
-        parser.error("-c/--connect needs --domain")
+        _usage_error("-c/--connect needs --domain")
     if args.launch:
         return Target.LAUNCH
     if not (args.address or os.environ.get("QMP_SOCKET")):
-        parser.error("no QMP server: give ADDRESS, set QMP_SOCKET, or use --launch")
+        _usage_error("no QMP server: give ADDRESS, set QMP_SOCKET, or use --launch")
     return Target.SOCKET
 
 
@@ -455,7 +499,7 @@ def _launcher(mode: Mode, qemu_args: list[str], workdir: str | None,
     return launched
 
 
-def _serve(args: argparse.Namespace, mode: Mode, log: Logfile | None, launched: LaunchedQemu | None) -> _SessionEnd:
+def _serve(args: Arguments, mode: Mode, log: Logfile | None, launched: LaunchedQemu | None) -> _SessionEnd:
     """Start the launched QEMU, if any, and run the session in an event loop.
 
     From here on SIGHUP and SIGTERM end the run as leaving does (:raise _Ended:).
@@ -510,7 +554,7 @@ def _stop_launched(launched: LaunchedQemu) -> None:
             pass  # the terminal is gone (hang-up): the directory is kept all the same
 
 
-async def _run_until_signal(args: argparse.Namespace, mode: Mode, address: str, launched: LaunchedQemu | None,
+async def _run_until_signal(args: Arguments, mode: Mode, address: str, launched: LaunchedQemu | None,
                             log: Logfile | None, ending: tuple[signal.Signals, ...]) -> _SessionEnd:
     """Run the session; a hang-up or SIGTERM ends it as leaving does (a launched QEMU is stopped cleanly):
     :raise _Ended: with the signal."""
@@ -533,7 +577,7 @@ async def _run_until_signal(args: argparse.Namespace, mode: Mode, address: str, 
         raise _Ended(caught[0]) from None  # an OSError here: the closed terminal refused the last words
 
 
-def _transport(args: argparse.Namespace, mode: Mode, address: str, log: Logfile | None) -> Transport:
+def _transport(args: Arguments, mode: Mode, address: str, log: Logfile | None) -> Transport:
     """The connection the mode asks for, not yet open: a libvirt domain's monitor or a QMP socket."""
     if mode.target is Target.DOMAIN:
         from qmpsh.domain import DomainTransport
@@ -544,21 +588,22 @@ def _transport(args: argparse.Namespace, mode: Mode, address: str, log: Logfile 
     return SocketTransport(parse_address(address), tap=log, negotiate=not args.skip_negotiation)
 
 
-async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: LaunchedQemu | None,
+async def _run(args: Arguments, mode: Mode, address: str, launched: LaunchedQemu | None,
                log: Logfile | None) -> _SessionEnd:
     """Connect and run the prompt or the script.
 
     :raise _Unreachable: the first connection failed (said on stderr).
     :raise _Refused: the launched QEMU died before it could be reached.
     """
+    from qmpsh.events import EventFilter
     from qmpsh.render import Renderer, want_colour
     from qmpsh.session import Options, Session
 
     renderer = Renderer(pretty=args.pretty, colour=want_colour(args.color, sys.stdout),
                         interactive=mode.interactive, timestamps=args.timestamps)
     options = Options(verbose=args.verbose, hmp=args.hmp, exit_on_error=args.exit_on_error,
-                      interactive=mode.interactive, use_schema=not args.no_schema, event_filter=args.events,
-                      reconnect=args.reconnect,
+                      interactive=mode.interactive, use_schema=not args.no_schema,
+                      event_filter=EventFilter.parse(args.events), reconnect=args.reconnect,
                       pipeline=not (mode.interactive or args.verbose or args.exit_on_error or args.echo),
                       echo=args.echo,
                       timeout=_reply_timeout(args.timeout, mode.interactive),
@@ -575,7 +620,7 @@ async def _run(args: argparse.Namespace, mode: Mode, address: str, launched: Lau
             recorder.close()
 
 
-async def _session(session: Session, args: argparse.Namespace, mode: Mode, steps: list[Step]) -> _SessionEnd:
+async def _session(session: Session, args: Arguments, mode: Mode, steps: list[Step]) -> _SessionEnd:
     """Connect ``session``, and run the prompt, the replay or the script."""
     from qmpsh.transport import ConnectFailure
 

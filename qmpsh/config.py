@@ -20,12 +20,15 @@ whose message is one line naming the file and the line.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
 import re
 import stat
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 # key -> the TOML type its value must have; the key is also the option's long name
 KEYS: dict[str, type] = {
@@ -79,6 +82,12 @@ def open_regular(path: str | os.PathLike[str], flags: int) -> int:
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     raise OSError(errno.EINVAL, "not a regular file", str(path))
+
+
+def exists() -> bool:
+    """Whether there is a config file for ``load`` to read, or one named that it will say is missing."""
+    path, must_exist = config_path()
+    return path is not None and (must_exist or os.path.exists(path))
 
 
 def load(parser: argparse.ArgumentParser) -> dict[str, object]:
@@ -164,9 +173,11 @@ def _option_value(key: str, value: object, action: argparse.Action) -> object:
         choices = ", ".join(str(choice) for choice in action.choices)
         raise ValueError(f"{key} must be one of {choices}, not {_show(value)}")
     if callable(action.type):
+        from argparse import ArgumentTypeError
+
         try:
             return action.type(str(value))
-        except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+        except (ArgumentTypeError, TypeError, ValueError) as err:
             raise ValueError(f"{key} = {_show(value)}: {err}") from None
     return value
 

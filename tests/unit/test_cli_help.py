@@ -54,7 +54,7 @@ def test_width_is_argparses_own(monkeypatch, columns):
         monkeypatch.setenv("COLUMNS", columns)
     for size in (lambda fd: os.terminal_size((101, 30)), no_terminal):
         monkeypatch.setattr(os, "get_terminal_size", size)
-        assert cli._HelpFormatter("qmpsh")._width == argparse.HelpFormatter("qmpsh")._width
+        assert cli._help_formatter("qmpsh")._width == argparse.HelpFormatter("qmpsh")._width
 
 
 def test_build_parser_does_not_import_shutil():

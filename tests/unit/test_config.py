@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from qmpsh import cli, config
-from qmpsh.events import EventFilter
 from tests.conftest import write_config
 
 
@@ -54,7 +53,7 @@ def test_the_file_sets_every_key(monkeypatch):
     args = parsed(monkeypatch)
     assert args.pretty is True
     assert args.color == "never"
-    assert isinstance(args.events, EventFilter) and str(args.events) == "hide:JOB_STATUS_CHANGE,BLOCK_JOB_*"
+    assert args.events == "hide:JOB_STATUS_CHANGE,BLOCK_JOB_*"
     assert args.timestamps == "relative"
     assert args.history_size == 50
     assert args.editing_mode == "vi"
@@ -170,7 +169,33 @@ def test_unreadable_files(monkeypatch, capsys, tmp_path):
 
 def test_a_missing_default_file_is_fine(monkeypatch):
     assert not (Path(os.environ["XDG_CONFIG_HOME"]) / "qmpsh" / "config.toml").exists()
-    assert isinstance(parsed(monkeypatch), argparse.Namespace)
+    args = parsed(monkeypatch)
+    assert not isinstance(args, int)
+    assert vars(args) == {**cli.DEFAULTS, "address": "/nonexistent/qmp.sock", "files": []}
+
+
+@pytest.mark.parametrize("own", [[], ["q.sock"], ["q.sock", "a.qmp", "-"], ["-"], [""]])
+def test_a_command_line_of_only_words_reads_as_the_parser_reads_it(own):
+    """ADDRESS and FILEs without a config file skip argparse: the same options as the parser's."""
+    plain = cli._plain_arguments(own)
+    assert plain is not None
+    assert vars(plain) == vars(cli.build_parser().parse_args(own))
+
+
+def test_an_option_or_a_config_file_takes_the_parser(monkeypatch, tmp_path):
+    assert cli._plain_arguments(["-p", "q.sock"]) is None
+    assert cli._plain_arguments(["q.sock", "--", "x"]) is None  # main takes QEMU's arguments off first
+    write_config("pretty = true\n")
+    assert cli._plain_arguments(["q.sock"]) is None
+    monkeypatch.setenv("QMPSH_CONFIG", str(tmp_path / "missing.toml"))  # named: its absence is an error to report
+    assert cli._plain_arguments(["q.sock"]) is None
+    monkeypatch.setenv("QMPSH_CONFIG", "")  # set but empty: no config file
+    assert cli._plain_arguments(["q.sock"]) is not None
+
+
+def test_the_defaults_are_the_parsers_every_options():
+    dests = {action.dest for action in cli.build_parser()._actions if action.option_strings}
+    assert set(cli.DEFAULTS) == dests - {"help", "version"}
 
 
 def test_every_key_is_an_option_of_the_same_name():
