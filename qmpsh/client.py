@@ -47,13 +47,13 @@ Address = str | tuple[str, int]
 logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
 logging.getLogger("qemu.qmp").propagate = False
 
-_HOST_PORT = re.compile(r"^\[?([^\[\]]*?)\]?:(\d+)$")
+_HOST_PORT = r"^\[?([^\[\]]*?)\]?:(\d+)$"  # compiled at first use: a path with a slash never needs it
 
 
 def parse_address(text: str) -> Address:
     """A unix socket path, or ``HOST:PORT`` (``[::1]:4444`` for IPv6)."""
-    match = _HOST_PORT.match(text)
-    if match and "/" not in text:
+    match = None if "/" in text else re.match(_HOST_PORT, text)
+    if match:
         return (match.group(1) or "localhost", int(match.group(2)))
     return text
 
