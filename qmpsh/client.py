@@ -143,6 +143,23 @@ def encode(msg: Mapping[str, object]) -> bytes:
     return data + b"\n"
 
 
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _loads(text: str) -> object:
+    """``json.loads(text)``, quicker for a line that is the JSON alone, as servers write it.
+
+    ``raw_decode`` reads the JSON at the start of the text and says where it ended, without the two
+    whitespace scans of ``json.loads`` (half its time for an event); any other line gets
+    ``json.loads``' own answer, so what is accepted and every error are the same.
+    """
+    try:
+        obj, end = _JSON_DECODER.raw_decode(text)
+    except json.JSONDecodeError:
+        return json.loads(text)
+    return obj if end == len(text) else json.loads(text)
+
+
 def decode(line: bytes, whole: bool = True) -> dict[str, object]:
     """One message read (a line, without its newline), as qemu.qmp's ``Message`` reads it, with its errors.
 
@@ -150,8 +167,9 @@ def decode(line: bytes, whole: bool = True) -> dict[str, object]:
     :raise DeserializationError: not JSON (its ``raw`` ends with a newline when the line had one).
     :raise UnexpectedTypeError: JSON that is not an object.
     """
+    text = line.decode("utf-8", "surrogatepass")  # QMP is UTF-8: json need not guess the encoding
     try:
-        obj = json.loads(line.decode("utf-8", "surrogatepass"))  # QMP is UTF-8: json need not guess the encoding
+        obj = _loads(text)
     except json.JSONDecodeError as err:
         raise DeserializationError("Failed to deserialize QMP message.", line + b"\n" if whole else line) from err
     if not isinstance(obj, dict):
