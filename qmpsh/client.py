@@ -5,8 +5,9 @@ private names (``PRIVATE_NAMES``; ``tests/unit/test_qemu_qmp.py`` checks that ea
 installed qemu.qmp, and that it is a version this module was checked against, ``VERIFIED``).
 ``SocketTransport`` implements ``transport.Transport``: it hands every message to its owner in
 wire order, as plain dicts, and raises ``transport``'s errors. It also replaces qemu.qmp's
-debug-logging hooks, which stringify every message even when nobody logs, and its reader's step,
-which reads one message at a time, with one that hands on every whole message that has arrived.
+debug-logging hooks, which stringify every message even when nobody logs, and its reader: once the
+session runs, every whole message that arrives is handed on from the connection's protocol
+(``data_received``), with no stream buffer and no wake-up of a reader task in between.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 VERIFIED = ("0.0.4", "0.0.6")
 #: Every private qemu.qmp name used here, by the class that has it. 0.0.3 lacks QMPClient's readbuflen.
 PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
-    QMPClient: ("_cb_outbound", "_cb_inbound", "_on_message", "_bh_recv_message", "_bh_disconnect", "_reader",
-                "_writer"),
+    QMPClient: ("_cb_outbound", "_cb_inbound", "_bh_recv_message", "_bh_disconnect", "_reader", "_writer",
+                "_pending", "_schedule_disconnect"),
     Message: ("_object",),
 }
 
@@ -181,11 +182,46 @@ def _ignore(msg: Mapping[str, object]) -> None:
     pass
 
 
+class _Direct(asyncio.Protocol):
+    """The connection's protocol once the session runs: what arrives is handed on at once (``take``).
+
+    The rest goes to the ``StreamReaderProtocol`` it took the place of, which the stream reader and
+    writer still use: the end of the connection (EOF, an error) reaches the reader task, which waits
+    for nothing else now; the writer's drain and close work as before.
+    """
+
+    def __init__(self, take: Callable[[bytes], None], fault: Callable[[Exception], None],
+                 stream: asyncio.Protocol) -> None:
+        self._take, self._fault, self._stream = take, fault, stream
+        self.on = True  # until a fault, or the end of the reader task
+
+    def data_received(self, data: bytes) -> None:
+        if not self.on:
+            return  # after a fault, or once the reader task is over: dropped, as nothing more was read
+        try:
+            self._take(data)
+        except Exception as err:  # noqa: BLE001 - ends the connection, as it would in the reader task
+            self.on = False
+            self._fault(err)
+
+    def eof_received(self) -> bool | None:
+        return self._stream.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stream.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._stream.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._stream.resume_writing()
+
+
 class SocketTransport(QMPClient):
     """A QMPClient whose traffic is tapped in wire order: a ``transport.Transport``.
 
-    Events never reach qemu.qmp's own listeners (``_on_message`` hands them to ``on_received``
-    instead), so its default listener does not keep every event forever.
+    Events never reach qemu.qmp's own listeners (the reader hands them to ``on_received`` instead),
+    so its default listener does not keep every event forever.
     """
 
     def __init__(self, address: Address, *, tap: WireTap | None = None, negotiate: bool = True) -> None:
@@ -202,6 +238,7 @@ class SocketTransport(QMPClient):
         self._unanswered: dict[RequestId, None] = {}  # ids of every request sent and not answered yet, oldest first
         self._orphans = False  # an id-less error answered the oldest request: more may follow, no one's
         self._partial = bytearray()  # the start of a message whose end has not been read yet
+        self._direct: _Direct | None = None  # the connection's protocol once the reader task has started
         self._on_sent: MessageHook = _ignore
         self._on_received: MessageHook = _ignore
         self._tap = tap
@@ -246,21 +283,41 @@ class SocketTransport(QMPClient):
             self._orphans = True
 
     async def _bh_recv_message(self) -> None:
-        """The reader task's step: every whole message that has arrived, handed on in wire order.
+        """The reader task's step: what the stream has read, then only the end of the connection.
 
-        qemu.qmp's step reads one message (a ``readline``, a ``Message``); this one reads what the socket
-        has (up to READ_CHUNK) and splits it into lines, so that a flood of events costs one step per
-        read. A fault ends the connection as qemu.qmp's would, after the messages before it: a line
-        that is not a JSON object, a message over READ_LIMIT, the server hanging up (after the last
-        bytes it sent, read as a message as qemu.qmp reads them).
+        The first step of a connection gives it a protocol that hands on what arrives (``_Direct``,
+        ``_take``), then hands on what was read before (during negotiation): ``read`` returns what
+        the stream holds without yielding, so nothing can arrive in between, and the steps that
+        follow take the rest, until the stream is empty. Then ``read`` returns only at the end of
+        the connection: at EOF (the last bytes the server sent before it hung up are read as a
+        message, as qemu.qmp reads them), or raising the connection's error, or a fault found in
+        ``_take``. Once the step raises, the reader task is over: nothing more is handed on.
         """
-        assert self._reader is not None
-        chunk = await self._reader.read(READ_CHUNK)
-        if not chunk:
+        assert self._reader is not None and self._writer is not None
+        try:
+            if self._direct is None:
+                transport = self._writer.transport
+                self._direct = _Direct(self._take, self._fault, cast("asyncio.Protocol", transport.get_protocol()))
+                transport.set_protocol(self._direct)
+            chunk = await self._reader.read(READ_CHUNK)
+            if chunk:
+                self._take(chunk)
+                return
             rest, self._partial = bytes(self._partial), bytearray()
-            if rest and (own := self._hand_on(rest, whole=False)) is not None:
-                await self._to_qmpclient(own)
+            if rest:
+                self._hand_on(rest, whole=False)
             raise EOFError
+        except BaseException:
+            if self._direct is not None:
+                self._direct.on = False
+            raise
+
+    def _take(self, chunk: bytes) -> None:
+        """Hand on every whole message in ``chunk`` (the bytes that arrived), in wire order; keep the rest.
+
+        A fault ends the connection, after the messages before it: a line that is not a JSON object,
+        a message over READ_LIMIT, anything the owner's hook raises.
+        """
         self.last_activity = time.monotonic()
         end = chunk.rfind(b"\n")
         if end < 0:
@@ -275,28 +332,38 @@ class SocketTransport(QMPClient):
                 raise ValueError(f"the server sent a message of more than {READ_LIMIT >> 20} MiB")
         self._partial = bytearray(chunk[end + 1:])
         for line in lines:
-            if (own := self._hand_on(line)) is not None:
-                await self._to_qmpclient(own)
+            self._hand_on(line)
 
-    async def _to_qmpclient(self, reply: dict[str, object]) -> None:
-        """A reply to QMPClient's own request, to its caller (one given up on gets it late: dropped)."""
-        await super()._on_message(Message(reply, eager=False))
+    def _fault(self, err: Exception) -> None:
+        """``_take``, called by the protocol, found a fault: the reader task raises it, and the connection
+        ends with it, as if the task had found it (the runstate leaves RUNNING at once, as it did)."""
+        if self._reader is not None:
+            self._reader.set_exception(err)  # wakes the reader task before the disconnect task's first step
+        self._schedule_disconnect()
 
-    def _hand_on(self, line: bytes, whole: bool = True) -> dict[str, object] | None:
+    def _to_qmpclient(self, reply: dict[str, object]) -> None:
+        """A reply to QMPClient's own request, to its caller: what ``QMPClient._on_message`` does with it,
+        without waiting. One given up on (no longer pending), or a second reply to it, is dropped."""
+        queue = self._pending.get(cast("str", reply["id"]))
+        if queue is not None and not queue.full():
+            queue.put_nowait(Message(reply, eager=False))
+
+    def _hand_on(self, line: bytes, whole: bool = True) -> None:
         """One message read, to the owner (``on_received``) and its request's future.
 
-        A reply to QMPClient's own request is returned instead, for ``_to_qmpclient``.
+        A reply to QMPClient's own request goes to QMPClient instead (``_to_qmpclient``).
         """
         obj = decode(line, whole)
         if self._tap:
             self._tap.received(line)
         if "event" in obj:
             self._on_received(obj)
-            return None
+            return
         self._answer(obj)
         exec_id = reply_id(obj)
         if isinstance(exec_id, str) and exec_id.startswith(OWN_ID_PREFIX):
-            return obj
+            self._to_qmpclient(obj)
+            return
         self._on_received(obj)
         waiter = self._waiting.pop(exec_id, None) if exec_id is not None else None
         if waiter is not None and not waiter.done():
@@ -304,7 +371,6 @@ class SocketTransport(QMPClient):
         # A reply nobody waits for any more (e.g. after Ctrl-C) was already
         # shown by on_received; qemu.qmp would drop it or treat an id-less
         # error as fatal.
-        return None
 
     def submit(self, msg: Mapping[str, object], exec_id: RequestId) -> asyncio.Future[Mapping[str, object]]:
         """Send a user's request under ``exec_id``; the future gets the reply.
@@ -339,6 +405,7 @@ class SocketTransport(QMPClient):
             self._unanswered.clear()
             self._orphans = False
             self._partial = bytearray()
+            self._direct = None  # the next connection gets its own
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(TransportError("disconnected"))

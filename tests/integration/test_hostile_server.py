@@ -30,7 +30,7 @@ import pytest
 
 from tests.conftest import run_qmpsh
 from tests.fakeqmp import (GREETING, FakeQMPServer, close, close_mid_reply, delay, encode, error, events, raw,
-                           reply, silence)
+                           reply, silence, with_id)
 
 RUN_TIMEOUT = 20.0  # seconds any one qmpsh run may take before the test calls it a hang
 QUICK = 5.0  # a fault qmpsh can see at once is reported within this (python start-up included)
@@ -240,6 +240,20 @@ def test_junk_after_a_reply_is_reported_for_the_next_command(server):
     run = qmpsh("-v", str(server.path), stdin="query-status\nquery-name\n")
     assert run.returncode == 3, run
     assert run.docs()[:2] == [{"execute": "query-status"}, STATUS]
+    line = one_error_line(run)
+    assert "connection to QEMU lost" in line and "not JSON: 'garbage'" in line, line
+
+
+@pytest.mark.parametrize("mode", [[], ["-e"]], ids=["pipelined", "one-at-a-time"])
+def test_junk_in_the_same_read_as_a_reply_ends_the_connection_before_the_next_line(server, mode):
+    """The reply and the junk arrive in one read: the connection is over before the reply's line is
+    done, so the next line is never sent. (Messages are handed on from the connection's protocol:
+    a fault found there must end the connection at once, not when the reader task next runs.)"""
+    server.when("query-status", lambda conn, request: conn.send_raw(encode(with_id(STATUS, request)) + b"garbage\n"))
+    run = qmpsh(*mode, "-v", str(server.path), stdin="query-status\nquery-name\n")
+    assert run.returncode == 3, run
+    assert run.docs() == [{"execute": "query-status"}, STATUS], run
+    assert [r["execute"] for r in user_requests(server)] == ["query-status"]
     line = one_error_line(run)
     assert "connection to QEMU lost" in line and "not JSON: 'garbage'" in line, line
 
